@@ -1,0 +1,32 @@
+// Element-wise and row-wise operations of the transformer block, on float32 rows. Each has a
+// scalar reference (the *_reference functions, simple and obviously right) beside the fast
+// path, which uses the instruction set of kernels::active_isa().
+#pragma once
+
+#include <cstdint>
+
+namespace dsv3::kernels {
+
+// out = x / sqrt(mean(x^2) + eps) * weight, over one row of length n. out may alias x.
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// gate[i] = silu(gate[i]) * up[i]   (the SwiGLU of the MLPs), in place on gate.
+void silu_mul(float* gate, const float* up, int64_t n);
+
+// In-place softmax of one row of length n. A row whose entries are all -inf becomes zeros.
+void softmax(float* row, int64_t n);
+
+// sum_i a[i] * b[i] (attention scores).
+float dot(const float* a, const float* b, int64_t n);
+
+// y[i] += alpha * x[i] (attention-weighted sums of values).
+void axpy(float alpha, const float* x, float* y, int64_t n);
+
+// The scalar references (double accumulation where a sum is taken).
+void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out);
+void silu_mul_reference(float* gate, const float* up, int64_t n);
+void softmax_reference(float* row, int64_t n);
+float dot_reference(const float* a, const float* b, int64_t n);
+void axpy_reference(float alpha, const float* x, float* y, int64_t n);
+
+}  // namespace dsv3::kernels

@@ -1,0 +1,20 @@
+// One transformer block: x += MLA(norm(x)); x += FFN(norm(x)), the FFN being a dense MLP for
+// the first first_k_dense_replace layers and DeepSeekMoE after.
+#pragma once
+
+#include <cstdint>
+
+#include "cache/latent_cache.h"
+#include "model/attention.h"
+#include "model/config.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace dsv3 {
+
+// Updates `hidden` ([tokens][hidden_size]) in place.
+void decoder_layer_forward(const Config& config, const Rope& rope, const DecoderLayerWeights& weights,
+                           int64_t layer, const AttentionInput& input, LatentCache& cache,
+                           float* hidden);
+
+}  // namespace dsv3

@@ -1,0 +1,122 @@
+#include "model/rope.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dsv3 {
+
+namespace {
+
+double yarn_get_mscale(double scale, double mscale) {
+  if (scale <= 1.0) return 1.0;
+  return 0.1 * mscale * std::log(scale) + 1.0;
+}
+
+// transformers computes inv_freq in float32; we round the same way so frequencies agree.
+double as_float32(double value) { return double(float(value)); }
+
+std::vector<double> default_inv_freq(int64_t dim, double base) {
+  std::vector<double> inv_freq(dim / 2);
+  for (int64_t i = 0; i < dim / 2; ++i)
+    inv_freq[i] = as_float32(1.0 / std::pow(base, double(2 * i) / double(dim)));
+  return inv_freq;
+}
+
+// YaRN (Peng et al. 2023): blend interpolated and extrapolated frequencies with a linear ramp
+// between the dimensions that make beta_fast and beta_slow rotations over the original context.
+std::vector<double> yarn_inv_freq(int64_t dim, double base, const RopeScaling& scaling,
+                                  int64_t original_max_position) {
+  auto correction_dim = [&](double rotations) {
+    return (double(dim) * std::log(double(original_max_position) / (rotations * 2.0 * M_PI))) /
+           (2.0 * std::log(base));
+  };
+  double low = correction_dim(scaling.beta_fast);
+  double high = correction_dim(scaling.beta_slow);
+  if (scaling.truncate) {
+    low = std::floor(low);
+    high = std::ceil(high);
+  }
+  low = std::max(low, 0.0);
+  high = std::min(high, double(dim - 1));
+  if (low == high) high += 0.001;  // avoid dividing by zero
+  std::vector<double> inv_freq(dim / 2);
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    const double pos_freq = std::pow(base, double(2 * i) / double(dim));
+    const double extrapolation = 1.0 / pos_freq;
+    const double interpolation = 1.0 / (scaling.factor * pos_freq);
+    const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
+    const double extrapolation_weight = 1.0 - ramp;
+    inv_freq[i] = as_float32(interpolation * (1.0 - extrapolation_weight) +
+                             extrapolation * extrapolation_weight);
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+Rope::Rope(const Config& config)
+    : dim_(config.qk_rope_head_dim),
+      interleave_(config.rope_interleave),
+      theta_(config.rope_theta),
+      scaling_(config.rope_scaling),
+      max_position_embeddings_(config.max_position_embeddings) {
+  softmax_scale_ = 1.0 / std::sqrt(double(config.qk_head_dim()));
+  inv_freq_ = default_inv_freq(dim_, theta_);
+  if (!scaling_) return;
+  const RopeScaling& scaling = *scaling_;
+  if (scaling.type == "linear") {
+    for (double& f : inv_freq_) f = as_float32(f / scaling.factor);
+  } else if (scaling.type == "yarn") {
+    const int64_t original = scaling.original_max_position_embeddings.value_or(max_position_embeddings_);
+    inv_freq_ = yarn_inv_freq(dim_, theta_, scaling, original);
+    if (scaling.attention_factor)
+      attention_factor_ = *scaling.attention_factor;
+    else if (scaling.mscale != 0.0 && scaling.mscale_all_dim != 0.0)
+      attention_factor_ = yarn_get_mscale(scaling.factor, scaling.mscale) /
+                          yarn_get_mscale(scaling.factor, scaling.mscale_all_dim);
+    else
+      attention_factor_ = yarn_get_mscale(scaling.factor, 1.0);
+  }
+  // DeepseekV3Attention: any rope_scaling with mscale_all_dim scales the softmax.
+  if (scaling.mscale_all_dim != 0.0) {
+    const double mscale = yarn_get_mscale(scaling.factor, scaling.mscale_all_dim);
+    softmax_scale_ *= mscale * mscale;
+  }
+}
+
+std::vector<double> Rope::inv_freq_for(int64_t sequence_length) const {
+  // Dynamic NTK: the base grows once the sequence outgrows max_position_embeddings.
+  const double factor = scaling_->factor;
+  const double max_position = double(max_position_embeddings_);
+  const double base =
+      theta_ * std::pow(factor * double(sequence_length) / max_position - (factor - 1.0),
+                        double(dim_) / double(dim_ - 2));
+  return default_inv_freq(dim_, base);
+}
+
+void Rope::apply(float* x, int64_t heads, int64_t stride, int64_t position,
+                 int64_t sequence_length) const {
+  const std::vector<double>* inv_freq = &inv_freq_;
+  std::vector<double> dynamic;
+  if (scaling_ && scaling_->type == "dynamic" && sequence_length > max_position_embeddings_) {
+    dynamic = inv_freq_for(sequence_length);
+    inv_freq = &dynamic;
+  }
+  const int64_t half = dim_ / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    // transformers forms the angle in float32: float(inv_freq) * float(position).
+    const float angle = float((*inv_freq)[i]) * float(position);
+    const float cos_value = float(std::cos(double(angle)) * attention_factor_);
+    const float sin_value = float(std::sin(double(angle)) * attention_factor_);
+    const int64_t first = interleave_ ? 2 * i : i;
+    const int64_t second = interleave_ ? 2 * i + 1 : i + half;
+    for (int64_t h = 0; h < heads; ++h) {
+      float* head = x + h * stride;
+      const float a = head[first], b = head[second];
+      head[first] = a * cos_value - b * sin_value;
+      head[second] = a * sin_value + b * cos_value;
+    }
+  }
+}
+
+}  // namespace dsv3

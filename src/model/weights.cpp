@@ -1,0 +1,209 @@
+#include "model/weights.h"
+
+#include <cstdint>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace dsv3 {
+
+namespace {
+
+bool is_float_dtype(DType dtype) {
+  return dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16;
+}
+
+float element_as_float(const TensorEntry& tensor, int64_t index) {
+  const std::byte* at = tensor.data + index * int64_t(dtype_size(tensor.dtype));
+  switch (tensor.dtype) {
+    case DType::F32: {
+      float value;
+      std::memcpy(&value, at, 4);
+      return value;
+    }
+    case DType::BF16: {
+      uint16_t bits;
+      std::memcpy(&bits, at, 2);
+      return bf16_to_f32(bits);
+    }
+    case DType::F16: {
+      uint16_t bits;
+      std::memcpy(&bits, at, 2);
+      return f16_to_f32(bits);
+    }
+    default:
+      return 0.0f;
+  }
+}
+
+class WeightLoader {
+ public:
+  WeightLoader(const Checkpoint& checkpoint, const Config& config, ModelWeights& weights)
+      : checkpoint_(checkpoint), config_(config), weights_(weights) {}
+
+  // A vector of any float dtype, converted to float32.
+  std::vector<float> vector(const std::string& name, int64_t size) {
+    const TensorEntry& tensor = checkpoint_.require(name, {size});
+    if (!is_float_dtype(tensor.dtype))
+      throw Error(checkpoint_.dir() + ": tensor " + name + " has dtype " +
+                  std::string(dtype_name(tensor.dtype)) + ", expected F32, F16 or BF16");
+    std::vector<float> values(size);
+    for (int64_t i = 0; i < size; ++i) values[i] = element_as_float(tensor, i);
+    return values;
+  }
+
+  RmsNormWeights norm(const std::string& name, int64_t size, double eps) {
+    return RmsNormWeights{vector(name, size), float(eps)};
+  }
+
+  // A [rows][cols] matrix used in place. F8_E4M3 needs its `_scale_inv` block scales.
+  WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols) {
+    const TensorEntry& tensor = checkpoint_.require(name, {rows, cols});
+    WeightMatrix matrix;
+    matrix.dtype = tensor.dtype;
+    matrix.rows = rows;
+    matrix.cols = cols;
+    if (!is_float_dtype(tensor.dtype) && tensor.dtype != DType::F8_E4M3)
+      throw Error(checkpoint_.dir() + ": tensor " + name + " has dtype " +
+                  std::string(dtype_name(tensor.dtype)) + ", expected F32, F16, BF16 or F8_E4M3");
+    matrix.data = aligned(tensor);
+    if (tensor.dtype == DType::F8_E4M3) {
+      const auto& quant = config_.quantization_config;
+      const int64_t block_rows = quant.block_rows, block_cols = quant.block_cols;
+      const int64_t scale_rows = (rows + block_rows - 1) / block_rows;
+      const int64_t scale_cols = (cols + block_cols - 1) / block_cols;
+      std::string scale_name = name + "_scale_inv";
+      const TensorEntry& scale = checkpoint_.require(scale_name, {scale_rows, scale_cols});
+      if (!is_float_dtype(scale.dtype))
+        throw Error(checkpoint_.dir() + ": tensor " + scale_name + " has dtype " +
+                    std::string(dtype_name(scale.dtype)) + ", expected F32, F16 or BF16");
+      auto& scales = weights_.owned_floats.emplace_back(scale.numel());
+      for (int64_t i = 0; i < scale.numel(); ++i) scales[i] = element_as_float(scale, i);
+      matrix.block_scale = scales.data();
+      matrix.block_rows = block_rows;
+      matrix.block_cols = block_cols;
+      matrix.scale_cols = scale_cols;
+    }
+    return matrix;
+  }
+
+  Linear linear(const std::string& prefix, int64_t rows, int64_t cols, bool has_bias) {
+    Linear linear;
+    linear.weight = matrix(prefix + ".weight", rows, cols);
+    if (has_bias) linear.bias = vector(prefix + ".bias", rows);
+    return linear;
+  }
+
+  MlpWeights mlp(const std::string& prefix, int64_t intermediate) {
+    const int64_t hidden = config_.hidden_size;
+    return MlpWeights{matrix(prefix + ".gate_proj.weight", intermediate, hidden),
+                      matrix(prefix + ".up_proj.weight", intermediate, hidden),
+                      matrix(prefix + ".down_proj.weight", hidden, intermediate)};
+  }
+
+  AttentionWeights attention(const std::string& prefix) {
+    const Config& c = config_;
+    const int64_t heads = c.num_attention_heads;
+    AttentionWeights attn;
+    if (c.q_lora_rank) {
+      attn.q_a_proj = linear(prefix + ".q_a_proj", *c.q_lora_rank, c.hidden_size, c.attention_bias);
+      attn.q_a_layernorm = norm(prefix + ".q_a_layernorm.weight", *c.q_lora_rank, 1e-6);
+      attn.q_b_proj = matrix(prefix + ".q_b_proj.weight", heads * c.qk_head_dim(), *c.q_lora_rank);
+    } else {
+      attn.q_proj = linear(prefix + ".q_proj", heads * c.qk_head_dim(), c.hidden_size, false);
+    }
+    attn.kv_a_proj_with_mqa = linear(prefix + ".kv_a_proj_with_mqa", c.kv_lora_rank + c.qk_rope_head_dim,
+                                     c.hidden_size, c.attention_bias);
+    // transformers builds q_a_layernorm and kv_a_layernorm with the default eps 1e-6.
+    attn.kv_a_layernorm = norm(prefix + ".kv_a_layernorm.weight", c.kv_lora_rank, 1e-6);
+    attn.kv_b_proj = matrix(prefix + ".kv_b_proj.weight",
+                            heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
+    attn.o_proj = linear(prefix + ".o_proj", c.hidden_size, heads * c.v_head_dim, c.attention_bias);
+    absorb(attn);
+    return attn;
+  }
+
+  // Splits kv_b_proj per head into W_UK^T and W_UV (DeepSeek-V2 paper, section 2.1.2).
+  void absorb(AttentionWeights& attn) {
+    const Config& c = config_;
+    const int64_t rank = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
+    const int64_t heads = c.num_attention_heads;
+    attn.key_absorb.resize(heads * rank * nope);
+    attn.value_up.resize(heads * v * rank);
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t head_row = h * (nope + v);
+      for (int64_t j = 0; j < nope; ++j)
+        for (int64_t r = 0; r < rank; ++r)
+          attn.key_absorb[(h * rank + r) * nope + j] = attn.kv_b_proj.at(head_row + j, r);
+      for (int64_t j = 0; j < v; ++j)
+        for (int64_t r = 0; r < rank; ++r)
+          attn.value_up[(h * v + j) * rank + r] = attn.kv_b_proj.at(head_row + nope + j, r);
+    }
+  }
+
+  MoeWeights moe(const std::string& prefix) {
+    const Config& c = config_;
+    MoeWeights moe;
+    moe.gate.weight = matrix(prefix + ".gate.weight", c.n_routed_experts, c.hidden_size);
+    const std::string bias_name = prefix + ".gate.e_score_correction_bias";
+    if (checkpoint_.find(bias_name))
+      moe.gate.e_score_correction_bias = vector(bias_name, c.n_routed_experts);
+    else
+      moe.gate.e_score_correction_bias.assign(c.n_routed_experts, 0.0f);
+    moe.experts.reserve(c.n_routed_experts);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      moe.experts.push_back(mlp(prefix + ".experts." + std::to_string(e), c.moe_intermediate_size));
+    moe.has_shared_experts = c.n_shared_experts > 0;
+    if (moe.has_shared_experts)
+      moe.shared_experts = mlp(prefix + ".shared_experts", c.moe_intermediate_size * c.n_shared_experts);
+    return moe;
+  }
+
+ private:
+  // Tensors are used in place unless their address is not aligned for their element type
+  // (a hand-made file may not pad its header); those are copied once.
+  const void* aligned(const TensorEntry& tensor) {
+    const size_t alignment = dtype_size(tensor.dtype);
+    if (reinterpret_cast<uintptr_t>(tensor.data) % alignment == 0) return tensor.data;
+    auto& copy = weights_.owned_floats.emplace_back((tensor.nbytes + 3) / 4);
+    std::memcpy(copy.data(), tensor.data, tensor.nbytes);
+    return copy.data();
+  }
+
+  const Checkpoint& checkpoint_;
+  const Config& config_;
+  ModelWeights& weights_;
+};
+
+}  // namespace
+
+std::shared_ptr<ModelWeights> ModelWeights::load(const Checkpoint& checkpoint, const Config& config) {
+  auto weights = std::make_shared<ModelWeights>();
+  WeightLoader loader(checkpoint, config, *weights);
+  weights->embed_tokens = loader.matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size);
+  weights->layers.resize(config.num_hidden_layers);
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    const std::string prefix = "model.layers." + std::to_string(i);
+    DecoderLayerWeights& layer = weights->layers[i];
+    layer.input_layernorm = loader.norm(prefix + ".input_layernorm.weight", config.hidden_size,
+                                        config.rms_norm_eps);
+    layer.self_attn = loader.attention(prefix + ".self_attn");
+    layer.post_attention_layernorm = loader.norm(prefix + ".post_attention_layernorm.weight",
+                                                 config.hidden_size, config.rms_norm_eps);
+    layer.is_moe = config.is_moe_layer(i);
+    if (layer.is_moe)
+      layer.moe = loader.moe(prefix + ".mlp");
+    else
+      layer.mlp = loader.mlp(prefix + ".mlp", config.intermediate_size);
+  }
+  weights->norm = loader.norm("model.norm.weight", config.hidden_size, config.rms_norm_eps);
+  if (config.tie_word_embeddings)
+    weights->lm_head = weights->embed_tokens;
+  else if (checkpoint.find("lm_head.weight"))  // absent in sequence-classification checkpoints
+    weights->lm_head = loader.matrix("lm_head.weight", config.vocab_size, config.hidden_size);
+  if (checkpoint.find("score.weight"))
+    weights->score = loader.matrix("score.weight", config.num_labels, config.hidden_size);
+  return weights;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,84 @@
+// The model's weights, named as in the Hugging Face checkpoint and described once here.
+// Matrices point into the memory-mapped checkpoint (no copies); small vectors (norms, biases)
+// and tensors derived at load time (the absorbed MLA projections) are owned.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "tensor/weight_matrix.h"
+
+namespace dsv3 {
+
+struct Linear {
+  WeightMatrix weight;
+  std::vector<float> bias;  // empty: no bias
+};
+
+struct RmsNormWeights {
+  std::vector<float> weight;
+  float eps = 1e-6f;
+};
+
+// SwiGLU MLP: down(silu(gate(x)) * up(x)). Dense layers, routed experts and shared experts.
+struct MlpWeights {
+  WeightMatrix gate_proj, up_proj, down_proj;
+};
+
+struct AttentionWeights {
+  Linear q_proj;  // when q_lora_rank is null
+  Linear q_a_proj;
+  RmsNormWeights q_a_layernorm;
+  WeightMatrix q_b_proj;
+  Linear kv_a_proj_with_mqa;  // hidden -> kv_lora_rank + qk_rope_head_dim
+  RmsNormWeights kv_a_layernorm;
+  WeightMatrix kv_b_proj;  // kv_lora_rank -> heads * (qk_nope_head_dim + v_head_dim)
+  Linear o_proj;
+  // kv_b_proj split per head and folded for attention over the latent cache ("absorbed"):
+  // key_absorb[h] is [kv_lora_rank][qk_nope_head_dim] (W_UK^T), value_up[h] is
+  // [v_head_dim][kv_lora_rank] (W_UV), both float32, derived once at load.
+  std::vector<float> key_absorb;
+  std::vector<float> value_up;
+};
+
+struct RouterWeights {
+  WeightMatrix weight;                       // [n_routed_experts][hidden]
+  std::vector<float> e_score_correction_bias;  // [n_routed_experts], zeros when absent
+};
+
+struct MoeWeights {
+  RouterWeights gate;
+  std::vector<MlpWeights> experts;
+  MlpWeights shared_experts;  // intermediate = moe_intermediate_size * n_shared_experts
+  bool has_shared_experts = false;
+};
+
+struct DecoderLayerWeights {
+  RmsNormWeights input_layernorm;
+  AttentionWeights self_attn;
+  RmsNormWeights post_attention_layernorm;
+  bool is_moe = false;
+  MlpWeights mlp;  // dense layers
+  MoeWeights moe;  // MoE layers
+};
+
+struct ModelWeights {
+  WeightMatrix embed_tokens;
+  std::vector<DecoderLayerWeights> layers;
+  RmsNormWeights norm;
+  WeightMatrix lm_head;  // the embedding when tie_word_embeddings
+  WeightMatrix score;    // DeepseekV3ForSequenceClassification's head, if present
+
+  // Loads every tensor the config calls for, checking names, shapes and dtypes.
+  static std::shared_ptr<ModelWeights> load(const Checkpoint& checkpoint, const Config& config);
+
+  // Storage owned by the weights (converted scales, realigned tensors, derived matrices).
+  std::deque<std::vector<float>> owned_floats;
+  std::deque<std::vector<std::byte>> owned_bytes;
+};
+
+}  // namespace dsv3

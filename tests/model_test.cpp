@@ -1,0 +1,92 @@
+// The model through its C++ API on a small random checkpoint: incremental decoding through the
+// cache equals the whole-prompt forward, logits_to_keep, and clear errors for bad input.
+#include "model/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "io/random_checkpoint.h"
+#include "util/error.h"
+
+namespace dsv3 {
+namespace {
+
+std::string make_checkpoint(const std::string& preset, const std::string& dtype) {
+  const std::string dir = ::testing::TempDir() + "dsv3-model-test-" + preset + "-" + dtype;
+  if (!std::filesystem::exists(dir + "/config.json")) {
+    RandomCheckpointOptions options;
+    options.seed = 11;
+    options.dtype = dtype;
+    write_random_checkpoint(dir, preset_config(preset), options);
+  }
+  return dir;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float diff = 0.0f;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
+  return diff;
+}
+
+TEST(Model, IncrementalEqualsWhole) {
+  for (const char* dtype : {"f32", "fp8"}) {
+    CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", dtype));
+    const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2};
+    LatentCache whole_cache = model.new_cache(16);
+    const std::vector<float> whole = model.forward(ids, whole_cache);
+    EXPECT_EQ(whole_cache.length(), int64_t(ids.size()));
+
+    LatentCache cache = model.new_cache(16);
+    std::vector<float> pieces;
+    for (size_t start = 0; start < ids.size(); start += 3) {
+      const size_t count = std::min<size_t>(3, ids.size() - start);
+      auto logits = model.forward(std::span(ids).subspan(start, count), cache);
+      pieces.insert(pieces.end(), logits.begin(), logits.end());
+    }
+    EXPECT_LE(max_abs_diff(whole, pieces), 1e-5f) << dtype;
+  }
+}
+
+TEST(Model, LogitsToKeepGivesTheLastRows) {
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
+  const std::vector<int32_t> ids = {3, 1, 4, 1, 5, 9};
+  LatentCache cache_all = model.new_cache(8), cache_last = model.new_cache(8);
+  const auto all = model.forward(ids, cache_all);
+  const auto last2 = model.forward(ids, cache_last, 2);
+  const int64_t vocab = model.config().vocab_size;
+  ASSERT_EQ(int64_t(last2.size()), 2 * vocab);
+  std::vector<float> tail(all.end() - 2 * vocab, all.end());
+  EXPECT_EQ(tail, last2);
+}
+
+TEST(Model, RejectsBadInput) {
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
+  LatentCache cache = model.new_cache(4);
+  const std::vector<int32_t> out_of_vocab = {1, 512};
+  EXPECT_THROW(model.forward(out_of_vocab, cache), Error);
+  const std::vector<int32_t> too_long = {1, 2, 3, 4, 5};
+  try {
+    model.forward(too_long, cache);
+    FAIL() << "a prompt longer than the cache must be rejected";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("context"), std::string::npos);
+  }
+  EXPECT_EQ(cache.length(), 0);
+}
+
+TEST(Model, CacheSizeIsTheLatentOnly) {
+  Config config = preset_config("bench");
+  LatentCache cache(config, 4);
+  EXPECT_EQ(cache.bytes_per_token_per_layer(),
+            (config.kv_lora_rank + config.qk_rope_head_dim) * int64_t(sizeof(float)));
+}
+
+TEST(Model, MissingDirectoryIsAClearError) {
+  EXPECT_THROW(CausalLM::from_pretrained("/nonexistent/dsv3-model"), Error);
+}
+
+}  // namespace
+}  // namespace dsv3
