@@ -9,15 +9,9 @@ model=${DSV3_MODEL:-models/tiny}
 if [ ! -f "$model/config.json" ]; then
   build/dsv3 make-tiny "$model" --preset tiny --dtype bf16 --seed 0
 fi
-ids=0,19923,2058,223,6895
-echo "logits of ids [$ids] on $model:"
-build/dsv3 logits -m "$model" --ids "$ids" --out models/demo-logits.npy
-/usr/bin/python3 - <<'PY'
-import numpy as np
-logits = np.load("models/demo-logits.npy")
-print("shape", logits.shape)
-for row, values in enumerate(logits):
-    top = np.argsort(-values)[:5]
-    print(f"position {row}: top-5 next ids {top.tolist()}")
-PY
-echo "(random weights: the predictions are meaningless; point -m at a real checkpoint directory)"
+echo "== a short chat-templated generation on $model (random weights: expect gibberish)"
+build/dsv3 generate -m "$model" --chat -p "Hello! Who are you?" -n 24 --temp 0.7 --seed 1
+echo
+echo "The tiny model has random weights, so its text is meaningless. Point -m at a real"
+echo "Hugging Face DeepSeek-V3 checkpoint directory to talk to a real model:"
+echo "  build/dsv3 chat -m /path/to/DeepSeek-V3"

@@ -31,8 +31,8 @@ float dot(const float* a, const float* b, int64_t n) {
 }  // namespace
 
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& w,
-                   int64_t layer, const AttentionInput& input, LatentCache& cache, float* out) {
-  const int64_t tokens = input.tokens;
+                   int64_t layer, const float* hidden, const TokenBatch& batch, float* out) {
+  const int64_t tokens = batch.tokens;
   const int64_t heads = config.num_attention_heads;
   const int64_t nope = config.qk_nope_head_dim, rope_dim = config.qk_rope_head_dim;
   const int64_t head_dim = config.qk_head_dim(), v_dim = config.v_head_dim;
@@ -43,26 +43,26 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   if (config.q_lora_rank) {
     const int64_t q_rank = *config.q_lora_rank;
     std::vector<float> q_latent(tokens * q_rank);
-    linear(w.q_a_proj, input.hidden, tokens, q_latent.data());
+    linear(w.q_a_proj, hidden, tokens, q_latent.data());
     for (int64_t t = 0; t < tokens; ++t)
       kernels::rms_norm(q_latent.data() + t * q_rank, w.q_a_layernorm.weight.data(), q_rank,
                         w.q_a_layernorm.eps, q_latent.data() + t * q_rank);
     kernels::matmul(w.q_b_proj, q_latent.data(), tokens, q.data());
   } else {
-    linear(w.q_proj, input.hidden, tokens, q.data());
+    linear(w.q_proj, hidden, tokens, q.data());
   }
 
   // Keys and values: one latent per token (normed) plus the shared rope key, into the cache.
   std::vector<float> kv(tokens * (rank + rope_dim));
-  linear(w.kv_a_proj_with_mqa, input.hidden, tokens, kv.data());
+  linear(w.kv_a_proj_with_mqa, hidden, tokens, kv.data());
   for (int64_t t = 0; t < tokens; ++t) {
     const float* kv_t = kv.data() + t * (rank + rope_dim);
-    float* slot = cache.row(layer, input.positions[t]);
+    float* slot = batch.caches[t]->row(layer, batch.slots[t]);
     kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), rank, w.kv_a_layernorm.eps, slot);
     std::copy(kv_t + rank, kv_t + rank + rope_dim, slot + rank);
-    rope.apply(slot + rank, 1, rope_dim, input.positions[t], input.sequence_length);
-    rope.apply(q.data() + t * heads * head_dim + nope, heads, head_dim, input.positions[t],
-               input.sequence_length);
+    rope.apply(slot + rank, 1, rope_dim, batch.positions[t], batch.sequence_length);
+    rope.apply(q.data() + t * heads * head_dim + nope, heads, head_dim, batch.positions[t],
+               batch.sequence_length);
   }
 
   // Absorb W_UK into the query: q_latent[t][h] = W_UK[h]^T q_nope[t][h], [tokens][heads][rank].
@@ -83,7 +83,8 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   std::vector<float> latent_out(tokens * heads * rank, 0.0f);
   std::vector<float> scores;
   for (int64_t t = 0; t < tokens; ++t) {
-    const int64_t visible = input.positions[t] + 1;  // causal: slots [0, position]
+    const LatentCache& cache = *batch.caches[t];
+    const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
     scores.resize(visible);
     for (int64_t h = 0; h < heads; ++h) {
       const float* q_latent = q_absorbed.data() + (t * heads + h) * rank;

@@ -14,16 +14,20 @@
 
 namespace dsv3 {
 
-struct AttentionInput {
-  const float* hidden;  // [tokens][hidden_size], after input_layernorm
-  int64_t tokens;
-  const int64_t* positions;  // [tokens]: cache slot = rope position of each token
-  int64_t sequence_length;   // max position + 1 (dynamic RoPE)
+// The new tokens of one forward pass: one or more sequences, concatenated. Each token has its
+// sequence's cache, its slot in that cache and its rope position (usually equal to the slot).
+struct TokenBatch {
+  int64_t tokens = 0;
+  const int64_t* positions = nullptr;   // [tokens] rope positions
+  const int64_t* slots = nullptr;       // [tokens] cache slots
+  LatentCache* const* caches = nullptr;  // [tokens] the cache of each token's sequence
+  int64_t sequence_length = 0;           // max position + 1 (dynamic RoPE)
 };
 
-// Writes the new tokens' latents into `cache` (layer `layer`, slots `positions`), attends each
-// token causally to slots [0, its position], and writes o_proj's output [tokens][hidden_size].
+// Writes the new tokens' latents into their caches (layer `layer`), attends each token
+// causally to slots [0, its slot] of its cache, and writes o_proj's output
+// [tokens][hidden_size]. `hidden` is [tokens][hidden_size], after input_layernorm.
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& weights,
-                   int64_t layer, const AttentionInput& input, LatentCache& cache, float* out);
+                   int64_t layer, const float* hidden, const TokenBatch& batch, float* out);
 
 }  // namespace dsv3

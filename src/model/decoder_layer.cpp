@@ -19,15 +19,12 @@ void rms_norm_rows(const RmsNormWeights& norm, const float* x, int64_t tokens, i
 }  // namespace
 
 void decoder_layer_forward(const Config& config, const Rope& rope, const DecoderLayerWeights& weights,
-                           int64_t layer, const AttentionInput& input, LatentCache& cache,
-                           float* hidden) {
-  const int64_t tokens = input.tokens, width = config.hidden_size;
+                           int64_t layer, const TokenBatch& batch, float* hidden) {
+  const int64_t tokens = batch.tokens, width = config.hidden_size;
   std::vector<float> normed(tokens * width), branch(tokens * width);
 
   rms_norm_rows(weights.input_layernorm, hidden, tokens, width, normed.data());
-  AttentionInput attention_input = input;
-  attention_input.hidden = normed.data();
-  mla_attention(config, rope, weights.self_attn, layer, attention_input, cache, branch.data());
+  mla_attention(config, rope, weights.self_attn, layer, normed.data(), batch, branch.data());
   for (int64_t i = 0; i < tokens * width; ++i) hidden[i] += branch[i];
 
   rms_norm_rows(weights.post_attention_layernorm, hidden, tokens, width, normed.data());

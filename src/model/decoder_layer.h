@@ -14,7 +14,6 @@ namespace dsv3 {
 
 // Updates `hidden` ([tokens][hidden_size]) in place.
 void decoder_layer_forward(const Config& config, const Rope& rope, const DecoderLayerWeights& weights,
-                           int64_t layer, const AttentionInput& input, LatentCache& cache,
-                           float* hidden);
+                           int64_t layer, const TokenBatch& batch, float* hidden);
 
 }  // namespace dsv3

@@ -16,11 +16,20 @@
 
 namespace dsv3 {
 
+// One sequence of a batched forward pass: new tokens appended to its own cache.
+struct SequenceInput {
+  std::span<const int32_t> ids;
+  LatentCache* cache = nullptr;
+  // Rope positions of the new tokens (position_ids); empty: their cache slots.
+  std::span<const int64_t> positions = {};
+};
+
 class Model {
  public:
   // Reads DIR/config.json and the safetensors of DIR (memory-mapped, used in place).
-  static std::shared_ptr<Model> from_pretrained(const std::string& dir);
-  Model(Config config, Checkpoint checkpoint);
+  static std::shared_ptr<Model> from_pretrained(const std::string& dir,
+                                                const LoadProgress& progress = {});
+  Model(Config config, Checkpoint checkpoint, const LoadProgress& progress = {});
 
   const Config& config() const { return config_; }
   const ModelWeights& weights() const { return *weights_; }
@@ -32,6 +41,10 @@ class Model {
   // Runs `ids` at positions cache.length() ... and appends them to the cache. Returns the
   // last hidden state (after the final norm), [ids.size()][hidden_size].
   std::vector<float> forward(std::span<const int32_t> ids, LatentCache& cache) const;
+
+  // Several sequences at once (their matrix products shared); the hidden states of all their
+  // new tokens, concatenated in order, [total tokens][hidden_size].
+  std::vector<float> forward_batch(std::span<const SequenceInput> sequences) const;
 
  private:
   Config config_;
@@ -53,6 +66,14 @@ class CausalLM {
   // [kept][vocab_size].
   std::vector<float> forward(std::span<const int32_t> ids, LatentCache& cache,
                              int64_t logits_to_keep = 0) const;
+
+  // Several sequences at once: the logits of the last `logits_to_keep` tokens of each
+  // (0 = all), concatenated, [kept tokens][vocab_size].
+  std::vector<float> forward_batch(std::span<const SequenceInput> sequences,
+                                   int64_t logits_to_keep = 1) const;
+
+  // The lm_head over final hidden states [rows][hidden_size] -> [rows][vocab_size].
+  std::vector<float> logits_of(const float* hidden, int64_t rows) const;
 
  private:
   std::shared_ptr<Model> model_;

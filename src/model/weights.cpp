@@ -177,7 +177,8 @@ class WeightLoader {
 
 }  // namespace
 
-std::shared_ptr<ModelWeights> ModelWeights::load(const Checkpoint& checkpoint, const Config& config) {
+std::shared_ptr<ModelWeights> ModelWeights::load(const Checkpoint& checkpoint, const Config& config,
+                                                 const LoadProgress& progress) {
   auto weights = std::make_shared<ModelWeights>();
   WeightLoader loader(checkpoint, config, *weights);
   weights->embed_tokens = loader.matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size);
@@ -195,6 +196,7 @@ std::shared_ptr<ModelWeights> ModelWeights::load(const Checkpoint& checkpoint, c
       layer.moe = loader.moe(prefix + ".mlp");
     else
       layer.mlp = loader.mlp(prefix + ".mlp", config.intermediate_size);
+    if (progress) progress(i + 1, config.num_hidden_layers);
   }
   weights->norm = loader.norm("model.norm.weight", config.hidden_size, config.rms_norm_eps);
   if (config.tie_word_embeddings)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,9 @@
 #include "tensor/weight_matrix.h"
 
 namespace dsv3 {
+
+// Called after each layer is loaded (layers done, total layers).
+using LoadProgress = std::function<void(int64_t done, int64_t total)>;
 
 struct Linear {
   WeightMatrix weight;
@@ -74,7 +78,8 @@ struct ModelWeights {
   WeightMatrix score;    // DeepseekV3ForSequenceClassification's head, if present
 
   // Loads every tensor the config calls for, checking names, shapes and dtypes.
-  static std::shared_ptr<ModelWeights> load(const Checkpoint& checkpoint, const Config& config);
+  static std::shared_ptr<ModelWeights> load(const Checkpoint& checkpoint, const Config& config,
+                                           const LoadProgress& progress = {});
 
   // Storage owned by the weights (converted scales, realigned tensors, derived matrices).
   std::deque<std::vector<float>> owned_floats;

@@ -12,5 +12,7 @@ int run_make_tiny(const CommandArgs& args);
 int run_logits(const CommandArgs& args);
 int run_tokenize(const CommandArgs& args);
 int run_detokenize(const CommandArgs& args);
+int run_generate(const CommandArgs& args);
+int run_chat(const CommandArgs& args);
 
 }  // namespace dsv3::cli

@@ -21,6 +21,8 @@ const Command kCommands[] = {
     {"logits", "compute logits for token ids, write them as .npy", dsv3::cli::run_logits},
     {"tokenize", "text or chat messages -> token ids", dsv3::cli::run_tokenize},
     {"detokenize", "token ids -> text", dsv3::cli::run_detokenize},
+    {"generate", "generate text after a prompt (streamed)", dsv3::cli::run_generate},
+    {"chat", "interactive multi-turn chat", dsv3::cli::run_chat},
 };
 
 void print_usage() {

@@ -1,0 +1,30 @@
+// Flags shared by generate, chat and serve: the model directory, context and sampling.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "args.h"
+#include "generate/generator.h"
+
+namespace dsv3::cli {
+
+// Flags taking a value that set_generation_flags reads.
+inline const std::set<std::string> kGenerationFlags = {
+    "--model", "-n", "--max-new-tokens", "--temp", "--top-p", "--top-k", "--min-p",
+    "--repeat-penalty", "--seed", "--ctx", "--stop", "--threads"};
+inline const std::map<std::string, std::string> kGenerationAliases = {{"-m", "--model"},
+                                                                       {"-n", "--max-new-tokens"}};
+
+// Starts from the model's generation_config.json and applies the flags on top.
+// --temp 0 means greedy; any --temp > 0 switches sampling on.
+GenerationConfig generation_config_from_flags(const Args& args, const std::string& model_dir,
+                                              const Config& config);
+
+// The cache size: --ctx, else max_position_embeddings (at most 32768 unless asked).
+int64_t context_from_flags(const Args& args, const Config& config);
+
+// Applies --threads (0 or absent: all cores).
+void apply_thread_flag(const Args& args);
+
+}  // namespace dsv3::cli
