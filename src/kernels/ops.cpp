@@ -3,20 +3,39 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu_dispatch.h"
+#include "kernels/simd/isa_kernels.h"
+
 namespace dsv3::kernels {
 
-void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+namespace {
+
+const simd::IsaKernels* active_kernels() {
+  switch (active_isa()) {
+    case KernelIsa::kAvx512:
+      return &simd::avx512_kernels();
+    case KernelIsa::kAvx2:
+      return &simd::avx2_kernels();
+    case KernelIsa::kScalar:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out) {
   double sum_squares = 0.0;
   for (int64_t i = 0; i < n; ++i) sum_squares += double(x[i]) * double(x[i]);
   const float inv_rms = float(1.0 / std::sqrt(sum_squares / double(n) + double(eps)));
   for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * inv_rms);
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
+void silu_mul_reference(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void softmax(float* row, int64_t n) {
+void softmax_reference(float* row, int64_t n) {
   float max_value = -INFINITY;
   for (int64_t i = 0; i < n; ++i) max_value = std::max(max_value, row[i]);
   if (max_value == -INFINITY) {  // fully masked row: torch gives NaN; we give zeros
@@ -30,6 +49,41 @@ void softmax(float* row, int64_t n) {
   }
   const float inv_sum = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) row[i] *= inv_sum;
+}
+
+float dot_reference(const float* a, const float* b, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += double(a[i]) * double(b[i]);
+  return float(sum);
+}
+
+void axpy_reference(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  if (const auto* kernels = active_kernels()) return kernels->rms_norm(x, weight, n, eps, out);
+  rms_norm_reference(x, weight, n, eps, out);
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  if (const auto* kernels = active_kernels()) return kernels->silu_mul(gate, up, n);
+  silu_mul_reference(gate, up, n);
+}
+
+void softmax(float* row, int64_t n) {
+  if (const auto* kernels = active_kernels()) return kernels->softmax(row, n);
+  softmax_reference(row, n);
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  if (const auto* kernels = active_kernels()) return kernels->dot(a, b, n);
+  return dot_reference(a, b, n);
+}
+
+void axpy(float alpha, const float* x, float* y, int64_t n) {
+  if (const auto* kernels = active_kernels()) return kernels->axpy(alpha, x, y, n);
+  axpy_reference(alpha, x, y, n);
 }
 
 }  // namespace dsv3::kernels

@@ -1,0 +1,262 @@
+// Throughput of the hot kernels: matrix-vector products in GB/s of weights (decode is bound by
+// memory bandwidth), matrix products of 512 tokens in GFLOP/s (prefill is bound by arithmetic),
+// RMSNorm, and STREAM-like read and triad bandwidths to compare the matvec figures with.
+//
+//   build-x/bench/kernels_bench [--benchmark_filter=Matvec]
+//   DSV3_KERNELS=avx2 build-x/bench/kernels_bench     (force an instruction set)
+//
+// Every benchmark takes the thread count as its last argument (1 and 2).
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu_dispatch.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "tensor/thread_pool.h"
+
+namespace {
+
+using dsv3::DType;
+using dsv3::ThreadPool;
+using dsv3::WeightMatrix;
+
+// Matrices are cycled through so that every call reads its weights from DRAM, as in decode
+// (the whole set is at least this large, well above the 32 MB L3).
+constexpr size_t kColdBytes = size_t(512) << 20;
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> values(n);
+  for (auto& v : values) v = normal(rng);
+  return values;
+}
+
+// `count` weight matrices of one shape sharing nothing, with plausible values.
+struct WeightSet {
+  std::vector<std::unique_ptr<uint8_t[]>> storage;
+  std::vector<float> scales;
+  std::vector<WeightMatrix> matrices;
+
+  WeightSet(DType dtype, int64_t rows, int64_t cols, size_t count) {
+    const size_t bytes = size_t(rows * cols) * dsv3::dtype_size(dtype);
+    std::mt19937 rng(42);
+    const int64_t scale_rows = (rows + 127) / 128, scale_cols = (cols + 127) / 128;
+    scales.assign(size_t(scale_rows * scale_cols), 0.01f);
+    for (size_t m = 0; m < count; ++m) {
+      storage.emplace_back(new uint8_t[bytes]);
+      uint8_t* data = storage.back().get();
+      // Random bytes are fine for BF16/F16/F32 timing except NaN/inf/subnormal patterns;
+      // draw real values for those, random finite codes for FP8.
+      for (size_t i = 0; i < bytes;) {
+        const float value = std::normal_distribution<float>(0.0f, 0.05f)(rng);
+        if (dtype == DType::F32) {
+          std::memcpy(data + i, &value, 4), i += 4;
+        } else if (dtype == DType::BF16 || dtype == DType::F16) {
+          const uint16_t bits =
+              dtype == DType::BF16 ? dsv3::f32_to_bf16(value) : dsv3::f32_to_f16(value);
+          std::memcpy(data + i, &bits, 2), i += 2;
+        } else {
+          data[i++] = dsv3::f32_to_fp8_e4m3(value * 100.0f);
+        }
+        // Fill the rest of the row quickly by repeating the first 4 KB of the matrix.
+        if (i == 4096) {
+          for (; i + 4096 <= bytes; i += 4096) std::memcpy(data + i, data, 4096);
+        }
+      }
+      WeightMatrix w;
+      w.dtype = dtype;
+      w.data = data;
+      w.rows = rows;
+      w.cols = cols;
+      if (dtype == DType::F8_E4M3) {
+        w.block_scale = scales.data();
+        w.block_rows = 128;
+        w.block_cols = 128;
+        w.scale_cols = scale_cols;
+      }
+      matrices.push_back(w);
+    }
+  }
+};
+
+size_t cold_count(DType dtype, int64_t rows, int64_t cols) {
+  const size_t bytes = size_t(rows * cols) * dsv3::dtype_size(dtype);
+  return std::max<size_t>(1, (kColdBytes + bytes - 1) / bytes);
+}
+
+// Args: rows, cols, dtype, threads. Reports weight bytes read per second.
+void BM_Matvec(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const DType dtype = DType(state.range(2));
+  ThreadPool::global().set_num_threads(int(state.range(3)));
+  WeightSet weights(dtype, rows, cols, cold_count(dtype, rows, cols));
+  const std::vector<float> x = random_floats(size_t(cols), 1);
+  std::vector<float> out(static_cast<size_t>(rows));
+  size_t next = 0;
+  for (auto _ : state) {
+    dsv3::kernels::matmul(weights.matrices[next], x.data(), 1, out.data());
+    benchmark::DoNotOptimize(out.data());
+    next = (next + 1) % weights.matrices.size();
+  }
+  const double bytes = double(rows * cols) * double(dsv3::dtype_size(dtype));
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
+                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
+}
+
+// Args: rows, cols, dtype, threads, n_tokens. Reports GFLOP/s (2 per multiply-add).
+void BM_Matmul(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const DType dtype = DType(state.range(2));
+  ThreadPool::global().set_num_threads(int(state.range(3)));
+  const int64_t n_tokens = state.range(4);
+  WeightSet weights(dtype, rows, cols, 1);
+  const std::vector<float> x = random_floats(size_t(cols * n_tokens), 1);
+  std::vector<float> out(static_cast<size_t>(rows * n_tokens));
+  for (auto _ : state) {
+    dsv3::kernels::matmul(weights.matrices[0], x.data(), n_tokens, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double flops = 2.0 * double(rows) * double(cols) * double(n_tokens);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
+                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
+}
+
+// As BM_Matmul, with the activations rounded to bf16 (vdpbf16ps).
+void BM_MatmulBf16Activations(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  ThreadPool::global().set_num_threads(int(state.range(2)));
+  const int64_t n_tokens = state.range(3);
+  WeightSet weights(DType::BF16, rows, cols, 1);
+  const std::vector<float> x = random_floats(size_t(cols * n_tokens), 1);
+  std::vector<float> out(static_cast<size_t>(rows * n_tokens));
+  for (auto _ : state) {
+    dsv3::kernels::matmul_bf16_activations(weights.matrices[0], x.data(), n_tokens, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double flops = 2.0 * double(rows) * double(cols) * double(n_tokens);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(dsv3::kernels::bf16_activations_supported(weights.matrices[0])
+                     ? "vdpbf16ps"
+                     : "fallback to matmul");
+}
+
+// Args: n, threads (rows of a [64][n] activation block normalised in parallel, as in prefill).
+void BM_RmsNorm(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  ThreadPool::global().set_num_threads(int(state.range(1)));
+  constexpr int64_t kRows = 64;
+  const std::vector<float> x = random_floats(size_t(n * kRows), 1);
+  const std::vector<float> weight = random_floats(size_t(n), 2);
+  std::vector<float> out(static_cast<size_t>(n * kRows));
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(kRows, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        dsv3::kernels::rms_norm(x.data() + r * n, weight.data(), n, 1e-6f, out.data() + r * n);
+      }
+    });
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(
+      double(3 * n * kRows * 4) * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// STREAM-like bandwidth over arrays far larger than the caches, split over the pool's threads.
+// Read: the sum of a * b (what a matvec does to memory). Triad-like: y += s * x (2 reads and a
+// write per element; STREAM counts 3 x 4 bytes, write-allocate traffic aside).
+constexpr size_t kStreamFloats = size_t(64) << 20;  // 256 MB per array
+
+void BM_StreamRead(benchmark::State& state) {
+  ThreadPool::global().set_num_threads(int(state.range(0)));
+  std::vector<float> a(kStreamFloats, 1.0f), b(kStreamFloats, 2.0f);
+  std::vector<float> partial(64);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(64, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) {
+        const size_t offset = size_t(part) * (kStreamFloats / 64);
+        partial[size_t(part)] =
+            dsv3::kernels::dot(a.data() + offset, b.data() + offset, int64_t(kStreamFloats / 64));
+      }
+    });
+    benchmark::DoNotOptimize(partial.data());
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(double(2 * kStreamFloats * 4) * 1e-9 * double(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+
+void BM_StreamTriad(benchmark::State& state) {
+  ThreadPool::global().set_num_threads(int(state.range(0)));
+  std::vector<float> x(kStreamFloats, 1.0f), y(kStreamFloats, 2.0f);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(64, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) {
+        const size_t offset = size_t(part) * (kStreamFloats / 64);
+        dsv3::kernels::axpy(1e-9f, x.data() + offset, y.data() + offset,
+                            int64_t(kStreamFloats / 64));
+      }
+    });
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GB/s"] =
+      benchmark::Counter(double(3 * kStreamFloats * 4) * 1e-9 * double(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+
+// The cost of one parallel_for with no work: the wake-up and join latency every matrix pays.
+void BM_ParallelForOverhead(benchmark::State& state) {
+  ThreadPool::global().set_num_threads(int(state.range(0)));
+  std::vector<int64_t> touched(64);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(64, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) touched[size_t(i)] += 1;
+    });
+  }
+  benchmark::DoNotOptimize(touched.data());
+}
+
+constexpr int64_t kF32 = int64_t(DType::F32), kBF16 = int64_t(DType::BF16),
+                  kF16 = int64_t(DType::F16), kFP8 = int64_t(DType::F8_E4M3);
+
+BENCHMARK(BM_ParallelForOverhead)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_StreamRead)->Arg(1)->Arg(2)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_StreamTriad)->Arg(1)->Arg(2)->UseRealTime()->MinTime(1.0);
+
+// The bench model's MLP (2816 x 1024, 1024 x 2816) and lm_head (129280 x 1024).
+BENCHMARK(BM_Matvec)
+    ->ArgNames({"rows", "cols", "dtype", "threads"})
+    ->ArgsProduct({{2816}, {1024}, {kBF16, kF32, kF16, kFP8}, {1, 2}})
+    ->ArgsProduct({{1024}, {2816}, {kBF16, kFP8}, {1, 2}})
+    ->ArgsProduct({{129280}, {1024}, {kBF16, kF32, kFP8}, {1, 2}})
+    ->UseRealTime();
+
+BENCHMARK(BM_Matmul)
+    ->ArgNames({"rows", "cols", "dtype", "threads", "tokens"})
+    ->ArgsProduct({{2816}, {1024}, {kBF16, kF32, kFP8}, {1, 2}, {512}})
+    ->ArgsProduct({{2816}, {1024}, {kBF16}, {2}, {1, 2, 4, 8, 16, 32, 64}})
+    ->ArgsProduct({{512}, {1024}, {kBF16, kF32, kFP8}, {1}, {1}})
+    ->UseRealTime();
+
+BENCHMARK(BM_MatmulBf16Activations)
+    ->ArgNames({"rows", "cols", "threads", "tokens"})
+    ->ArgsProduct({{2816}, {1024}, {1, 2}, {1, 512}})
+    ->ArgsProduct({{1024}, {2816}, {2}, {64, 512}})
+    ->UseRealTime();
+
+BENCHMARK(BM_RmsNorm)
+    ->ArgNames({"n", "threads"})
+    ->ArgsProduct({{1024, 7168}, {1, 2}})
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

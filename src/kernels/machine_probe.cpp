@@ -1,0 +1,155 @@
+#include "kernels/machine_probe.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kernels/cpu_dispatch.h"
+#include "tensor/thread_pool.h"
+
+namespace dsv3::kernels {
+
+namespace {
+
+// Sum of the 16 lanes (GCC 12's _mm512_reduce_add_ps warns about an uninitialized temporary).
+__attribute__((target("avx512f"))) float lane_sum(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float sum = 0;
+  for (float lane : lanes) sum += lane;
+  return sum;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+__attribute__((target("avx512f"))) double sum_avx512(const float* data, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_load_ps(data + i));
+    a1 = _mm512_add_ps(a1, _mm512_load_ps(data + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_load_ps(data + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_load_ps(data + i + 48));
+  }
+  double sum = lane_sum(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  for (; i < n; ++i) sum += data[i];
+  return sum;
+}
+
+double sum_portable(const float* data, int64_t n) {
+  float a[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) a[j] += data[i + j];
+  double sum = 0;
+  for (float v : a) sum += v;
+  for (; i < n; ++i) sum += data[i];
+  return sum;
+}
+
+// Independent FMA chains (more than the FMA latency x throughput) per thread.
+__attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iterations) {
+  __m512 acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(float(j));
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+  __m512 total = acc[0];
+  for (int j = 1; j < 12; ++j) total = _mm512_add_ps(total, acc[j]);
+  return lane_sum(total);
+}
+
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations) {
+  __m256 acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm256_set1_ps(float(j));
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(0.001f);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+  __m256 total = acc[0];
+  for (int j = 1; j < 12; ++j) total = _mm256_add_ps(total, acc[j]);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, total);
+  float sum = 0;
+  for (float v : lanes) sum += v;
+  return sum;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) float dpbf16_loop(int64_t iterations) {
+  __m512 acc[12];
+  for (int j = 0; j < 12; ++j) acc[j] = _mm512_set1_ps(float(j));
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3a83);
+  for (int64_t i = 0; i < iterations; ++i)
+    for (int j = 0; j < 12; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  __m512 total = acc[0];
+  for (int j = 1; j < 12; ++j) total = _mm512_add_ps(total, acc[j]);
+  return lane_sum(total);
+}
+
+// Runs `loop` on every pool thread; returns GFLOP/s given flops per iteration per thread.
+template <class Loop>
+double peak(Loop loop, double flops_per_iteration) {
+  ThreadPool& pool = ThreadPool::global();
+  const int threads = pool.num_threads();
+  const int64_t iterations = 20'000'000;
+  volatile float sink = 0;
+  pool.parallel_for(threads, [&](int64_t, int64_t) { sink = sink + loop(iterations / 20); });  // warm up
+  double best = 0;
+  for (int repetition = 0; repetition < 3; ++repetition) {
+    const auto start = std::chrono::steady_clock::now();
+    pool.parallel_for(threads, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) sink = sink + loop(iterations);
+    });
+    best = std::max(best, flops_per_iteration * double(iterations) * threads / seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+double measure_read_bandwidth(int64_t bytes, int repetitions) {
+  const int64_t n = bytes / int64_t(sizeof(float));
+  auto deleter = [](float* p) { std::free(p); };
+  std::unique_ptr<float, decltype(deleter)> buffer(
+      static_cast<float*>(std::aligned_alloc(64, size_t(n) * sizeof(float))), deleter);
+  float* data = buffer.get();
+  ThreadPool& pool = ThreadPool::global();
+  const bool avx512 = isa_supported(KernelIsa::kAvx512);
+  // Touch the pages from the threads that will read them.
+  pool.parallel_for(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) data[i] = 1.0f;
+  });
+  double best = 0;
+  volatile double sink = 0;
+  for (int repetition = 0; repetition < repetitions; ++repetition) {
+    const auto start = std::chrono::steady_clock::now();
+    pool.parallel_for(n, [&](int64_t begin, int64_t end) {
+      begin = begin / 64 * 64;  // chunks start 64-float aligned
+      end = end == n ? n : end / 64 * 64;
+      const double sum = avx512 ? sum_avx512(data + begin, end - begin)
+                                : sum_portable(data + begin, end - begin);
+      sink = sink + sum;
+    });
+    best = std::max(best, double(bytes) / seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+double measure_peak_gflops_f32() {
+  if (isa_supported(KernelIsa::kAvx512)) return peak(fma_loop_avx512, 12.0 * 16 * 2);
+  if (isa_supported(KernelIsa::kAvx2)) return peak(fma_loop_avx2, 12.0 * 8 * 2);
+  return 0.0;
+}
+
+double measure_peak_gflops_bf16() {
+  if (!cpu_has_avx512_bf16()) return 0.0;
+  return peak(dpbf16_loop, 12.0 * 32 * 2);
+}
+
+}  // namespace dsv3::kernels

@@ -1,0 +1,70 @@
+// The per-instruction-set kernels behind kernels::matmul and the ops: a table of function
+// pointers per instruction set, filled by simd/avx512.cpp and simd/avx2.cpp (each compiled for
+// its own target). Only kernels/*.cpp include this; the model never sees it.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/weight_matrix.h"
+
+namespace dsv3::kernels::simd {
+
+// One matrix product, shared read-only by every thread working on it.
+struct MatmulJob {
+  const WeightMatrix* w = nullptr;
+  const float* x = nullptr;  // [n_tokens][x_stride], the first w->cols of each row used
+  int64_t x_stride = 0;
+  int64_t n_tokens = 0;
+  float* out = nullptr;  // [n_tokens][w->rows]
+  // Panel form only: weight rows converted to float at a time, each panel_stride floats apart
+  // (the scratch holds panel_rows * panel_stride floats).
+  int64_t panel_rows = 0;
+  int64_t panel_stride = 0;
+};
+
+struct IsaKernels {
+  int lanes;     // floats per vector register
+  int dot_rows;  // weight rows per register tile of the panel form
+
+  // Both forms compute every output with the one canonical sequence of operations described in
+  // simd/matmul_impl.h, so a token's result never depends on its batch.
+  // Stream form for few tokens: rows [row_begin, row_end) of out, all tokens, weights read in
+  // their stored format once per 8 tokens.
+  void (*matvec_rows)(const MatmulJob& job, int64_t row_begin, int64_t row_end);
+  // Panel form for many tokens: rows [row_begin, row_end) of out, all tokens, weights converted
+  // to float once per panel of job.panel_rows rows into `scratch`.
+  void (*gemm_rows)(const MatmulJob& job, int64_t row_begin, int64_t row_end, float* scratch);
+
+  void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
+  void (*silu_mul)(float* gate, const float* up, int64_t n);
+  void (*softmax)(float* row, int64_t n);
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+};
+
+const IsaKernels& avx512_kernels();
+const IsaKernels& avx2_kernels();
+
+// The product with activations rounded to bf16 (vdpbf16ps, AVX512_BF16), BF16 weights only.
+struct Bf16MatmulJob {
+  const WeightMatrix* w = nullptr;
+  // x rounded to bf16: [n_tokens][x_stride], the first w->cols of each row used.
+  const uint16_t* x_bf16 = nullptr;
+  int64_t x_stride = 0;
+  int64_t n_tokens = 0;
+  float* out = nullptr;    // [n_tokens][w->rows]
+  int64_t panel_rows = 0;  // weight rows kept in L2 while all tokens pass (many tokens)
+};
+// Weight rows per register tile of the bf16 kernel's prefill loop (panel_rows is a multiple).
+inline constexpr int kBf16TileRows = 4;
+// Rows [row_begin, row_end) of out, all tokens; requires cpu_has_avx512_bf16(). Each output is
+// the canonical bf16 dot product described in simd/avx512_bf16.cpp, whatever n_tokens.
+void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end);
+
+// FP8 weights are widened with the bits placed straight into a float (fp8 value * 2^-120,
+// exact, fp8 subnormals becoming float subnormals) and then multiplied by block_scale * 2^120,
+// so the SIMD paths need block_scale * 2^120 to stay finite.
+inline constexpr float kFp8BitsFactor = 0x1p120f;
+inline constexpr float kFp8MaxFastScale = 0x1p7f;
+
+}  // namespace dsv3::kernels::simd

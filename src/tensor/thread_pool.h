@@ -1,0 +1,84 @@
+// One persistent set of worker threads for the data-parallel loops of the kernels. Threads are
+// created once (and again only by set_num_threads), wake up within microseconds (they spin
+// briefly before blocking), and the calling thread always takes part in the work.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace dsv3 {
+
+class ThreadPool {
+ public:
+  // num_threads counts the caller too; <= 0 means std::thread::hardware_concurrency().
+  explicit ThreadPool(int num_threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // The pool the kernels use; starts with hardware_concurrency() threads.
+  static ThreadPool& global();
+
+  // Threads taking part in a parallel_for, the caller included (>= 1).
+  int num_threads() const { return int(workers_.size()) + 1; }
+  // Replaces the workers. Blocks while another thread is inside parallel_for on this pool;
+  // throws dsv3::Error when called from inside a parallel_for.
+  void set_num_threads(int num_threads);
+
+  // Calls fn(begin, end) on at most num_threads() contiguous chunks that cover [0, n) in order
+  // (chunk i on thread i, the caller running chunk 0) and returns when all are done, rethrowing
+  // the first exception a chunk threw. A call made from inside a parallel_for, or while another
+  // thread is using the pool, runs fn(0, n) on the calling thread: nesting never deadlocks.
+  template <class Fn>
+  void parallel_for(int64_t n, Fn&& fn) {
+    if (n <= 0) return;
+    using FnType = std::remove_reference_t<Fn>;
+    run(n, &ThreadPool::call_chunk<FnType>, const_cast<void*>(static_cast<const void*>(&fn)));
+  }
+
+  // [begin, end) of chunk `index` when [0, n) is cut into `num_chunks` near-equal pieces.
+  static void chunk_range(int64_t n, int64_t num_chunks, int64_t index, int64_t* begin,
+                          int64_t* end);
+
+ private:
+  using ChunkFn = void (*)(void* context, int64_t begin, int64_t end);
+  template <class FnType>
+  static void call_chunk(void* context, int64_t begin, int64_t end) {
+    (*static_cast<FnType*>(context))(begin, end);
+  }
+
+  void run(int64_t n, ChunkFn chunk_fn, void* context);
+  void run_chunk(int64_t index);
+  void worker_loop(int worker_index, uint32_t seen_generation);
+  void start_workers(int num_threads);
+  void stop_workers();
+
+  std::vector<std::thread> workers_;
+  std::mutex dispatch_mutex_;  // held by the thread whose job the workers are running
+
+  // The current job, published by incrementing job_generation_.
+  ChunkFn job_fn_ = nullptr;
+  void* job_context_ = nullptr;
+  int64_t job_size_ = 0;
+  int64_t job_chunks_ = 0;
+  bool stopping_ = false;
+  std::atomic<uint32_t> job_generation_{0};
+  std::atomic<int> workers_sleeping_{0};
+  std::atomic<int> workers_pending_{0};  // workers that have not finished the current job
+  std::atomic<bool> caller_sleeping_{false};
+  // Blocking after the spin (std::atomic::wait of GCC 12 can miss a wake-up, bug 104928).
+  std::mutex sleep_mutex_;
+  std::condition_variable worker_wake_;
+  std::condition_variable caller_wake_;
+
+  std::mutex error_mutex_;
+  std::exception_ptr first_error_;
+};
+
+}  // namespace dsv3

@@ -1,0 +1,501 @@
+// Every fast kernel against its scalar reference, on random inputs of odd sizes, for every
+// weight format and every instruction set this CPU can run (forced through set_active_isa).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/cpu_dispatch.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "tensor/thread_pool.h"
+#include "util/error.h"
+
+namespace dsv3::kernels {
+namespace {
+
+std::vector<KernelIsa> supported_isas() {
+  std::vector<KernelIsa> isas;
+  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
+    if (isa_supported(isa)) isas.push_back(isa);
+  }
+  return isas;
+}
+
+// Restores the instruction set and thread count a test changed.
+class KernelSettingsGuard {
+ public:
+  KernelSettingsGuard() : isa_(active_isa()), threads_(ThreadPool::global().num_threads()) {}
+  ~KernelSettingsGuard() {
+    set_active_isa(isa_);
+    ThreadPool::global().set_num_threads(threads_);
+  }
+
+ private:
+  KernelIsa isa_;
+  int threads_;
+};
+
+// A random weight matrix that owns its storage.
+struct RandomWeights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> scales;
+  WeightMatrix w;
+};
+
+RandomWeights random_weights(DType dtype, int64_t rows, int64_t cols, uint32_t seed,
+                             int64_t block_rows = 128, int64_t block_cols = 128) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  RandomWeights out;
+  out.bytes.resize(size_t(rows * cols) * dtype_size(dtype) + 1);  // +1: never empty
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    const float value = normal(rng);
+    switch (dtype) {
+      case DType::F32:
+        std::memcpy(out.bytes.data() + 4 * i, &value, 4);
+        break;
+      case DType::BF16: {
+        const uint16_t bits = f32_to_bf16(value);
+        std::memcpy(out.bytes.data() + 2 * i, &bits, 2);
+        break;
+      }
+      case DType::F16: {
+        const uint16_t bits = f32_to_f16(value);
+        std::memcpy(out.bytes.data() + 2 * i, &bits, 2);
+        break;
+      }
+      case DType::F8_E4M3: {
+        // Every finite code, subnormals included (0x7f and 0xff are NaN).
+        uint8_t bits = uint8_t(rng());
+        if ((bits & 0x7f) == 0x7f) bits ^= 0x01;
+        out.bytes[size_t(i)] = bits;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  out.w.dtype = dtype;
+  out.w.data = out.bytes.data();
+  out.w.rows = rows;
+  out.w.cols = cols;
+  if (dtype == DType::F8_E4M3) {
+    const int64_t scale_rows = (rows + block_rows - 1) / block_rows;
+    const int64_t scale_cols = (cols + block_cols - 1) / block_cols;
+    std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+    out.scales.resize(size_t(scale_rows * scale_cols));
+    for (auto& s : out.scales) s = scale(rng);
+    out.w.block_scale = out.scales.data();
+    out.w.block_rows = block_rows;
+    out.w.block_cols = block_cols;
+    out.w.scale_cols = scale_cols;
+  }
+  return out;
+}
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, stddev);
+  std::vector<float> values(static_cast<size_t>(n));
+  for (auto& v : values) v = normal(rng);
+  return values;
+}
+
+// Fast matmul vs matmul_reference; the allowed error of out[t][r] is 2e-6 of
+// sum_c |x[t][c] * W[r][c]| (float accumulation vs double), which a wrong index or a lost
+// block scale exceeds by orders of magnitude.
+void expect_matmul_matches_reference(const WeightMatrix& w, int64_t n_tokens, uint32_t seed,
+                                     const std::string& label) {
+  const std::vector<float> x = random_floats(n_tokens * w.cols, seed);
+  std::vector<float> fast(static_cast<size_t>(n_tokens * w.rows), NAN);
+  std::vector<float> reference(static_cast<size_t>(n_tokens * w.rows));
+  matmul(w, x.data(), n_tokens, fast.data());
+  matmul_reference(w, x.data(), n_tokens, reference.data());
+
+  std::vector<float> weight_row(static_cast<size_t>(w.cols));
+  int failures = 0;
+  for (int64_t r = 0; r < w.rows && failures < 5; ++r) {
+    dequantize_row(w, r, weight_row.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      double magnitude = 0.0;
+      for (int64_t c = 0; c < w.cols; ++c) {
+        magnitude += std::fabs(double(x[size_t(t * w.cols + c)]) * weight_row[size_t(c)]);
+      }
+      const size_t index = size_t(t * w.rows + r);
+      const double error = std::fabs(double(fast[index]) - double(reference[index]));
+      if (!(error <= 2e-6 * magnitude + 1e-30)) {
+        ADD_FAILURE() << label << ": out[" << t << "][" << r << "] = " << fast[index]
+                      << ", reference " << reference[index] << " (error " << error << ", magnitude "
+                      << magnitude << ")";
+        ++failures;
+      }
+    }
+  }
+}
+
+std::string describe_weights(KernelIsa isa, DType dtype, int64_t rows, int64_t cols) {
+  return std::string(isa_name(isa)) + " " + std::string(dtype_name(dtype)) + " " +
+         std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+std::string describe(KernelIsa isa, DType dtype, int64_t rows, int64_t cols, int64_t n_tokens) {
+  return describe_weights(isa, dtype, rows, cols) + " n_tokens=" + std::to_string(n_tokens);
+}
+
+constexpr DType kWeightTypes[] = {DType::F32, DType::BF16, DType::F16, DType::F8_E4M3};
+
+TEST(Matmul, EveryPathMatchesReferenceAtOddSizes) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 1;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : kWeightTypes) {
+      for (int64_t rows : {1, 3, 17, 129, 300}) {
+        for (int64_t cols : {1, 7, 64, 130, 257, 1000}) {
+          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+          for (int64_t n_tokens : {1, 2, 5, 9, 33}) {
+            expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                            describe(isa, dtype, rows, cols, n_tokens));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, ManyTokensCrossPanelAndBlockBoundaries) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 1000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : kWeightTypes) {
+      // 530 tokens pass the GEMM's token blocks, 300 rows its row blocks, 390 columns
+      // its column blocks with a partial one.
+      for (int64_t n_tokens : {100, 530}) {
+        const RandomWeights weights = random_weights(dtype, 300, 390, ++seed);
+        expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                        describe(isa, dtype, 300, 390, n_tokens));
+      }
+    }
+  }
+}
+
+TEST(Matmul, Fp8WithOtherBlockShapesAndLargeScales) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 2000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    // Blocks of 64 x 32 (SIMD-friendly), 3 x 100 (columns not a multiple of the lanes: the
+    // reference path must take over) and one large scale (beyond the SIMD range).
+    for (auto [block_rows, block_cols] : {std::pair<int64_t, int64_t>{64, 32}, {3, 100}}) {
+      RandomWeights weights =
+          random_weights(DType::F8_E4M3, 130, 257, ++seed, block_rows, block_cols);
+      for (int64_t n_tokens : {1, 3, 20}) {
+        expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                        describe(isa, DType::F8_E4M3, 130, 257, n_tokens) +
+                                            " block " + std::to_string(block_rows) + "x" +
+                                            std::to_string(block_cols));
+      }
+    }
+    RandomWeights weights = random_weights(DType::F8_E4M3, 129, 130, ++seed);
+    weights.scales[1] = 1000.0f;
+    expect_matmul_matches_reference(weights.w, 2, ++seed,
+                                    describe(isa, DType::F8_E4M3, 129, 130, 2) + " large scale");
+  }
+}
+
+TEST(Matmul, Fp8ConvertsEveryCodeExactly) {
+  // One row holding each of the 254 finite codes, with scale 1: against fp8_e4m3_to_f32 via
+  // one-hot inputs, so any wrong code shows up as a wrong output.
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    std::vector<uint8_t> codes;
+    for (int code = 0; code < 256; ++code) {
+      if ((code & 0x7f) != 0x7f) codes.push_back(uint8_t(code));
+    }
+    const float scale = 1.0f;
+    WeightMatrix w;
+    w.dtype = DType::F8_E4M3;
+    w.data = codes.data();
+    w.rows = int64_t(codes.size());
+    w.cols = 1;
+    w.block_scale = &scale;
+    w.block_rows = 1 << 20;
+    w.block_cols = 128;
+    w.scale_cols = 1;
+    const float one = 1.0f;
+    std::vector<float> out(codes.size());
+    matmul(w, &one, 1, out.data());
+    for (size_t i = 0; i < codes.size(); ++i) {
+      EXPECT_EQ(out[i], fp8_e4m3_to_f32(codes[i])) << isa_name(isa) << " code " << int(codes[i]);
+    }
+  }
+}
+
+TEST(Matmul, ResultsDoNotDependOnThreadCount) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 3000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : kWeightTypes) {
+      const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
+      for (int64_t n_tokens : {1, 5, 33, 130}) {
+        const std::vector<float> x = random_floats(n_tokens * 257, ++seed);
+        std::vector<float> one_thread(static_cast<size_t>(n_tokens * 301)),
+            two_threads(one_thread.size()), three_threads(one_thread.size());
+        ThreadPool::global().set_num_threads(1);
+        matmul(weights.w, x.data(), n_tokens, one_thread.data());
+        ThreadPool::global().set_num_threads(2);
+        matmul(weights.w, x.data(), n_tokens, two_threads.data());
+        ThreadPool::global().set_num_threads(3);
+        matmul(weights.w, x.data(), n_tokens, three_threads.data());
+        const std::string label = describe(isa, dtype, 301, 257, n_tokens);
+        EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * 4))
+            << label;
+        EXPECT_EQ(0, std::memcmp(one_thread.data(), three_threads.data(), one_thread.size() * 4))
+            << label;
+      }
+    }
+  }
+}
+
+using MatmulFn = void (*)(const WeightMatrix&, const float*, int64_t, float*);
+
+// Batch invariance: every row of product(w, x, n) is bitwise the row computed with n = 1, for
+// batch sizes across the stream/panel switch and the register tiles, with each token placed at
+// varying offsets of the batch (drawn at random from a pool of tokens).
+void expect_batch_invariant(MatmulFn product, const WeightMatrix& w, uint32_t seed,
+                            const std::string& label) {
+  constexpr int64_t kPoolTokens = 64;
+  const std::vector<float> pool = random_floats(kPoolTokens * w.cols, seed);
+  std::vector<float> alone(size_t(kPoolTokens * w.rows));
+  for (int64_t p = 0; p < kPoolTokens; ++p) {
+    product(w, pool.data() + p * w.cols, 1, alone.data() + p * w.rows);
+  }
+  std::mt19937 rng(seed);
+  std::vector<int64_t> batch_sizes = {2, 3, 5, 7, 8, 9, 10, 13, 48, 600};
+  for (int i = 0; i < 6; ++i) batch_sizes.push_back(1 + int64_t(rng() % 600));
+  for (int64_t n_tokens : batch_sizes) {
+    std::vector<int64_t> picks(static_cast<size_t>(n_tokens));
+    std::vector<float> x(static_cast<size_t>(n_tokens * w.cols));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      picks[size_t(t)] = int64_t(rng() % kPoolTokens);
+      std::memcpy(x.data() + t * w.cols, pool.data() + picks[size_t(t)] * w.cols,
+                  size_t(w.cols) * sizeof(float));
+    }
+    std::vector<float> batched(static_cast<size_t>(n_tokens * w.rows), NAN);
+    product(w, x.data(), n_tokens, batched.data());
+    int failures = 0;
+    for (int64_t t = 0; t < n_tokens && failures < 3; ++t) {
+      const float* expected = alone.data() + picks[size_t(t)] * w.rows;
+      const float* actual = batched.data() + t * w.rows;
+      if (std::memcmp(expected, actual, size_t(w.rows) * sizeof(float)) != 0) {
+        int64_t r = 0;
+        while (std::memcmp(expected + r, actual + r, sizeof(float)) == 0) ++r;
+        ADD_FAILURE() << label << " n_tokens=" << n_tokens << ": token " << t << " (pool "
+                      << picks[size_t(t)] << ") row " << r << " is " << actual[r]
+                      << " in the batch, " << expected[r] << " alone";
+        ++failures;
+      }
+    }
+  }
+}
+
+TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 5000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    // 37 x 300: partial row tiles and a partial last vector (and FP8 block); 701 x 70: several
+    // panels and row tasks, columns shorter than two vectors.
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 300}, {701, 70}}) {
+      for (DType dtype : kWeightTypes) {
+        // FP8 blocks of 64 x 32 keep the 70 columns on the SIMD path.
+        const RandomWeights weights = random_weights(dtype, rows, cols, ++seed, 64, 32);
+        expect_batch_invariant(&matmul, weights.w, ++seed,
+                               "matmul " + describe_weights(isa, dtype, rows, cols));
+      }
+      const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
+      expect_batch_invariant(&matmul_bf16_activations, weights.w, ++seed,
+                             "matmul_bf16_activations " +
+                                 describe_weights(isa, DType::BF16, rows, cols) +
+                                 (bf16_activations_supported(weights.w) ? " (vdpbf16ps)" : ""));
+    }
+  }
+}
+
+TEST(Matmul, Bf16ActivationsMatchReferenceOnRoundedInput) {
+  // Against the reference applied to x rounded to bf16: what is left is float accumulation.
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    uint32_t seed = 4000;
+    for (auto [rows, cols, n_tokens] : {std::tuple<int64_t, int64_t, int64_t>{300, 257, 33},
+                                        {17, 1000, 9},
+                                        {129, 7, 100},
+                                        {1, 1, 530},
+                                        {130, 390, 1},
+                                        {64, 600, 50}}) {
+      const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
+      std::vector<float> x = random_floats(n_tokens * cols, ++seed);
+      std::vector<float> fast(static_cast<size_t>(n_tokens * rows)), reference(fast.size());
+      matmul_bf16_activations(weights.w, x.data(), n_tokens, fast.data());
+      if (bf16_activations_supported(weights.w)) {
+        for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+      }
+      matmul_reference(weights.w, x.data(), n_tokens, reference.data());
+      std::vector<float> weight_row(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        dequantize_row(weights.w, r, weight_row.data());
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          double magnitude = 0.0;
+          for (int64_t c = 0; c < cols; ++c) {
+            magnitude += std::fabs(double(x[size_t(t * cols + c)]) * weight_row[size_t(c)]);
+          }
+          const size_t index = size_t(t * rows + r);
+          ASSERT_LE(std::fabs(double(fast[index]) - reference[index]), 2e-6 * magnitude + 1e-30)
+              << describe(isa, DType::BF16, rows, cols, n_tokens) << " out[" << t << "][" << r
+              << "]";
+        }
+      }
+      // Thread-count invariance.
+      std::vector<float> one_thread(fast.size());
+      ThreadPool::global().set_num_threads(1);
+      matmul_bf16_activations(weights.w, x.data(), n_tokens, one_thread.data());
+      ThreadPool::global().set_num_threads(2);
+      matmul_bf16_activations(weights.w, x.data(), n_tokens, fast.data());
+      EXPECT_EQ(0, std::memcmp(one_thread.data(), fast.data(), fast.size() * 4));
+    }
+  }
+}
+
+TEST(Matmul, RejectsBadInput) {
+  RandomWeights weights = random_weights(DType::F32, 4, 4, 1);
+  std::vector<float> x(8), out(8);
+  WeightMatrix w = weights.w;
+  w.dtype = DType::I32;
+  EXPECT_THROW(matmul(w, x.data(), 2, out.data()), Error);
+  w = weights.w;
+  w.data = nullptr;
+  EXPECT_THROW(matmul(w, x.data(), 2, out.data()), Error);
+  EXPECT_THROW(matmul(weights.w, x.data(), -1, out.data()), Error);
+  RandomWeights fp8 = random_weights(DType::F8_E4M3, 4, 300, 2);
+  w = fp8.w;
+  w.block_scale = nullptr;
+  EXPECT_THROW(matmul(w, x.data(), 1, out.data()), Error);
+  w = fp8.w;
+  w.scale_cols = 2;  // needs 3 for 300 columns in blocks of 128
+  EXPECT_THROW(matmul(w, x.data(), 1, out.data()), Error);
+  EXPECT_NO_THROW(matmul(weights.w, x.data(), 0, out.data()));
+}
+
+TEST(CpuDispatch, ScalarIsAlwaysSupportedAndNamed) {
+  EXPECT_TRUE(isa_supported(KernelIsa::kScalar));
+  EXPECT_EQ(isa_name(KernelIsa::kAvx512), "avx512");
+  KernelSettingsGuard guard;
+  set_active_isa(KernelIsa::kScalar);
+  EXPECT_EQ(active_isa(), KernelIsa::kScalar);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row operations.
+
+constexpr int64_t kRowSizes[] = {1, 7, 16, 17, 130, 1000, 7168};
+
+void expect_near_relative(const std::vector<float>& fast, const std::vector<float>& reference,
+                          double relative, double absolute, const std::string& label) {
+  ASSERT_EQ(fast.size(), reference.size());
+  for (size_t i = 0; i < fast.size(); ++i) {
+    const double tolerance = relative * std::fabs(double(reference[i])) + absolute;
+    ASSERT_LE(std::fabs(double(fast[i]) - double(reference[i])), tolerance)
+        << label << " at " << i << ": " << fast[i] << " vs " << reference[i];
+  }
+}
+
+TEST(Ops, RmsNormMatchesReference) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      const std::vector<float> x = random_floats(n, uint32_t(n), 3.0f);
+      const std::vector<float> weight = random_floats(n, uint32_t(n + 1));
+      std::vector<float> fast(static_cast<size_t>(n)), reference(static_cast<size_t>(n));
+      rms_norm(x.data(), weight.data(), n, 1e-6f, fast.data());
+      rms_norm_reference(x.data(), weight.data(), n, 1e-6f, reference.data());
+      expect_near_relative(fast, reference, 1e-5, 1e-7,
+                           std::string(isa_name(isa)) + " n=" + std::to_string(n));
+      std::vector<float> in_place = x;  // out may alias x
+      rms_norm(in_place.data(), weight.data(), n, 1e-6f, in_place.data());
+      expect_near_relative(in_place, reference, 1e-5, 1e-7, "in place");
+    }
+  }
+}
+
+TEST(Ops, SiluMulMatchesReference) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      std::vector<float> gate = random_floats(n, uint32_t(n), 4.0f);
+      if (n >= 7) gate[0] = -100.0f, gate[1] = 100.0f, gate[2] = 0.0f, gate[3] = -88.5f;
+      const std::vector<float> up = random_floats(n, uint32_t(n + 1));
+      std::vector<float> fast = gate, reference = gate;
+      silu_mul(fast.data(), up.data(), n);
+      silu_mul_reference(reference.data(), up.data(), n);
+      expect_near_relative(fast, reference, 1e-5, 1e-30,
+                           std::string(isa_name(isa)) + " n=" + std::to_string(n));
+    }
+  }
+}
+
+TEST(Ops, SoftmaxMatchesReference) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      std::vector<float> row = random_floats(n, uint32_t(n), 5.0f);
+      if (n >= 7) row[1] = -INFINITY, row[5] = -INFINITY;  // masked positions
+      std::vector<float> fast = row, reference = row;
+      softmax(fast.data(), n);
+      softmax_reference(reference.data(), n);
+      expect_near_relative(fast, reference, 1e-5, 1e-30,
+                           std::string(isa_name(isa)) + " n=" + std::to_string(n));
+      if (n >= 7) {
+        EXPECT_EQ(fast[1], 0.0f);
+      }
+    }
+    std::vector<float> masked(19, -INFINITY);
+    softmax(masked.data(), 19);
+    for (float v : masked) EXPECT_EQ(v, 0.0f);
+  }
+}
+
+TEST(Ops, DotAndAxpyMatchReference) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      const std::vector<float> a = random_floats(n, uint32_t(n));
+      const std::vector<float> b = random_floats(n, uint32_t(n + 7));
+      double magnitude = 0.0;
+      for (int64_t i = 0; i < n; ++i) magnitude += std::fabs(double(a[size_t(i)]) * b[size_t(i)]);
+      EXPECT_NEAR(dot(a.data(), b.data(), n), dot_reference(a.data(), b.data(), n),
+                  2e-6 * magnitude)
+          << isa_name(isa) << " n=" << n;
+      std::vector<float> fast = b, reference = b;
+      axpy(0.37f, a.data(), fast.data(), n);
+      axpy_reference(0.37f, a.data(), reference.data(), n);
+      expect_near_relative(fast, reference, 1e-6, 1e-6,
+                           std::string(isa_name(isa)) + " axpy n=" + std::to_string(n));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::kernels
