@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git ca-certificates
-          nlohmann-json3-dev libonig-dev libgtest-dev libbenchmark-dev
+          nlohmann-json3-dev libcpp-httplib-dev libonig-dev libgtest-dev libbenchmark-dev
           python3 python3-numpy libcpp-httplib-dev)
 missing=()
 for package in "${packages[@]}"; do

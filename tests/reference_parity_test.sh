@@ -2,6 +2,7 @@
 # Logits parity with the Python reference (tests/reference/deepseek_v3_ref.py, written from the
 # semantics of transformers' modeling_deepseek_v3.py) for every make-tiny preset and dtype:
 #   - whole-prompt logits agree to max|diff| <= 1e-4 * max|logit|,
+#   - the absorbed and the expanded MLA forms both agree,
 #   - feeding the prompt in pieces through the cache gives the same logits,
 #   - prompts whose routing nearly ties (margin < 1e-5) are skipped for another prompt,
 #   - sensitivity: a wrong RoPE layout or a missing YaRN softmax scale must be detected.
@@ -70,6 +71,9 @@ run_case() {  # preset, dtype, shards, chunk
     return
   fi
   check "$name whole" bash -c "'$DSV3' logits -m '$dir' --ids $ids --out '$WORK/whole.npy' && $COMPARE '$WORK/ref.npy' '$WORK/whole.npy'"
+  for mode in absorbed expanded; do
+    check "$name $mode attention" bash -c "'$DSV3' logits -m '$dir' --ids $ids --attention $mode --out '$WORK/mode.npy' && $COMPARE '$WORK/ref.npy' '$WORK/mode.npy'"
+  done
   check "$name incremental (chunk $chunk)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --chunk $chunk --out '$WORK/pieces.npy' && $COMPARE '$WORK/ref.npy' '$WORK/pieces.npy'"
   check "$name --last" bash -c "'$DSV3' logits -m '$dir' --ids $ids --last --out '$WORK/last.npy' && $PY -c \"
 import numpy as np, sys

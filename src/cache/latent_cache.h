@@ -40,6 +40,12 @@ class LatentCache {
   // Bytes of cache one token takes in one layer, and over all layers.
   int64_t bytes_per_token_per_layer() const { return row_size() * int64_t(sizeof(float)); }
   int64_t bytes_per_token() const { return bytes_per_token_per_layer() * layers_; }
+  // What a cache of expanded per-head keys and values (transformers' DynamicCache) would take
+  // per token and layer, in the same element size: heads x (qk_head_dim + v_head_dim).
+  static int64_t expanded_bytes_per_token_per_layer(const Config& config) {
+    return config.num_attention_heads * (config.qk_head_dim() + config.v_head_dim) *
+           int64_t(sizeof(float));
+  }
 
  private:
   int64_t layers_;

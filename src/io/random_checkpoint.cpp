@@ -318,7 +318,13 @@ void write_random_checkpoint(const std::string& out_dir, Config config,
     config.quantization_config.block_cols = 128;
   }
   config.torch_dtype = options.dtype == "f32" ? "float32" : "bfloat16";
-  if (options.sequence_classification) config.architectures = {"DeepseekV3ForSequenceClassification"};
+  if (options.sequence_classification) {
+    config.architectures = {"DeepseekV3ForSequenceClassification"};
+    // The score head reads the last token that is not padding, found by pad_token_id (without
+    // one transformers refuses batches). DeepSeek-V3's tokenizer pads with its EOS.
+    if (!config.pad_token_id && !config.eos_token_ids.empty())
+      config.pad_token_id = config.eos_token_ids.front();
+  }
   config.validate();
 
   fs::create_directories(out_dir);

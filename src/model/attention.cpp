@@ -1,6 +1,7 @@
 #include "model/attention.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -22,24 +23,148 @@ void linear(const Linear& layer, const float* x, int64_t tokens, float* out) {
   add_bias(out, tokens, layer.bias);
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
+// The dimensions of one layer's attention.
+struct Shape {
+  int64_t heads, nope, rope, head_dim, v, rank;
+  explicit Shape(const Config& c)
+      : heads(c.num_attention_heads),
+        nope(c.qk_nope_head_dim),
+        rope(c.qk_rope_head_dim),
+        head_dim(c.qk_head_dim()),
+        v(c.v_head_dim),
+        rank(c.kv_lora_rank) {}
+};
+
+// Consecutive tokens of the batch that belong to one sequence (one cache).
+struct Group {
+  int64_t first, count;
+  const LatentCache* cache;
+  int64_t visible_slots;  // slots the last token of the group sees
+};
+
+std::vector<Group> group_by_cache(const TokenBatch& batch) {
+  std::vector<Group> groups;
+  for (int64_t t = 0; t < batch.tokens; ++t) {
+    if (groups.empty() || groups.back().cache != batch.caches[t])
+      groups.push_back({t, 0, batch.caches[t], 0});
+    groups.back().count++;
+    groups.back().visible_slots = std::max(groups.back().visible_slots, batch.slots[t] + 1);
+  }
+  return groups;
+}
+
+// Token t's scores over slots [0, visible) -> attention weights: padding slots (key_masks) get
+// none, a token that sees no slot gets all zeros (kernels::softmax); recorded for
+// output_attentions.
+void attention_probabilities(const TokenBatch& batch, int64_t t, int64_t h, int64_t heads,
+                             float* scores, int64_t visible) {
+  if (const uint8_t* mask = batch.key_masks ? batch.key_masks[t] : nullptr)
+    for (int64_t slot = 0; slot < visible; ++slot)
+      if (!mask[slot]) scores[slot] = -std::numeric_limits<float>::infinity();
+  kernels::softmax(scores, visible);
+  if (batch.attention_weights)
+    std::copy_n(scores, visible,
+                batch.attention_weights + (t * heads + h) * batch.attention_key_count);
+}
+
+// Multiply-adds of each form for one group (per head); the cheaper one is used in kAuto.
+bool expanded_is_cheaper(const Shape& s, const Group& group) {
+  const double tokens = double(group.count), slots = double(group.visible_slots);
+  const double absorbed = tokens * s.rank * (s.nope + s.v) + tokens * slots * (2.0 * s.rank + s.rope);
+  const double expanded = slots * s.rank * (s.nope + s.v) + tokens * slots * (s.nope + s.rope + s.v);
+  return expanded < absorbed;
+}
+
+// Absorbed: score(t, s) = (W_UK^T q_nope) . latent_s + q_rope . k_rope_s; the output is
+// W_UV (sum_s p_s latent_s). Nothing per head is ever expanded from the cache.
+void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, const Group& group,
+                     const TokenBatch& batch, const float* q, float scale, float* attention_out) {
+  const int64_t tokens = group.count;
+  std::vector<float> q_nope_head(tokens * s.nope), q_absorbed(tokens * s.heads * s.rank);
+  std::vector<float> q_absorbed_head(tokens * s.rank);
+  for (int64_t h = 0; h < s.heads; ++h) {
+    for (int64_t i = 0; i < tokens; ++i)
+      std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, s.nope,
+                  q_nope_head.data() + i * s.nope);
+    kernels::matmul(w.key_absorb[h], q_nope_head.data(), tokens, q_absorbed_head.data());
+    for (int64_t i = 0; i < tokens; ++i)
+      std::copy_n(q_absorbed_head.data() + i * s.rank, s.rank,
+                  q_absorbed.data() + (i * s.heads + h) * s.rank);
+  }
+
+  std::vector<float> latent_out(tokens * s.heads * s.rank, 0.0f), scores;
+  for (int64_t i = 0; i < tokens; ++i) {
+    const int64_t t = group.first + i;
+    const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
+    scores.resize(visible);
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const float* q_latent = q_absorbed.data() + (i * s.heads + h) * s.rank;
+      const float* q_rope = q + (t * s.heads + h) * s.head_dim + s.nope;
+      for (int64_t slot = 0; slot < visible; ++slot) {
+        const float* row = group.cache->row(layer, slot);
+        scores[slot] = (kernels::dot(q_latent, row, s.rank) + kernels::dot(q_rope, row + s.rank, s.rope)) * scale;
+      }
+      attention_probabilities(batch, t, h, s.heads, scores.data(), visible);
+      float* out = latent_out.data() + (i * s.heads + h) * s.rank;
+      for (int64_t slot = 0; slot < visible; ++slot)
+        kernels::axpy(scores[slot], group.cache->row(layer, slot), out, s.rank);
+    }
+  }
+
+  std::vector<float> latent_head(tokens * s.rank), value_head(tokens * s.v);
+  for (int64_t h = 0; h < s.heads; ++h) {
+    for (int64_t i = 0; i < tokens; ++i)
+      std::copy_n(latent_out.data() + (i * s.heads + h) * s.rank, s.rank, latent_head.data() + i * s.rank);
+    kernels::matmul(w.value_up[h], latent_head.data(), tokens, value_head.data());
+    for (int64_t i = 0; i < tokens; ++i)
+      std::copy_n(value_head.data() + i * s.v, s.v,
+                  attention_out + ((group.first + i) * s.heads + h) * s.v);
+  }
+}
+
+// Expanded: keys [k_nope = W_UK latent_s, k_rope_s] and values W_UV latent_s per head, then
+// ordinary attention (what transformers computes).
+void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, const Group& group,
+                     const TokenBatch& batch, const float* q, float scale, float* attention_out) {
+  const int64_t slots = group.visible_slots;
+  std::vector<float> latents(slots * s.rank);
+  for (int64_t slot = 0; slot < slots; ++slot)
+    std::copy_n(group.cache->row(layer, slot), s.rank, latents.data() + slot * s.rank);
+  const int64_t kv_width = s.heads * (s.nope + s.v);
+  std::vector<float> keys_values(slots * kv_width);  // [slot][head][nope + v]
+  kernels::matmul(w.kv_b_proj, latents.data(), slots, keys_values.data());
+
+  std::vector<float> scores;
+  for (int64_t i = 0; i < group.count; ++i) {
+    const int64_t t = group.first + i;
+    const int64_t visible = batch.slots[t] + 1;
+    scores.resize(visible);
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const float* q_head = q + (t * s.heads + h) * s.head_dim;
+      for (int64_t slot = 0; slot < visible; ++slot) {
+        const float* key_nope = keys_values.data() + slot * kv_width + h * (s.nope + s.v);
+        const float* key_rope = group.cache->row(layer, slot) + s.rank;
+        scores[slot] = (kernels::dot(q_head, key_nope, s.nope) +
+                        kernels::dot(q_head + s.nope, key_rope, s.rope)) * scale;
+      }
+      attention_probabilities(batch, t, h, s.heads, scores.data(), visible);
+      float* out = attention_out + (t * s.heads + h) * s.v;
+      std::fill(out, out + s.v, 0.0f);
+      for (int64_t slot = 0; slot < visible; ++slot)
+        kernels::axpy(scores[slot], keys_values.data() + slot * kv_width + h * (s.nope + s.v) + s.nope, out, s.v);
+    }
+  }
 }
 
 }  // namespace
 
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& w,
                    int64_t layer, const float* hidden, const TokenBatch& batch, float* out) {
+  const Shape s(config);
   const int64_t tokens = batch.tokens;
-  const int64_t heads = config.num_attention_heads;
-  const int64_t nope = config.qk_nope_head_dim, rope_dim = config.qk_rope_head_dim;
-  const int64_t head_dim = config.qk_head_dim(), v_dim = config.v_head_dim;
-  const int64_t rank = config.kv_lora_rank;
 
   // Queries: q = q_b(norm(q_a(x))) or q_proj(x), [tokens][heads][nope + rope].
-  std::vector<float> q(tokens * heads * head_dim);
+  std::vector<float> q(tokens * s.heads * s.head_dim);
   if (config.q_lora_rank) {
     const int64_t q_rank = *config.q_lora_rank;
     std::vector<float> q_latent(tokens * q_rank);
@@ -52,67 +177,30 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
     linear(w.q_proj, hidden, tokens, q.data());
   }
 
-  // Keys and values: one latent per token (normed) plus the shared rope key, into the cache.
-  std::vector<float> kv(tokens * (rank + rope_dim));
+  // Keys and values: one latent per token (normed) plus the shared rope key, into the cache;
+  // the rope parts of key and queries rotated by the token's position.
+  std::vector<float> kv(tokens * (s.rank + s.rope));
   linear(w.kv_a_proj_with_mqa, hidden, tokens, kv.data());
   for (int64_t t = 0; t < tokens; ++t) {
-    const float* kv_t = kv.data() + t * (rank + rope_dim);
+    const float* kv_t = kv.data() + t * (s.rank + s.rope);
     float* slot = batch.caches[t]->row(layer, batch.slots[t]);
-    kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), rank, w.kv_a_layernorm.eps, slot);
-    std::copy(kv_t + rank, kv_t + rank + rope_dim, slot + rank);
-    rope.apply(slot + rank, 1, rope_dim, batch.positions[t], batch.sequence_length);
-    rope.apply(q.data() + t * heads * head_dim + nope, heads, head_dim, batch.positions[t],
-               batch.sequence_length);
+    kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
+    std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
+    const Rope::Rotation rotation = rope.rotation(batch.positions[t], batch.sequence_length);
+    rope.apply(rotation, slot + s.rank, 1, s.rope);
+    rope.apply(rotation, q.data() + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
   }
 
-  // Absorb W_UK into the query: q_latent[t][h] = W_UK[h]^T q_nope[t][h], [tokens][heads][rank].
-  std::vector<float> q_absorbed(tokens * heads * rank);
-  std::vector<float> q_nope_head(tokens * nope), q_absorbed_head(tokens * rank);
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t t = 0; t < tokens; ++t)
-      std::copy_n(q.data() + (t * heads + h) * head_dim, nope, q_nope_head.data() + t * nope);
-    WeightMatrix key_absorb{DType::F32, w.key_absorb.data() + h * rank * nope, rank, nope};
-    kernels::matmul(key_absorb, q_nope_head.data(), tokens, q_absorbed_head.data());
-    for (int64_t t = 0; t < tokens; ++t)
-      std::copy_n(q_absorbed_head.data() + t * rank, rank,
-                  q_absorbed.data() + (t * heads + h) * rank);
-  }
-
-  // Scores over the latent cache, softmax, and the attention-weighted latent per head.
+  // Attention per sequence, in the cheaper form unless one is asked for.
   const float scale = float(rope.softmax_scale());
-  std::vector<float> latent_out(tokens * heads * rank, 0.0f);
-  std::vector<float> scores;
-  for (int64_t t = 0; t < tokens; ++t) {
-    const LatentCache& cache = *batch.caches[t];
-    const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
-    scores.resize(visible);
-    for (int64_t h = 0; h < heads; ++h) {
-      const float* q_latent = q_absorbed.data() + (t * heads + h) * rank;
-      const float* q_rope = q.data() + (t * heads + h) * head_dim + nope;
-      for (int64_t s = 0; s < visible; ++s) {
-        const float* slot = cache.row(layer, s);
-        scores[s] = (dot(q_latent, slot, rank) + dot(q_rope, slot + rank, rope_dim)) * scale;
-      }
-      kernels::softmax(scores.data(), visible);
-      float* o = latent_out.data() + (t * heads + h) * rank;
-      for (int64_t s = 0; s < visible; ++s) {
-        const float* slot = cache.row(layer, s);
-        for (int64_t r = 0; r < rank; ++r) o[r] += scores[s] * slot[r];
-      }
-    }
-  }
-
-  // Values: W_UV[h] applied to each head's weighted latent, then o_proj over all heads.
-  std::vector<float> attention_out(tokens * heads * v_dim);
-  std::vector<float> latent_head(tokens * rank), value_head(tokens * v_dim);
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t t = 0; t < tokens; ++t)
-      std::copy_n(latent_out.data() + (t * heads + h) * rank, rank, latent_head.data() + t * rank);
-    WeightMatrix value_up{DType::F32, w.value_up.data() + h * v_dim * rank, v_dim, rank};
-    kernels::matmul(value_up, latent_head.data(), tokens, value_head.data());
-    for (int64_t t = 0; t < tokens; ++t)
-      std::copy_n(value_head.data() + t * v_dim, v_dim,
-                  attention_out.data() + (t * heads + h) * v_dim);
+  std::vector<float> attention_out(tokens * s.heads * s.v);
+  for (const Group& group : group_by_cache(batch)) {
+    const bool expanded = batch.mode == AttentionMode::kExpanded ||
+                          (batch.mode == AttentionMode::kAuto && expanded_is_cheaper(s, group));
+    if (expanded)
+      attend_expanded(s, w, layer, group, batch, q.data(), scale, attention_out.data());
+    else
+      attend_absorbed(s, w, layer, group, batch, q.data(), scale, attention_out.data());
   }
   linear(w.o_proj, attention_out.data(), tokens, out);
 }

@@ -14,6 +14,13 @@
 
 namespace dsv3 {
 
+// How attention is computed over the latent cache; both give the same result.
+//  absorbed: kv_b_proj folded into the query and the output, scores against the latent
+//            directly (cheapest per new token: decode);
+//  expanded: the cached latents expanded to per-head keys and values through kv_b_proj, as
+//            transformers does (cheaper when many new tokens attend to a short cache: prefill).
+enum class AttentionMode { kAuto, kAbsorbed, kExpanded };
+
 // The new tokens of one forward pass: one or more sequences, concatenated. Each token has its
 // sequence's cache, its slot in that cache and its rope position (usually equal to the slot).
 struct TokenBatch {
@@ -22,11 +29,21 @@ struct TokenBatch {
   const int64_t* slots = nullptr;       // [tokens] cache slots
   LatentCache* const* caches = nullptr;  // [tokens] the cache of each token's sequence
   int64_t sequence_length = 0;           // max position + 1 (dynamic RoPE)
+  AttentionMode mode = AttentionMode::kAuto;
+  // Padding (transformers' attention_mask): per token, its sequence's flags over cache slots,
+  // 0 = never attend to that slot. Null (the array or an entry): every slot counts.
+  const uint8_t* const* key_masks = nullptr;
+  // output_attentions: when set, receives the softmax weights [tokens][heads][key_count],
+  // entry s for cache slot s (0 for slots a token does not see).
+  float* attention_weights = nullptr;
+  int64_t attention_key_count = 0;
 };
 
 // Writes the new tokens' latents into their caches (layer `layer`), attends each token
-// causally to slots [0, its slot] of its cache, and writes o_proj's output
+// causally to the unmasked slots of [0, its slot] of its cache, and writes o_proj's output
 // [tokens][hidden_size]. `hidden` is [tokens][hidden_size], after input_layernorm.
+// A token that sees no slot at all (left padding) gets a zero attention output and weights, as
+// transformers' SDPA path with torch >= 2.5 (its eager path averages over every slot instead).
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& weights,
                    int64_t layer, const float* hidden, const TokenBatch& batch, float* out);
 

@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -155,6 +156,30 @@ QuantizationConfig parse_quantization(const json& value, const std::string& wher
   return quant;
 }
 
+// {"0": "NEGATIVE", "1": "POSITIVE"}: every id from 0 to size - 1 once.
+std::vector<std::string> parse_id2label(const json& value, const std::string& where) {
+  const std::string field = where + ": field \"id2label\" ";
+  if (!value.is_object() || value.empty())
+    throw Error(field + "must be an object {\"0\": name, ...}, got " + value.dump());
+  std::vector<std::string> names(value.size());
+  std::vector<bool> seen(value.size(), false);
+  for (const auto& [key, name] : value.items()) {
+    size_t id = 0, used = 0;
+    try {
+      id = std::stoul(key, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != key.size() || id >= names.size() || seen[id])
+      throw Error(field + "has key \"" + key + "\"; keys must be the ids 0 .. " +
+                  std::to_string(names.size() - 1) + ", each once");
+    if (!name.is_string()) throw Error(field + "value of \"" + key + "\" must be a string");
+    names[id] = name.get<std::string>();
+    seen[id] = true;
+  }
+  return names;
+}
+
 void require_positive(const char* name, int64_t value) {
   if (value <= 0)
     throw Error("config: field \"" + std::string(name) + "\" must be positive, got " +
@@ -232,6 +257,14 @@ void Config::validate() const {
             "quantization_config", "weight_block_size must be positive");
   }
   require(num_labels >= 1, "num_labels", "must be positive");
+  require(id2label.empty() || int64_t(id2label.size()) == num_labels, "id2label",
+          "must name num_labels labels");
+  require(problem_type.empty() || problem_type == "regression" ||
+              problem_type == "single_label_classification" ||
+              problem_type == "multi_label_classification",
+          "problem_type",
+          "\"" + problem_type +
+              "\" is not one of regression, single_label_classification, multi_label_classification");
 }
 
 Config Config::from_json(const json& object, const std::string& where) {
@@ -288,8 +321,13 @@ Config Config::from_json(const json& object, const std::string& where) {
   reader.read("torch_dtype", config.torch_dtype);
   if (const json* quant = reader.find("quantization_config"))
     config.quantization_config = parse_quantization(*quant, where);
-  if (const json* labels = reader.find("id2label"); labels && labels->is_object())
-    config.num_labels = int64_t(labels->size());
+  if (const json* labels = reader.find("id2label"); labels && !labels->is_null()) {
+    config.id2label = parse_id2label(*labels, where);
+    config.num_labels = int64_t(config.id2label.size());
+    if (const json* count = reader.find("num_labels"); count && *count != json(config.num_labels))
+      throw Error(where + ": field \"num_labels\" is " + count->dump() + " but \"id2label\" has " +
+                  std::to_string(config.num_labels) + " labels");
+  }
   reader.read("num_labels", config.num_labels);
   reader.read("problem_type", config.problem_type);
 
@@ -391,6 +429,18 @@ json Config::to_json() const {
   }
   if (!problem_type.empty()) object["problem_type"] = problem_type;
   if (num_labels != 2) object["num_labels"] = num_labels;
+  // transformers writes the label maps of every config; we do when labels matter.
+  if (num_labels != 2 || !id2label.empty() ||
+      std::find(architectures.begin(), architectures.end(), "DeepseekV3ForSequenceClassification") !=
+          architectures.end()) {
+    json names = json::object(), ids = json::object();
+    for (int64_t id = 0; id < num_labels; ++id) {
+      names[std::to_string(id)] = label_name(id);
+      ids[label_name(id)] = id;
+    }
+    object["id2label"] = names;
+    object["label2id"] = ids;
+  }
   object["transformers_version"] = "4.46.3";
   return object;
 }

@@ -87,6 +87,7 @@ struct Config {
   QuantizationConfig quantization_config;
   // Sequence classification (DeepseekV3ForSequenceClassification).
   int64_t num_labels = 2;
+  std::vector<std::string> id2label;  // label names by id; empty: "LABEL_<id>"
   std::string problem_type;  // "", "regression", "single_label_classification", ...
 
   // Derived, as in DeepseekV3Config.
@@ -94,6 +95,9 @@ struct Config {
   int64_t experts_per_group() const { return n_routed_experts / n_group; }
   bool is_moe_layer(int64_t layer) const { return layer >= first_k_dense_replace; }
   bool is_fp8() const { return quantization_config.quant_method == "fp8"; }
+  std::string label_name(int64_t id) const {
+    return id >= 0 && id < int64_t(id2label.size()) ? id2label[id] : "LABEL_" + std::to_string(id);
+  }
 
   // Throws dsv3::Error naming the first invalid field.
   void validate() const;

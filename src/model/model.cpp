@@ -31,20 +31,41 @@ std::vector<float> Model::forward(std::span<const int32_t> ids, LatentCache& cac
   return forward_batch(std::span(&sequence, 1));
 }
 
-std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences) const {
+namespace {
+
+int64_t token_count(const SequenceInput& sequence, int64_t width) {
+  return sequence.embeddings.empty() ? int64_t(sequence.ids.size())
+                                     : int64_t(sequence.embeddings.size()) / width;
+}
+
+}  // namespace
+
+std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences,
+                                        ForwardTrace* trace) const {
   const int64_t width = config_.hidden_size;
-  int64_t tokens = 0;
+  int64_t tokens = 0, key_count = 0;
   for (const auto& sequence : sequences) {
     if (!sequence.cache) throw Error("forward: a sequence has no cache");
-    if (!sequence.positions.empty() && sequence.positions.size() != sequence.ids.size())
+    if (!sequence.embeddings.empty() &&
+        (!sequence.ids.empty() || sequence.embeddings.size() % size_t(width) != 0))
+      throw Error("forward: a sequence needs either ids or embeddings of " +
+                  std::to_string(width) + " values per token");
+    const int64_t count = token_count(sequence, width);
+    if (!sequence.positions.empty() && int64_t(sequence.positions.size()) != count)
       throw Error("forward: " + std::to_string(sequence.positions.size()) + " positions for " +
-                  std::to_string(sequence.ids.size()) + " tokens");
-    sequence.cache->reserve_positions(int64_t(sequence.ids.size()));
+                  std::to_string(count) + " tokens");
+    sequence.cache->reserve_positions(count);
+    const int64_t cache_end = sequence.cache->length() + count;
+    if (!sequence.attention_mask.empty() && int64_t(sequence.attention_mask.size()) != cache_end)
+      throw Error("forward: an attention mask of " +
+                  std::to_string(sequence.attention_mask.size()) + " flags for " +
+                  std::to_string(cache_end) + " cached and new tokens");
     for (int32_t id : sequence.ids)
       if (id < 0 || id >= config_.vocab_size)
         throw Error("token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                     std::to_string(config_.vocab_size) + ")");
-    tokens += int64_t(sequence.ids.size());
+    tokens += count;
+    key_count = std::max(key_count, cache_end);
   }
   for (size_t i = 0; i < sequences.size(); ++i)
     for (size_t j = 0; j < i; ++j)
@@ -52,34 +73,62 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
         throw Error("forward: two sequences of one batch share a cache");
   if (tokens == 0) return {};
 
-  // Per token: its cache, slot and rope position.
+  // Per token: its cache, slot, rope position and padding mask.
   std::vector<LatentCache*> caches(tokens);
   std::vector<int64_t> slots(tokens), positions(tokens);
+  std::vector<const uint8_t*> key_masks(tokens);
   int64_t t = 0, max_position = 0;
   for (const auto& sequence : sequences) {
-    for (size_t j = 0; j < sequence.ids.size(); ++j, ++t) {
+    for (int64_t j = 0; j < token_count(sequence, width); ++j, ++t) {
       caches[t] = sequence.cache;
-      slots[t] = sequence.cache->length() + int64_t(j);
+      slots[t] = sequence.cache->length() + j;
       positions[t] = sequence.positions.empty() ? slots[t] : sequence.positions[j];
       if (positions[t] < 0) throw Error("forward: negative position id");
       max_position = std::max(max_position, positions[t]);
+      key_masks[t] = sequence.attention_mask.empty() ? nullptr : sequence.attention_mask.data();
     }
   }
-  const TokenBatch batch{tokens, positions.data(), slots.data(), caches.data(), max_position + 1};
+  TokenBatch batch{tokens,       positions.data(),  slots.data(),
+                   caches.data(), max_position + 1, attention_mode_};
+  batch.key_masks = key_masks.data();
 
   std::vector<float> hidden(tokens * width);
   t = 0;
-  for (const auto& sequence : sequences)
+  for (const auto& sequence : sequences) {
+    if (!sequence.embeddings.empty()) {
+      std::copy(sequence.embeddings.begin(), sequence.embeddings.end(), hidden.begin() + t * width);
+      t += token_count(sequence, width);
+    }
     for (int32_t id : sequence.ids)
       kernels::dequantize_row(weights_->embed_tokens, id, hidden.data() + (t++) * width);
+  }
 
-  for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer)
+  const bool record_hidden = trace && trace->record_hidden_states;
+  const bool record_attentions = trace && trace->record_attentions;
+  if (trace) {
+    trace->hidden_states.clear();
+    trace->attentions.clear();
+    trace->key_count = key_count;
+  }
+  if (record_hidden) trace->hidden_states.push_back(hidden);
+  for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
+    if (record_attentions) {
+      auto& weights =
+          trace->attentions.emplace_back(tokens * config_.num_attention_heads * key_count);
+      batch.attention_weights = weights.data();
+      batch.attention_key_count = key_count;
+    }
     decoder_layer_forward(config_, rope_, weights_->layers[layer], layer, batch, hidden.data());
-  for (const auto& sequence : sequences) sequence.cache->advance(int64_t(sequence.ids.size()));
+    // The last layer's output is recorded after the final norm, as transformers does.
+    if (record_hidden && layer + 1 < config_.num_hidden_layers)
+      trace->hidden_states.push_back(hidden);
+  }
+  for (const auto& sequence : sequences) sequence.cache->advance(token_count(sequence, width));
 
   for (int64_t row = 0; row < tokens; ++row)
     kernels::rms_norm(hidden.data() + row * width, weights_->norm.weight.data(), width,
                       weights_->norm.eps, hidden.data() + row * width);
+  if (record_hidden) trace->hidden_states.push_back(hidden);
   return hidden;
 }
 

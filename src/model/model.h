@@ -10,6 +10,7 @@
 
 #include "cache/latent_cache.h"
 #include "io/safetensors.h"
+#include "model/attention.h"
 #include "model/config.h"
 #include "model/rope.h"
 #include "model/weights.h"
@@ -22,6 +23,24 @@ struct SequenceInput {
   LatentCache* cache = nullptr;
   // Rope positions of the new tokens (position_ids); empty: their cache slots.
   std::span<const int64_t> positions = {};
+  // Instead of ids: the input embeddings, [tokens][hidden_size] (transformers' inputs_embeds).
+  std::span<const float> embeddings = {};
+  // Padding (attention_mask): a flag per cache slot [0, cache length + new tokens), 0 = never
+  // attended to (by any token); empty: every slot counts.
+  std::span<const uint8_t> attention_mask = {};
+};
+
+// Optional outputs of a forward pass (transformers' output_hidden_states, output_attentions).
+struct ForwardTrace {
+  bool record_hidden_states = false;
+  bool record_attentions = false;
+  // [num_hidden_layers + 1][tokens * hidden_size]: the embeddings, then each layer's output,
+  // the last one after the final norm, as transformers' hidden_states.
+  std::vector<std::vector<float>> hidden_states;
+  // [num_hidden_layers][tokens * heads * key_count]: each head's softmax weights over the cache
+  // slots (0 where a token does not look); key_count is the longest cache after the pass.
+  std::vector<std::vector<float>> attentions;
+  int64_t key_count = 0;
 };
 
 class Model {
@@ -35,6 +54,9 @@ class Model {
   const ModelWeights& weights() const { return *weights_; }
   const Checkpoint& checkpoint() const { return checkpoint_; }
 
+  // Absorbed or expanded MLA (default: whichever is cheaper per sequence and pass).
+  void set_attention_mode(AttentionMode mode) { attention_mode_ = mode; }
+
   // A static cache for `capacity` positions (default: max_position_embeddings).
   LatentCache new_cache(int64_t capacity = 0) const;
 
@@ -43,14 +65,16 @@ class Model {
   std::vector<float> forward(std::span<const int32_t> ids, LatentCache& cache) const;
 
   // Several sequences at once (their matrix products shared); the hidden states of all their
-  // new tokens, concatenated in order, [total tokens][hidden_size].
-  std::vector<float> forward_batch(std::span<const SequenceInput> sequences) const;
+  // new tokens, concatenated in order, [total tokens][hidden_size]. `trace` records more.
+  std::vector<float> forward_batch(std::span<const SequenceInput> sequences,
+                                   ForwardTrace* trace = nullptr) const;
 
  private:
   Config config_;
   Checkpoint checkpoint_;
   std::shared_ptr<ModelWeights> weights_;
   Rope rope_;
+  AttentionMode attention_mode_ = AttentionMode::kAuto;
 };
 
 class CausalLM {
@@ -59,6 +83,7 @@ class CausalLM {
   explicit CausalLM(std::shared_ptr<Model> model);
 
   const Model& model() const { return *model_; }
+  void set_attention_mode(AttentionMode mode) { model_->set_attention_mode(mode); }
   const Config& config() const { return model_->config(); }
   LatentCache new_cache(int64_t capacity = 0) const { return model_->new_cache(capacity); }
 

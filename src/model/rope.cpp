@@ -94,27 +94,36 @@ std::vector<double> Rope::inv_freq_for(int64_t sequence_length) const {
   return default_inv_freq(dim_, base);
 }
 
-void Rope::apply(float* x, int64_t heads, int64_t stride, int64_t position,
-                 int64_t sequence_length) const {
+Rope::Rotation Rope::rotation(int64_t position, int64_t sequence_length) const {
   const std::vector<double>* inv_freq = &inv_freq_;
   std::vector<double> dynamic;
   if (scaling_ && scaling_->type == "dynamic" && sequence_length > max_position_embeddings_) {
     dynamic = inv_freq_for(sequence_length);
     inv_freq = &dynamic;
   }
-  const int64_t half = dim_ / 2;
-  for (int64_t i = 0; i < half; ++i) {
+  Rotation rotation;
+  rotation.cos.resize(dim_ / 2);
+  rotation.sin.resize(dim_ / 2);
+  for (int64_t i = 0; i < dim_ / 2; ++i) {
     // transformers forms the angle in float32: float(inv_freq) * float(position).
     const float angle = float((*inv_freq)[i]) * float(position);
-    const float cos_value = float(std::cos(double(angle)) * attention_factor_);
-    const float sin_value = float(std::sin(double(angle)) * attention_factor_);
-    const int64_t first = interleave_ ? 2 * i : i;
-    const int64_t second = interleave_ ? 2 * i + 1 : i + half;
-    for (int64_t h = 0; h < heads; ++h) {
-      float* head = x + h * stride;
+    rotation.cos[i] = float(std::cos(double(angle)) * attention_factor_);
+    rotation.sin[i] = float(std::sin(double(angle)) * attention_factor_);
+  }
+  return rotation;
+}
+
+void Rope::apply(const Rotation& rotation, float* x, int64_t heads, int64_t stride) const {
+  const int64_t half = dim_ / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* head = x + h * stride;
+    for (int64_t i = 0; i < half; ++i) {
+      // (a + ib) * (cos + i sin) on the pair (first, second).
+      const int64_t first = interleave_ ? 2 * i : i;
+      const int64_t second = interleave_ ? 2 * i + 1 : i + half;
       const float a = head[first], b = head[second];
-      head[first] = a * cos_value - b * sin_value;
-      head[second] = a * sin_value + b * cos_value;
+      head[first] = a * rotation.cos[i] - b * rotation.sin[i];
+      head[second] = a * rotation.sin[i] + b * rotation.cos[i];
     }
   }
 }

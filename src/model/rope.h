@@ -17,10 +17,16 @@ class Rope {
  public:
   explicit Rope(const Config& config);
 
-  // Rotates `heads` vectors of qk_rope_head_dim floats, `stride` floats apart, at `position`.
-  // `sequence_length` (max position + 1 of the forward pass) matters only for dynamic NTK.
-  void apply(float* x, int64_t heads, int64_t stride, int64_t position,
-             int64_t sequence_length) const;
+  // The rotation of one position: qk_rope_head_dim / 2 complex numbers (cos, sin pairs),
+  // YaRN's attention factor included. `sequence_length` (max position + 1 of the forward
+  // pass) matters only for dynamic NTK.
+  struct Rotation {
+    std::vector<float> cos, sin;
+  };
+  Rotation rotation(int64_t position, int64_t sequence_length) const;
+
+  // Rotates `heads` vectors of qk_rope_head_dim floats, `stride` floats apart.
+  void apply(const Rotation& rotation, float* x, int64_t heads, int64_t stride) const;
 
   // The softmax scale of attention: qk_head_dim^-0.5, times mscale(factor, mscale_all_dim)^2
   // when rope_scaling sets mscale_all_dim (the YaRN attention temperature).

@@ -127,18 +127,47 @@ class WeightLoader {
   void absorb(AttentionWeights& attn) {
     const Config& c = config_;
     const int64_t rank = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
-    const int64_t heads = c.num_attention_heads;
-    attn.key_absorb.resize(heads * rank * nope);
-    attn.value_up.resize(heads * v * rank);
-    for (int64_t h = 0; h < heads; ++h) {
+    const WeightMatrix& kv_b = attn.kv_b_proj;
+    for (int64_t h = 0; h < c.num_attention_heads; ++h) {
       const int64_t head_row = h * (nope + v);
-      for (int64_t j = 0; j < nope; ++j)
-        for (int64_t r = 0; r < rank; ++r)
-          attn.key_absorb[(h * rank + r) * nope + j] = attn.kv_b_proj.at(head_row + j, r);
-      for (int64_t j = 0; j < v; ++j)
-        for (int64_t r = 0; r < rank; ++r)
-          attn.value_up[(h * v + j) * rank + r] = attn.kv_b_proj.at(head_row + nope + j, r);
+      // W_UK^T: a transposed copy, exact in BF16 when the weights are BF16.
+      WeightMatrix key{kv_b.dtype == DType::BF16 ? DType::BF16 : DType::F32, nullptr, rank, nope};
+      if (key.dtype == DType::BF16) {
+        auto& storage = weights_.owned_bytes.emplace_back(size_t(rank * nope) * 2);
+        auto* out = reinterpret_cast<uint16_t*>(storage.data());
+        const auto* in = static_cast<const uint16_t*>(kv_b.data);
+        for (int64_t j = 0; j < nope; ++j)
+          for (int64_t r = 0; r < rank; ++r) out[r * nope + j] = in[(head_row + j) * rank + r];
+        key.data = storage.data();
+      } else {
+        auto& storage = weights_.owned_floats.emplace_back(size_t(rank * nope));
+        for (int64_t j = 0; j < nope; ++j)
+          for (int64_t r = 0; r < rank; ++r) storage[r * nope + j] = kv_b.at(head_row + j, r);
+        key.data = storage.data();
+      }
+      attn.key_absorb.push_back(key);
+      attn.value_up.push_back(row_view(kv_b, head_row + nope, v));
     }
+  }
+
+  // Rows [first, first + count) of a matrix: a view when the format allows (FP8 only at block
+  // boundaries), else a float32 copy.
+  WeightMatrix row_view(const WeightMatrix& m, int64_t first, int64_t count) {
+    WeightMatrix view = m;
+    view.rows = count;
+    if (m.dtype != DType::F8_E4M3) {
+      view.data = static_cast<const std::byte*>(m.data) + first * m.cols * int64_t(dtype_size(m.dtype));
+      return view;
+    }
+    if (first % m.block_rows == 0) {
+      view.data = static_cast<const std::byte*>(m.data) + first * m.cols;
+      view.block_scale = m.block_scale + (first / m.block_rows) * m.scale_cols;
+      return view;
+    }
+    auto& storage = weights_.owned_floats.emplace_back(size_t(count * m.cols));
+    for (int64_t r = 0; r < count; ++r)
+      for (int64_t col = 0; col < m.cols; ++col) storage[r * m.cols + col] = m.at(first + r, col);
+    return WeightMatrix{DType::F32, storage.data(), count, m.cols};
   }
 
   MoeWeights moe(const std::string& prefix) {

@@ -42,11 +42,12 @@ struct AttentionWeights {
   RmsNormWeights kv_a_layernorm;
   WeightMatrix kv_b_proj;  // kv_lora_rank -> heads * (qk_nope_head_dim + v_head_dim)
   Linear o_proj;
-  // kv_b_proj split per head and folded for attention over the latent cache ("absorbed"):
-  // key_absorb[h] is [kv_lora_rank][qk_nope_head_dim] (W_UK^T), value_up[h] is
-  // [v_head_dim][kv_lora_rank] (W_UV), both float32, derived once at load.
-  std::vector<float> key_absorb;
-  std::vector<float> value_up;
+  // kv_b_proj split per head for attention over the latent cache ("absorbed", DeepSeek-V2
+  // paper 2.1.2): key_absorb[h] is W_UK^T, [kv_lora_rank][qk_nope_head_dim], transposed once
+  // at load (in BF16 when kv_b_proj is BF16: the same values, else float32); value_up[h] is
+  // W_UV, [v_head_dim][kv_lora_rank], a view of kv_b_proj's rows where the format allows.
+  std::vector<WeightMatrix> key_absorb;
+  std::vector<WeightMatrix> value_up;
 };
 
 struct RouterWeights {

@@ -10,9 +10,13 @@ using CommandArgs = std::vector<std::string>;  // the arguments after the comman
 
 int run_make_tiny(const CommandArgs& args);
 int run_logits(const CommandArgs& args);
+int run_classify(const CommandArgs& args);
+int run_perplexity(const CommandArgs& args);
 int run_tokenize(const CommandArgs& args);
 int run_detokenize(const CommandArgs& args);
 int run_generate(const CommandArgs& args);
 int run_chat(const CommandArgs& args);
+int run_serve(const CommandArgs& args);
+int run_bench(const CommandArgs& args);
 
 }  // namespace dsv3::cli

@@ -19,10 +19,14 @@ struct Command {
 const Command kCommands[] = {
     {"make-tiny", "write a random checkpoint in Hugging Face layout", dsv3::cli::run_make_tiny},
     {"logits", "compute logits for token ids, write them as .npy", dsv3::cli::run_logits},
+    {"classify", "sequence-classification logits and label for a text", dsv3::cli::run_classify},
+    {"perplexity", "perplexity of a text file with a sliding window", dsv3::cli::run_perplexity},
     {"tokenize", "text or chat messages -> token ids", dsv3::cli::run_tokenize},
     {"detokenize", "token ids -> text", dsv3::cli::run_detokenize},
     {"generate", "generate text after a prompt (streamed)", dsv3::cli::run_generate},
     {"chat", "interactive multi-turn chat", dsv3::cli::run_chat},
+    {"serve", "OpenAI-compatible HTTP server with continuous batching", dsv3::cli::run_serve},
+    {"bench", "prefill/decode speed against the machine's roofline", dsv3::cli::run_bench},
 };
 
 void print_usage() {

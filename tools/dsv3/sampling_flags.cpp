@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "tensor/thread_pool.h"
 #include "util/error.h"
 
 namespace dsv3::cli {
@@ -35,7 +36,7 @@ int64_t context_from_flags(const Args& args, const Config& config) {
 void apply_thread_flag(const Args& args) {
   const int64_t threads = args.get_int("--threads", 0);
   if (threads < 0) throw Error("--threads must not be negative");
-  (void)threads;  // the thread pool is configured here once it lands
+  ThreadPool::global().set_num_threads(int(threads));
 }
 
 }  // namespace dsv3::cli

@@ -1,0 +1,65 @@
+#include "model/footprint.h"
+
+namespace dsv3 {
+
+int64_t matrix_bytes(const WeightMatrix& m) {
+  if (m.empty()) return 0;
+  int64_t bytes = m.rows * m.cols * int64_t(dtype_size(m.dtype));
+  if (m.block_scale) bytes += ((m.rows + m.block_rows - 1) / m.block_rows) * m.scale_cols * 4;
+  return bytes;
+}
+
+namespace {
+
+int64_t flops(const WeightMatrix& m) { return m.empty() ? 0 : 2 * m.rows * m.cols; }
+
+int64_t mlp_bytes(const MlpWeights& mlp) {
+  return matrix_bytes(mlp.gate_proj) + matrix_bytes(mlp.up_proj) + matrix_bytes(mlp.down_proj);
+}
+int64_t mlp_flops(const MlpWeights& mlp) {
+  return flops(mlp.gate_proj) + flops(mlp.up_proj) + flops(mlp.down_proj);
+}
+
+}  // namespace
+
+Footprint model_footprint(const Config& config, const ModelWeights& weights) {
+  Footprint footprint;
+  for (const DecoderLayerWeights& layer : weights.layers) {
+    const AttentionWeights& a = layer.self_attn;
+    // Decoding reads kv_b_proj in its absorbed form (W_UK^T and W_UV per head): as many values.
+    const int64_t attention_bytes = matrix_bytes(a.q_proj.weight) + matrix_bytes(a.q_a_proj.weight) +
+                                    matrix_bytes(a.q_b_proj) + matrix_bytes(a.kv_a_proj_with_mqa.weight) +
+                                    matrix_bytes(a.kv_b_proj) + matrix_bytes(a.o_proj.weight);
+    const int64_t attention_flops = flops(a.q_proj.weight) + flops(a.q_a_proj.weight) + flops(a.q_b_proj) +
+                                    flops(a.kv_a_proj_with_mqa.weight) + flops(a.kv_b_proj) +
+                                    flops(a.o_proj.weight);
+    footprint.weight_bytes += attention_bytes;
+    footprint.decode_bytes_per_token += attention_bytes;
+    footprint.flops_per_token += attention_flops;
+    if (!layer.is_moe) {
+      footprint.weight_bytes += mlp_bytes(layer.mlp);
+      footprint.decode_bytes_per_token += mlp_bytes(layer.mlp);
+      footprint.flops_per_token += mlp_flops(layer.mlp);
+      continue;
+    }
+    const MoeWeights& moe = layer.moe;
+    int64_t experts_bytes = 0;
+    for (const MlpWeights& expert : moe.experts) experts_bytes += mlp_bytes(expert);
+    const int64_t shared_bytes = moe.has_shared_experts ? mlp_bytes(moe.shared_experts) : 0;
+    const int64_t active_experts_bytes =
+        moe.experts.empty() ? 0 : experts_bytes / int64_t(moe.experts.size()) * config.num_experts_per_tok;
+    footprint.weight_bytes += matrix_bytes(moe.gate.weight) + experts_bytes + shared_bytes;
+    footprint.decode_bytes_per_token += matrix_bytes(moe.gate.weight) + active_experts_bytes + shared_bytes;
+    footprint.flops_per_token += flops(moe.gate.weight) +
+                                 (moe.experts.empty() ? 0 : mlp_flops(moe.experts[0]) * config.num_experts_per_tok) +
+                                 (moe.has_shared_experts ? mlp_flops(moe.shared_experts) : 0);
+  }
+  footprint.weight_bytes += matrix_bytes(weights.embed_tokens);
+  if (weights.lm_head.data != weights.embed_tokens.data) footprint.weight_bytes += matrix_bytes(weights.lm_head);
+  footprint.decode_bytes_per_token +=
+      matrix_bytes(weights.lm_head) + weights.embed_tokens.cols * int64_t(dtype_size(weights.embed_tokens.dtype));
+  footprint.lm_head_flops = flops(weights.lm_head);
+  return footprint;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,186 @@
+// dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--json]
+// Prefill and decode speed on a checkpoint, next to this machine's limits: its measured read
+// bandwidth gives the decode roofline (weight bytes read per token / bandwidth) and its
+// measured arithmetic peak the prefill one.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "args.h"
+#include "commands.h"
+#include "generate/sampler.h"
+#include "kernels/cpu_dispatch.h"
+#include "kernels/machine_probe.h"
+#include "model/footprint.h"
+#include "model/model.h"
+#include "sampling_flags.h"
+#include "tensor/thread_pool.h"
+#include "util/error.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) / 1024.0;
+}
+
+// Deterministic token ids spread over the vocabulary.
+std::vector<int32_t> prompt_ids(int64_t count, int64_t vocab) {
+  std::vector<int32_t> ids(count);
+  uint64_t state = 12345;
+  for (auto& id : ids) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    id = int32_t((state >> 33) % uint64_t(vocab));
+  }
+  ids[0] = 0;
+  return ids;
+}
+
+// Feeds `ids` in pieces of at most `chunk` tokens; returns the last logits.
+std::vector<float> prefill(const CausalLM& model, std::span<const int32_t> ids, LatentCache& cache,
+                           int64_t chunk) {
+  std::vector<float> logits;
+  for (size_t start = 0; start < ids.size(); start += size_t(chunk))
+    logits = model.forward(ids.subspan(start, std::min(size_t(chunk), ids.size() - start)), cache, 1);
+  return logits;
+}
+
+// Decodes `count` greedy tokens after the cache's content; returns seconds.
+double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t count) {
+  int32_t token = first;
+  const auto start = Clock::now();
+  for (int64_t i = 0; i < count; ++i) {
+    std::vector<float> logits = model.forward(std::span(&token, 1), cache, 1);
+    token = argmax(logits);
+  }
+  return seconds_since(start);
+}
+
+}  // namespace
+
+int run_bench(const CommandArgs& argv) {
+  Args args(argv, {"--model", "--prompt", "--gen", "--ctx-depth", "--threads"}, {"--json", "--help"},
+            {{"-m", "--model"}});
+  if (args.has("--help")) {
+    std::fprintf(stderr, "usage: dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--json]\n");
+    return 0;
+  }
+  const std::string dir = args.require("--model");
+  const int64_t prompt_tokens = args.get_int("--prompt", 512);
+  const int64_t gen_tokens = args.get_int("--gen", 32);
+  const int64_t depth = args.get_int("--ctx-depth", 0);
+  if (prompt_tokens < 1 || gen_tokens < 1 || depth < 0) throw Error("--prompt and --gen must be >= 1, --ctx-depth >= 0");
+  apply_thread_flag(args);
+  const bool json_output = args.has("--json");
+  auto note = [&](const char* text) {
+    if (!json_output) std::fprintf(stderr, "%s\n", text);
+  };
+
+  auto load_start = Clock::now();
+  CausalLM model = CausalLM::from_pretrained(dir);
+  const double load_seconds = seconds_since(load_start);
+  const Config& config = model.config();
+  const Footprint footprint = model_footprint(config, model.model().weights());
+
+  note("measuring memory bandwidth and arithmetic peak ...");
+  const double bandwidth = kernels::measure_read_bandwidth();
+  const double peak_f32 = kernels::measure_peak_gflops_f32();
+  const double peak_bf16 = kernels::measure_peak_gflops_bf16();
+
+  const int64_t capacity = std::max(prompt_tokens, depth) + gen_tokens + 1;
+  LatentCache cache = model.new_cache(capacity);
+  const std::vector<int32_t> prompt = prompt_ids(prompt_tokens, config.vocab_size);
+
+  note("warming up (touching every weight once) ...");
+  prefill(model, prompt, cache, prompt_tokens);
+  cache.clear();
+
+  note("prefill ...");
+  auto start = Clock::now();
+  std::vector<float> logits = prefill(model, prompt, cache, prompt_tokens);
+  const int32_t first = argmax(logits);
+  const double prefill_seconds = seconds_since(start);
+
+  note("decode ...");
+  const double decode_seconds = decode(model, first, cache, gen_tokens);
+
+  double depth_decode_tok_s = 0;
+  if (depth > 0) {
+    note("decode at context depth ...");
+    cache.clear();
+    const std::vector<int32_t> long_prompt = prompt_ids(depth, config.vocab_size);
+    logits = prefill(model, long_prompt, cache, 512);
+    depth_decode_tok_s = double(gen_tokens) / decode(model, argmax(logits), cache, gen_tokens);
+  }
+
+  const double prefill_tok_s = double(prompt_tokens) / prefill_seconds;
+  const double decode_tok_s = double(gen_tokens) / decode_seconds;
+  const double roofline = bandwidth * 1e9 / double(footprint.decode_bytes_per_token);
+  const double prefill_gflops = double(footprint.flops_per_token) * prefill_tok_s / 1e9;
+  const double peak = peak_bf16 > 0 ? peak_bf16 : peak_f32;
+
+  nlohmann::json result = {
+      {"model", dir},
+      {"threads", ThreadPool::global().num_threads()},
+      {"kernels", std::string(kernels::isa_name(kernels::active_isa()))},
+      {"weights_dtype", std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype))},
+      {"weight_bytes", footprint.weight_bytes},
+      {"load_s", load_seconds},
+      {"prompt_tokens", prompt_tokens},
+      {"gen_tokens", gen_tokens},
+      {"prefill_tok_s", prefill_tok_s},
+      {"ttft_ms", prefill_seconds * 1e3},
+      {"decode_tok_s", decode_tok_s},
+      {"ctx_depth", depth},
+      {"decode_tok_s_at_depth", depth_decode_tok_s},
+      {"peak_rss_mb", peak_rss_mb()},
+      {"cache_bytes_per_token", cache.bytes_per_token()},
+      {"cache_bytes_per_token_expanded", LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers},
+      {"bandwidth_gb_s", bandwidth},
+      {"weight_bytes_per_token", footprint.decode_bytes_per_token},
+      {"roofline_decode_tok_s", roofline},
+      {"decode_roofline_pct", 100.0 * decode_tok_s / roofline},
+      {"peak_gflops", peak},
+      {"peak_gflops_f32", peak_f32},
+      {"peak_gflops_bf16", peak_bf16},
+      {"prefill_gflops", prefill_gflops},
+      {"prefill_peak_pct", 100.0 * prefill_gflops / peak},
+      {"flops_per_prompt_token", footprint.flops_per_token},
+  };
+  if (json_output) {
+    std::printf("%s\n", result.dump().c_str());
+    return 0;
+  }
+  std::printf("model            %s (%s weights, %.0f MB, %d threads, %s kernels)\n", dir.c_str(),
+              result["weights_dtype"].get<std::string>().c_str(), footprint.weight_bytes / 1e6,
+              ThreadPool::global().num_threads(), result["kernels"].get<std::string>().c_str());
+  std::printf("machine          read bandwidth %.1f GB/s, peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
+              bandwidth, peak_f32, peak_bf16);
+  std::printf("prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of peak), ttft %.0f ms\n",
+              (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
+              prefill_seconds * 1e3);
+  std::printf("decode           %lld tokens: %.1f tok/s = %.1f%% of the roofline %.1f tok/s (%.0f MB read per token)\n",
+              (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
+              footprint.decode_bytes_per_token / 1e6);
+  if (depth > 0)
+    std::printf("decode at %-6lld %.1f tok/s (%.1f%% of decode at depth 0)\n", (long long)depth,
+                depth_decode_tok_s, 100.0 * depth_decode_tok_s / decode_tok_s);
+  std::printf("cache            %lld B per token (%lld B with per-head keys and values)\n",
+              (long long)cache.bytes_per_token(),
+              (long long)(LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers));
+  std::printf("memory           peak RSS %.0f MB\n", peak_rss_mb());
+  return 0;
+}
+
+}  // namespace dsv3::cli
