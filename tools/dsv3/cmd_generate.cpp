@@ -128,6 +128,7 @@ int run_generate(const CommandArgs& argv) {
   } else {
     printer.end();
     std::printf("\n");
+    std::fflush(stdout);  // the summary on stderr comes after the text
     std::fprintf(stderr,
                  "[%zu tokens, finish: %s; cache %lld B per token per layer (latent %lld + rope key "
                  "%lld floats), an expanded per-head cache would take %lld B]\n",
