@@ -31,28 +31,8 @@ int32_t argmax(std::span<const float> values) {
   return best;
 }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params) {
+Sampler::Sampler(const SamplingParams& params) : params_(params), random_(params.seed) {
   params_.validate();
-  uint64_t seed = params.seed;
-  for (auto& word : state_) {  // splitmix64
-    seed += 0x9e3779b97f4a7c15ull;
-    uint64_t z = seed;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    word = z ^ (z >> 31);
-  }
-}
-
-double Sampler::next_uniform() {  // xoshiro256+
-  const uint64_t result = state_[0] + state_[3];
-  const uint64_t t = state_[1] << 17;
-  state_[2] ^= state_[0];
-  state_[3] ^= state_[1];
-  state_[1] ^= state_[2];
-  state_[0] ^= state_[3];
-  state_[2] ^= t;
-  state_[3] = (state_[3] << 45) | (state_[3] >> 19);
-  return double(result >> 11) * 0x1.0p-53;
 }
 
 void Sampler::process(std::span<float> logits, std::span<const int32_t> history) const {
@@ -131,7 +111,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     return argmax(logits);
   }
   const std::vector<float> probs = probabilities(logits, history);
-  const double u = next_uniform();
+  const double u = random_.uniform();
   double cumulative = 0.0;
   int32_t last_allowed = 0;
   for (size_t i = 0; i < probs.size(); ++i) {

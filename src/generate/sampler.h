@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "util/random.h"
+
 namespace dsv3 {
 
 struct SamplingParams {
@@ -38,11 +40,10 @@ class Sampler {
   const SamplingParams& params() const { return params_; }
 
  private:
-  double next_uniform();
   void process(std::span<float> logits, std::span<const int32_t> history) const;
 
   SamplingParams params_;
-  uint64_t state_[4];
+  Random random_;
 };
 
 // Index of the largest value, the lowest index among equals.

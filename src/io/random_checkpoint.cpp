@@ -8,6 +8,7 @@
 
 #include "io/safetensors.h"
 #include "util/error.h"
+#include "util/random.h"
 
 namespace dsv3 {
 
@@ -119,36 +120,10 @@ std::vector<std::string> preset_names() {
 
 namespace {
 
-// xoshiro256+ seeded by splitmix64: fast, and the same stream on every platform.
-class Random {
- public:
-  explicit Random(uint64_t seed) {
-    for (auto& word : state_) {
-      seed += 0x9e3779b97f4a7c15ull;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      word = z ^ (z >> 31);
-    }
-  }
-  // Uniform in [0, 1).
-  double uniform() {
-    const uint64_t result = state_[0] + state_[3];
-    const uint64_t t = state_[1] << 17;
-    state_[2] ^= state_[0];
-    state_[3] ^= state_[1];
-    state_[1] ^= state_[2];
-    state_[0] ^= state_[3];
-    state_[2] ^= t;
-    state_[3] = (state_[3] << 45) | (state_[3] >> 19);
-    return double(result >> 11) * 0x1.0p-53;
-  }
-  // Uniform with mean 0 and standard deviation `std`.
-  float centered(double std) { return float((uniform() * 2.0 - 1.0) * std * std::sqrt(3.0)); }
-
- private:
-  uint64_t state_[4];
-};
+// Uniform with mean 0 and standard deviation `std`.
+float centered(Random& random, double std) {
+  return float((random.uniform() * 2.0 - 1.0) * std * std::sqrt(3.0));
+}
 
 enum class Kind { kEmbedding, kProjection, kNorm, kRouter, kRouterBias, kBias, kOutput };
 
@@ -233,12 +208,12 @@ std::vector<float> random_values(const TensorPlan& tensor, Random& random) {
   const double fan_in = double(tensor.shape.back());
   switch (tensor.kind) {
     case Kind::kEmbedding:
-      for (float& v : values) v = random.centered(1.0);
+      for (float& v : values) v = centered(random, 1.0);
       break;
     case Kind::kProjection:
     case Kind::kRouter:
     case Kind::kOutput:
-      for (float& v : values) v = random.centered(1.0 / std::sqrt(fan_in));
+      for (float& v : values) v = centered(random, 1.0 / std::sqrt(fan_in));
       break;
     case Kind::kNorm:
       for (float& v : values) v = float(0.6 + 0.8 * random.uniform());
@@ -248,7 +223,7 @@ std::vector<float> random_values(const TensorPlan& tensor, Random& random) {
       for (float& v : values) v = float(0.1 * random.uniform());
       break;
     case Kind::kBias:
-      for (float& v : values) v = random.centered(0.1);
+      for (float& v : values) v = centered(random, 0.1);
       break;
   }
   return values;
