@@ -86,17 +86,6 @@ bool fp8_fits_simd(const WeightMatrix& w, int lanes) {
   return true;
 }
 
-const simd::IsaKernels* kernels_for(KernelIsa isa) {
-  switch (isa) {
-    case KernelIsa::kAvx512:
-      return &simd::avx512_kernels();
-    case KernelIsa::kAvx2:
-      return &simd::avx2_kernels();
-    case KernelIsa::kScalar:
-      return nullptr;
-  }
-  return nullptr;
-}
 
 // Rows [row_begin, row_end) of the reference product.
 void matmul_reference_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
@@ -151,7 +140,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
     *row_end = std::min(w.rows, task_end * kRowsPerTask);
   };
 
-  const simd::IsaKernels* kernels = kernels_for(active_isa());
+  const simd::IsaKernels* kernels = simd::kernels_for(active_isa());
   if (kernels != nullptr && w.dtype == DType::F8_E4M3 && !fp8_fits_simd(w, kernels->lanes)) {
     kernels = nullptr;
   }
@@ -228,5 +217,21 @@ void matmul_bf16_activations(const WeightMatrix& w, const float* x, int64_t n_to
     simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
   });
 }
+
+namespace simd {
+
+const IsaKernels* kernels_for(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::kAvx512:
+      return &avx512_kernels();
+    case KernelIsa::kAvx2:
+      return &avx2_kernels();
+    case KernelIsa::kScalar:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace simd
 
 }  // namespace dsv3::kernels

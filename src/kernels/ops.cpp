@@ -10,17 +10,7 @@ namespace dsv3::kernels {
 
 namespace {
 
-const simd::IsaKernels* active_kernels() {
-  switch (active_isa()) {
-    case KernelIsa::kAvx512:
-      return &simd::avx512_kernels();
-    case KernelIsa::kAvx2:
-      return &simd::avx2_kernels();
-    case KernelIsa::kScalar:
-      return nullptr;
-  }
-  return nullptr;
-}
+const simd::IsaKernels* active_kernels() { return simd::kernels_for(active_isa()); }
 
 }  // namespace
 

@@ -21,6 +21,16 @@ Json tool_calls_json(const std::vector<ToolCall>& calls, int64_t first_index, bo
   return array;
 }
 
+// id, object, created and model: the fields every response object and chunk starts with.
+Json response_head(const ResponseHeader& header, const char* object) {
+  Json json;
+  json["id"] = header.id;
+  json["object"] = object;
+  json["created"] = header.created;
+  json["model"] = header.model;
+  return json;
+}
+
 }  // namespace
 
 std::string dump_json(const Json& value) {
@@ -56,11 +66,7 @@ Json usage_json(const Usage& usage) {
 
 Json chat_completion_json(const ResponseHeader& header, const std::vector<ChatChoice>& choices,
                           const Usage& usage) {
-  Json json;
-  json["id"] = header.id;
-  json["object"] = "chat.completion";
-  json["created"] = header.created;
-  json["model"] = header.model;
+  Json json = response_head(header, "chat.completion");
   json["choices"] = Json::array();
   for (size_t i = 0; i < choices.size(); ++i) {
     const ChatDelta& message = choices[i].message;
@@ -91,11 +97,7 @@ Json chat_delta_json(const ChatDelta& delta, int64_t first_tool_call) {
 
 Json chat_chunk_json(const ResponseHeader& header, size_t index, const Json& delta,
                      const std::optional<std::string>& finish_reason) {
-  Json json;
-  json["id"] = header.id;
-  json["object"] = "chat.completion.chunk";
-  json["created"] = header.created;
-  json["model"] = header.model;
+  Json json = response_head(header, "chat.completion.chunk");
   json["choices"] = Json::array({Json{{"index", index},
                                       {"delta", delta},
                                       {"logprobs", nullptr},
@@ -105,11 +107,7 @@ Json chat_chunk_json(const ResponseHeader& header, size_t index, const Json& del
 
 Json completion_json(const ResponseHeader& header, const std::vector<TextChoice>& choices,
                      const Usage& usage) {
-  Json json;
-  json["id"] = header.id;
-  json["object"] = "text_completion";
-  json["created"] = header.created;
-  json["model"] = header.model;
+  Json json = response_head(header, "text_completion");
   json["choices"] = Json::array();
   for (size_t i = 0; i < choices.size(); ++i)
     json["choices"].push_back({{"index", i},
@@ -122,11 +120,7 @@ Json completion_json(const ResponseHeader& header, const std::vector<TextChoice>
 
 Json completion_chunk_json(const ResponseHeader& header, size_t index, const std::string& text,
                            const std::optional<std::string>& finish_reason) {
-  Json json;
-  json["id"] = header.id;
-  json["object"] = "text_completion";
-  json["created"] = header.created;
-  json["model"] = header.model;
+  Json json = response_head(header, "text_completion");
   json["choices"] = Json::array({Json{{"index", index},
                                       {"text", text},
                                       {"logprobs", nullptr},
@@ -135,11 +129,7 @@ Json completion_chunk_json(const ResponseHeader& header, size_t index, const std
 }
 
 Json usage_chunk_json(const ResponseHeader& header, const char* object, const Usage& usage) {
-  Json json;
-  json["id"] = header.id;
-  json["object"] = object;
-  json["created"] = header.created;
-  json["model"] = header.model;
+  Json json = response_head(header, object);
   json["choices"] = Json::array();
   json["usage"] = usage_json(usage);
   return json;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu_dispatch.h"
 #include "tensor/weight_matrix.h"
 
 namespace dsv3::kernels::simd {
@@ -44,6 +45,8 @@ struct IsaKernels {
 
 const IsaKernels& avx512_kernels();
 const IsaKernels& avx2_kernels();
+// The table of an instruction set; nullptr for the scalar path.
+const IsaKernels* kernels_for(KernelIsa isa);
 
 // The product with activations rounded to bf16 (vdpbf16ps, AVX512_BF16), BF16 weights only.
 struct Bf16MatmulJob {
