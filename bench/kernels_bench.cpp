@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -130,24 +131,56 @@ void BM_Matmul(benchmark::State& state) {
                  std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
 }
 
-// As BM_Matmul, with the activations rounded to bf16 (vdpbf16ps).
-void BM_MatmulBf16Activations(benchmark::State& state) {
-  const int64_t rows = state.range(0), cols = state.range(1);
-  ThreadPool::global().set_num_threads(int(state.range(2)));
-  const int64_t n_tokens = state.range(3);
+// BF16 weights at the bench model's prefill shapes, per activation precision (0 = f32, 1 = bf16:
+// vdpbf16ps where the CPU has it). Args: rows, cols, tokens, threads, precision. GFLOP/s.
+void BM_MatmulBf16(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), n_tokens = state.range(2);
+  ThreadPool::global().set_num_threads(int(state.range(3)));
+  const auto precision = state.range(4) == 0 ? dsv3::kernels::ActivationPrecision::kF32
+                                             : dsv3::kernels::ActivationPrecision::kBf16;
+  const auto previous = dsv3::kernels::activation_precision();
+  dsv3::kernels::set_activation_precision(precision);
   WeightSet weights(DType::BF16, rows, cols, 1);
   const std::vector<float> x = random_floats(size_t(cols * n_tokens), 1);
   std::vector<float> out(static_cast<size_t>(rows * n_tokens));
   for (auto _ : state) {
-    dsv3::kernels::matmul_bf16_activations(weights.matrices[0], x.data(), n_tokens, out.data());
+    dsv3::kernels::matmul(weights.matrices[0], x.data(), n_tokens, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   const double flops = 2.0 * double(rows) * double(cols) * double(n_tokens);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.SetLabel(dsv3::kernels::bf16_activations_supported(weights.matrices[0])
-                     ? "vdpbf16ps"
-                     : "fallback to matmul");
+  state.SetLabel(std::string(dsv3::kernels::activation_precision_name(precision)) +
+                 (dsv3::kernels::rounds_activations_to_bf16(weights.matrices[0]) &&
+                          dsv3::kernels::cpu_has_avx512_bf16()
+                      ? " vdpbf16ps"
+                      : ""));
+  dsv3::kernels::set_activation_precision(previous);
+}
+
+// Decode: one token (and a few) times BF16 weights read from DRAM, per activation precision.
+// Args: rows, cols, tokens, threads, precision. GB/s of weights (compare with BM_StreamRead).
+void BM_MatvecBf16(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), n_tokens = state.range(2);
+  ThreadPool::global().set_num_threads(int(state.range(3)));
+  const auto precision = state.range(4) == 0 ? dsv3::kernels::ActivationPrecision::kF32
+                                             : dsv3::kernels::ActivationPrecision::kBf16;
+  const auto previous = dsv3::kernels::activation_precision();
+  dsv3::kernels::set_activation_precision(precision);
+  WeightSet weights(DType::BF16, rows, cols, cold_count(DType::BF16, rows, cols));
+  const std::vector<float> x = random_floats(size_t(cols * n_tokens), 1);
+  std::vector<float> out(static_cast<size_t>(rows * n_tokens));
+  size_t next = 0;
+  for (auto _ : state) {
+    dsv3::kernels::matmul(weights.matrices[next], x.data(), n_tokens, out.data());
+    benchmark::DoNotOptimize(out.data());
+    next = (next + 1) % weights.matrices.size();
+  }
+  const double bytes = double(rows * cols) * 2.0;
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dsv3::kernels::activation_precision_name(precision)));
+  dsv3::kernels::set_activation_precision(previous);
 }
 
 // Args: n, threads (rows of a [64][n] activation block normalised in parallel, as in prefill).
@@ -246,10 +279,25 @@ BENCHMARK(BM_Matmul)
     ->ArgsProduct({{512}, {1024}, {kBF16, kF32, kFP8}, {1}, {1}})
     ->UseRealTime();
 
-BENCHMARK(BM_MatmulBf16Activations)
-    ->ArgNames({"rows", "cols", "threads", "tokens"})
-    ->ArgsProduct({{2816}, {1024}, {1, 2}, {1, 512}})
-    ->ArgsProduct({{1024}, {2816}, {2}, {64, 512}})
+// The bench model's prefill products (512 tokens; a routed expert sees ~48 of them): q_a, q_b,
+// kv_a, kv_b, o_proj, the dense MLP, an expert's gate/up and down.
+BENCHMARK(BM_MatmulBf16)
+    ->ArgNames({"rows", "cols", "tokens", "threads", "bf16"})
+    ->ArgsProduct({{2816}, {1024}, {512}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{1024}, {2816}, {512}, {2}, {1}})
+    ->ArgsProduct({{384}, {1024}, {512}, {2}, {1}})
+    ->ArgsProduct({{2048}, {384}, {512}, {2}, {1}})
+    ->ArgsProduct({{320}, {1024}, {512}, {2}, {1}})
+    ->ArgsProduct({{2048}, {256}, {512}, {2}, {1}})
+    ->ArgsProduct({{1024}, {1024}, {512}, {2}, {1}})
+    ->ArgsProduct({{512}, {1024}, {48, 512}, {2}, {0, 1}})
+    ->ArgsProduct({{1024}, {512}, {48, 512}, {2}, {1}})
+    ->UseRealTime();
+
+BENCHMARK(BM_MatvecBf16)
+    ->ArgNames({"rows", "cols", "tokens", "threads", "bf16"})
+    ->ArgsProduct({{2816}, {1024}, {1, 4, 8}, {1, 2}, {0, 1}})
+    ->ArgsProduct({{129280}, {1024}, {1}, {2}, {0, 1}})
     ->UseRealTime();
 
 BENCHMARK(BM_RmsNorm)

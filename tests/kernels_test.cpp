@@ -12,6 +12,7 @@
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/simd/isa_kernels.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -29,16 +30,27 @@ std::vector<KernelIsa> supported_isas() {
 // Restores the instruction set and thread count a test changed.
 class KernelSettingsGuard {
  public:
-  KernelSettingsGuard() : isa_(active_isa()), threads_(ThreadPool::global().num_threads()) {}
+  KernelSettingsGuard()
+      : isa_(active_isa()),
+        precision_(activation_precision()),
+        threads_(ThreadPool::global().num_threads()) {}
   ~KernelSettingsGuard() {
     set_active_isa(isa_);
+    set_activation_precision(precision_);
     ThreadPool::global().set_num_threads(threads_);
   }
 
  private:
   KernelIsa isa_;
+  ActivationPrecision precision_;
   int threads_;
 };
+
+// The activation precisions that give BF16 weights different kernels (others: one).
+std::vector<ActivationPrecision> precisions_for(DType dtype) {
+  if (dtype == DType::BF16) return {ActivationPrecision::kF32, ActivationPrecision::kBf16};
+  return {ActivationPrecision::kF32};
+}
 
 // A random weight matrix that owns its storage.
 struct RandomWeights {
@@ -140,7 +152,8 @@ void expect_matmul_matches_reference(const WeightMatrix& w, int64_t n_tokens, ui
 
 std::string describe_weights(KernelIsa isa, DType dtype, int64_t rows, int64_t cols) {
   return std::string(isa_name(isa)) + " " + std::string(dtype_name(dtype)) + " " +
-         std::to_string(rows) + "x" + std::to_string(cols);
+         std::to_string(rows) + "x" + std::to_string(cols) + " activations " +
+         std::string(activation_precision_name(activation_precision()));
 }
 
 std::string describe(KernelIsa isa, DType dtype, int64_t rows, int64_t cols, int64_t n_tokens) {
@@ -155,12 +168,15 @@ TEST(Matmul, EveryPathMatchesReferenceAtOddSizes) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (DType dtype : kWeightTypes) {
-      for (int64_t rows : {1, 3, 17, 129, 300}) {
-        for (int64_t cols : {1, 7, 64, 130, 257, 1000}) {
-          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
-          for (int64_t n_tokens : {1, 2, 5, 9, 33}) {
-            expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
-                                            describe(isa, dtype, rows, cols, n_tokens));
+      for (ActivationPrecision precision : precisions_for(dtype)) {
+        set_activation_precision(precision);
+        for (int64_t rows : {1, 3, 17, 129, 300}) {
+          for (int64_t cols : {1, 7, 64, 130, 257, 1000}) {
+            const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+            for (int64_t n_tokens : {1, 2, 5, 9, 33}) {
+              expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                              describe(isa, dtype, rows, cols, n_tokens));
+            }
           }
         }
       }
@@ -174,12 +190,15 @@ TEST(Matmul, ManyTokensCrossPanelAndBlockBoundaries) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (DType dtype : kWeightTypes) {
-      // 530 tokens pass the GEMM's token blocks, 300 rows its row blocks, 390 columns
-      // its column blocks with a partial one.
-      for (int64_t n_tokens : {100, 530}) {
-        const RandomWeights weights = random_weights(dtype, 300, 390, ++seed);
-        expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
-                                        describe(isa, dtype, 300, 390, n_tokens));
+      for (ActivationPrecision precision : precisions_for(dtype)) {
+        set_activation_precision(precision);
+        // 530 tokens pass the GEMM's token blocks, 300 rows its row blocks, 390 columns
+        // its column blocks with a partial one.
+        for (int64_t n_tokens : {100, 530}) {
+          const RandomWeights weights = random_weights(dtype, 300, 390, ++seed);
+          expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                          describe(isa, dtype, 300, 390, n_tokens));
+        }
       }
     }
   }
@@ -244,6 +263,8 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (DType dtype : kWeightTypes) {
+     for (ActivationPrecision precision : precisions_for(dtype)) {
+      set_activation_precision(precision);
       const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
       for (int64_t n_tokens : {1, 5, 33, 130}) {
         const std::vector<float> x = random_floats(n_tokens * 257, ++seed);
@@ -261,6 +282,7 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
         EXPECT_EQ(0, std::memcmp(one_thread.data(), three_threads.data(), one_thread.size() * 4))
             << label;
       }
+     }
     }
   }
 }
@@ -316,22 +338,23 @@ TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
     // panels and row tasks, columns shorter than two vectors.
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 300}, {701, 70}}) {
       for (DType dtype : kWeightTypes) {
-        // FP8 blocks of 64 x 32 keep the 70 columns on the SIMD path.
-        const RandomWeights weights = random_weights(dtype, rows, cols, ++seed, 64, 32);
-        expect_batch_invariant(&matmul, weights.w, ++seed,
-                               "matmul " + describe_weights(isa, dtype, rows, cols));
+        for (ActivationPrecision precision : precisions_for(dtype)) {
+          set_activation_precision(precision);
+          // FP8 blocks of 64 x 32 keep the 70 columns on the SIMD path.
+          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed, 64, 32);
+          expect_batch_invariant(&matmul, weights.w, ++seed,
+                                 "matmul " + describe_weights(isa, dtype, rows, cols));
+        }
       }
-      const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
-      expect_batch_invariant(&matmul_bf16_activations, weights.w, ++seed,
-                             "matmul_bf16_activations " +
-                                 describe_weights(isa, DType::BF16, rows, cols) +
-                                 (bf16_activations_supported(weights.w) ? " (vdpbf16ps)" : ""));
     }
   }
 }
 
-TEST(Matmul, Bf16ActivationsMatchReferenceOnRoundedInput) {
-  // Against the reference applied to x rounded to bf16: what is left is float accumulation.
+TEST(Matmul, Bf16ActivationsRoundTheInputOnce) {
+  // In bf16 mode a BF16-weight product multiplies x rounded to bf16: its reference is bitwise
+  // the f32 reference on the pre-rounded x, the fast kernels (vdpbf16ps where the CPU has it)
+  // agree with it to float accumulation error, and the result differs from the exact product
+  // by at most the rounding of x (2^-9 relative per element, so 2^-8 of sum |x * w| with room).
   KernelSettingsGuard guard;
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
@@ -341,15 +364,23 @@ TEST(Matmul, Bf16ActivationsMatchReferenceOnRoundedInput) {
                                         {129, 7, 100},
                                         {1, 1, 530},
                                         {130, 390, 1},
-                                        {64, 600, 50}}) {
+                                        {64, 600, 50},
+                                        {512, 1024, 48}}) {
       const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
-      std::vector<float> x = random_floats(n_tokens * cols, ++seed);
-      std::vector<float> fast(static_cast<size_t>(n_tokens * rows)), reference(fast.size());
-      matmul_bf16_activations(weights.w, x.data(), n_tokens, fast.data());
-      if (bf16_activations_supported(weights.w)) {
-        for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
-      }
+      const std::vector<float> x = random_floats(n_tokens * cols, ++seed);
+      std::vector<float> rounded(x.size());
+      for (size_t i = 0; i < x.size(); ++i) rounded[i] = bf16_to_f32(f32_to_bf16(x[i]));
+      const size_t n_out = size_t(n_tokens * rows);
+      std::vector<float> fast(n_out), reference(n_out), reference_of_rounded(n_out), exact(n_out);
+      set_activation_precision(ActivationPrecision::kBf16);
+      matmul(weights.w, x.data(), n_tokens, fast.data());
       matmul_reference(weights.w, x.data(), n_tokens, reference.data());
+      set_activation_precision(ActivationPrecision::kF32);
+      matmul_reference(weights.w, rounded.data(), n_tokens, reference_of_rounded.data());
+      matmul_reference(weights.w, x.data(), n_tokens, exact.data());
+      const std::string label = describe(isa, DType::BF16, rows, cols, n_tokens);
+      ASSERT_EQ(0, std::memcmp(reference.data(), reference_of_rounded.data(), n_out * 4)) << label;
+      bool any_rounding_visible = false;
       std::vector<float> weight_row(static_cast<size_t>(cols));
       for (int64_t r = 0; r < rows; ++r) {
         dequantize_row(weights.w, r, weight_row.data());
@@ -360,18 +391,63 @@ TEST(Matmul, Bf16ActivationsMatchReferenceOnRoundedInput) {
           }
           const size_t index = size_t(t * rows + r);
           ASSERT_LE(std::fabs(double(fast[index]) - reference[index]), 2e-6 * magnitude + 1e-30)
-              << describe(isa, DType::BF16, rows, cols, n_tokens) << " out[" << t << "][" << r
-              << "]";
+              << label << " out[" << t << "][" << r << "] against the bf16 reference";
+          ASSERT_LE(std::fabs(double(fast[index]) - exact[index]), 0x1p-8 * magnitude + 1e-30)
+              << label << " out[" << t << "][" << r << "] against the exact product";
+          any_rounding_visible |= fast[index] != exact[index];
         }
       }
-      // Thread-count invariance.
-      std::vector<float> one_thread(fast.size());
-      ThreadPool::global().set_num_threads(1);
-      matmul_bf16_activations(weights.w, x.data(), n_tokens, one_thread.data());
-      ThreadPool::global().set_num_threads(2);
-      matmul_bf16_activations(weights.w, x.data(), n_tokens, fast.data());
-      EXPECT_EQ(0, std::memcmp(one_thread.data(), fast.data(), fast.size() * 4));
+      if (cols > 1) {
+        EXPECT_TRUE(any_rounding_visible) << label << ": bf16 mode gave the exact products";
+      }
     }
+  }
+}
+
+TEST(ActivationPrecision, AutoRoundsExactlyWhereVdpbf16psRuns) {
+  KernelSettingsGuard guard;
+  set_activation_precision(ActivationPrecision::kAuto);
+  const RandomWeights bf16 = random_weights(DType::BF16, 3, 5, 1);
+  const RandomWeights f32 = random_weights(DType::F32, 3, 5, 2);
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    EXPECT_EQ(rounds_activations_to_bf16(bf16.w), isa == KernelIsa::kAvx512 && cpu_has_avx512_bf16())
+        << isa_name(isa);
+    EXPECT_FALSE(rounds_activations_to_bf16(f32.w));
+  }
+  set_activation_precision(ActivationPrecision::kF32);
+  EXPECT_FALSE(rounds_activations_to_bf16(bf16.w));
+  set_activation_precision(ActivationPrecision::kBf16);
+  EXPECT_TRUE(rounds_activations_to_bf16(bf16.w));
+  EXPECT_FALSE(rounds_activations_to_bf16(f32.w));
+}
+
+TEST(ActivationPrecision, NamesParseAndBadNamesAreErrors) {
+  for (ActivationPrecision precision :
+       {ActivationPrecision::kAuto, ActivationPrecision::kF32, ActivationPrecision::kBf16}) {
+    EXPECT_EQ(parse_activation_precision(activation_precision_name(precision), "test"), precision);
+  }
+  EXPECT_THROW(parse_activation_precision("fp16", "--activations"), Error);
+  EXPECT_THROW(parse_activation_precision("", "DSV3_ACTIVATIONS"), Error);
+}
+
+TEST(ActivationPrecision, SimdRoundingIsBitwiseTheScalarOne) {
+  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX512_BF16";
+  std::vector<uint32_t> bits = {0x00000000, 0x80000000, 0x3f800000, 0x3f808000, 0x3f818000,
+                                0x3f80ffff, 0x00000001, 0x00008000, 0x00018000, 0x807fffff,
+                                0x7f7fffff, 0xff7fffff, 0x7f800000, 0xff800000, 0x7fc00000,
+                                0x7f800001, 0xff800001, 0x7fffffff};
+  std::mt19937 rng(9);
+  while (bits.size() < 4099) bits.push_back(uint32_t(rng()));
+  for (size_t n : {size_t(1), size_t(15), size_t(17), bits.size()}) {
+    std::vector<float> x(n);
+    std::memcpy(x.data(), bits.data(), n * 4);
+    std::vector<uint16_t> simd_bits(n + 1, 0xabcd);
+    simd::avx512_round_to_bf16(x.data(), int64_t(n), simd_bits.data());
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(simd_bits[i], f32_to_bf16(x[i])) << "bits 0x" << std::hex << bits[i];
+    }
+    EXPECT_EQ(simd_bits[n], 0xabcd) << "wrote past the end";
   }
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "io/random_checkpoint.h"
+#include "kernels/activation_precision.h"
 #include "util/error.h"
 
 namespace dsv3 {
@@ -31,7 +32,15 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return diff;
 }
 
+// Whole and chunked prefill may take different attention forms (absorbed / expanded), equal to
+// float rounding; with bf16 activations a rounding boundary crossed downstream turns that into a
+// bf16-sized difference (relative 2^-9 of one element), hence the looser bound there.
 TEST(Model, IncrementalEqualsWhole) {
+  const kernels::ActivationPrecision saved = kernels::activation_precision();
+  for (auto [precision, tolerance] :
+       {std::pair{kernels::ActivationPrecision::kF32, 1e-6f},
+        std::pair{kernels::ActivationPrecision::kAuto, 5e-3f}}) {
+  kernels::set_activation_precision(precision);
   for (const char* dtype : {"f32", "fp8"}) {
     CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", dtype));
     const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2};
@@ -48,8 +57,11 @@ TEST(Model, IncrementalEqualsWhole) {
     }
     float max_logit = 0.0f;
     for (float v : whole) max_logit = std::max(max_logit, std::fabs(v));
-    EXPECT_LE(max_abs_diff(whole, pieces), 1e-6f * max_logit) << dtype;
+    EXPECT_LE(max_abs_diff(whole, pieces), tolerance * max_logit)
+        << dtype << " activations " << kernels::activation_precision_name(precision);
   }
+  }
+  kernels::set_activation_precision(saved);
 }
 
 TEST(Model, AbsorbedAndExpandedAttentionAgree) {

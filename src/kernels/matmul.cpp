@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
+#include "kernels/matmul_path.h"
 #include "kernels/simd/isa_kernels.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
@@ -15,10 +17,6 @@ namespace dsv3::kernels {
 
 namespace {
 
-// Up to this many tokens the stream form (weights read once per 8 tokens straight from their
-// stored format) wins; above it the panel form, which converts each weight panel to float once
-// for all tokens. Both give bitwise the same result for every token (see simd/matmul_impl.h).
-constexpr int64_t kMaxStreamTokens = 8;
 // Rows per parallel task: a multiple of the rows of every register tile, so single-row tiles
 // occur only at the ends of the threads' row ranges.
 constexpr int64_t kRowsPerTask = 48;
@@ -117,34 +115,99 @@ T* cache_aligned(std::vector<T>& buffer, int64_t count) {
   return buffer.data() + ((64 - address % 64) % 64) / sizeof(T);
 }
 
+thread_local std::vector<float> t_x_rounded;
+
+// x rounded to bf16 and back (exact in float), for the float kernels and the reference.
+void round_through_bf16(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+// The vdpbf16ps product: x rounded to bf16 once into a packed copy (rows an odd number of cache
+// lines apart), then the rows of out cut into one contiguous range of whole register tiles per
+// thread, so both threads get equal work on every matrix, small ones included.
+void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+  const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
+  uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
+  ThreadPool::global().parallel_for(n_tokens, [&](int64_t token_begin, int64_t token_end) {
+    for (int64_t t = token_begin; t < token_end; ++t)
+      simd::avx512_round_to_bf16(x + t * w.cols, w.cols, x_bf16 + t * x_stride);
+  });
+  simd::Bf16MatmulJob job;
+  job.w = &w;
+  job.x_bf16 = x_bf16;
+  job.x_stride = x_stride;
+  job.n_tokens = n_tokens;
+  job.out = out;
+  job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
+  const int64_t n_tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
+  ThreadPool::global().parallel_for(n_tiles, [&](int64_t tile_begin, int64_t tile_end) {
+    const int64_t row_begin = tile_begin * simd::kBf16TileRows;
+    const int64_t row_end = std::min(w.rows, tile_end * simd::kBf16TileRows);
+    simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
+  });
+}
+
 }  // namespace
 
 void dequantize_row(const WeightMatrix& w, int64_t row, float* out) {
   for (int64_t c = 0; c < w.cols; ++c) out[c] = w.at(row, c);
 }
 
+MatmulPath choose_matmul_path(const WeightMatrix& w, int64_t n_tokens,
+                              bool allow_bf16_activations) {
+  MatmulPath path;
+  path.bf16_activations = allow_bf16_activations && rounds_activations_to_bf16(w);
+  const bool stream = n_tokens <= kMaxStreamTokens;
+  if (path.bf16_activations && active_isa() == KernelIsa::kAvx512 && cpu_has_avx512_bf16()) {
+    path.kernel = stream ? MatmulKernel::kBf16Stream : MatmulKernel::kBf16Panel;
+    return path;
+  }
+  const simd::IsaKernels* kernels = simd::kernels_for(active_isa());
+  if (kernels == nullptr || (w.dtype == DType::F8_E4M3 && !fp8_fits_simd(w, kernels->lanes))) {
+    path.kernel = MatmulKernel::kReference;
+    return path;
+  }
+  path.kernel = stream ? MatmulKernel::kFloatStream : MatmulKernel::kFloatPanel;
+  path.float_kernels = kernels;
+  return path;
+}
+
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+  validate(w, x, n_tokens, out);
+  if (rounds_activations_to_bf16(w)) {
+    float* rounded = cache_aligned(t_x_rounded, n_tokens * w.cols);
+    round_through_bf16(x, n_tokens * w.cols, rounded);
+    x = rounded;
+  }
   matmul_reference_rows(w, x, n_tokens, 0, w.rows, out);
 }
 
-void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+namespace {
+
+void matmul_with_path(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out,
+                      bool allow_bf16_activations) {
   validate(w, x, n_tokens, out);
   if (n_tokens == 0 || w.rows == 0) return;
   if (w.cols == 0) {
     std::fill(out, out + n_tokens * w.rows, 0.0f);
     return;
   }
+  const MatmulPath path = choose_matmul_path(w, n_tokens, allow_bf16_activations);
+  if (path.kernel == MatmulKernel::kBf16Stream || path.kernel == MatmulKernel::kBf16Panel) {
+    return matmul_dpbf16(w, x, n_tokens, out);
+  }
+  if (path.bf16_activations) {
+    // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
+    float* rounded = cache_aligned(t_x_rounded, n_tokens * w.cols);
+    round_through_bf16(x, n_tokens * w.cols, rounded);
+    x = rounded;
+  }
   const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
   auto task_rows = [&](int64_t task_begin, int64_t task_end, int64_t* row_begin, int64_t* row_end) {
     *row_begin = task_begin * kRowsPerTask;
     *row_end = std::min(w.rows, task_end * kRowsPerTask);
   };
-
-  const simd::IsaKernels* kernels = simd::kernels_for(active_isa());
-  if (kernels != nullptr && w.dtype == DType::F8_E4M3 && !fp8_fits_simd(w, kernels->lanes)) {
-    kernels = nullptr;
-  }
-  if (kernels == nullptr) {
+  if (path.kernel == MatmulKernel::kReference) {
     ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
       int64_t row_begin, row_end;
       task_rows(task_begin, task_end, &row_begin, &row_end);
@@ -153,13 +216,14 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
     return;
   }
 
+  const simd::IsaKernels* kernels = path.float_kernels;
   simd::MatmulJob job;
   job.w = &w;
   job.x = x;
   job.x_stride = w.cols;
   job.n_tokens = n_tokens;
   job.out = out;
-  if (n_tokens <= kMaxStreamTokens) {
+  if (path.kernel == MatmulKernel::kFloatStream) {
     ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
       int64_t row_begin, row_end;
       task_rows(task_begin, task_end, &row_begin, &row_end);
@@ -186,36 +250,14 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
   });
 }
 
-bool bf16_activations_supported(const WeightMatrix& w) {
-  return w.dtype == DType::BF16 && active_isa() == KernelIsa::kAvx512 && cpu_has_avx512_bf16();
+}  // namespace
+
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+  matmul_with_path(w, x, n_tokens, out, true);
 }
 
-void matmul_bf16_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
-  validate(w, x, n_tokens, out);
-  if (!bf16_activations_supported(w) || n_tokens == 0 || w.rows == 0 || w.cols == 0) {
-    return matmul(w, x, n_tokens, out);
-  }
-  const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
-  uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
-  ThreadPool::global().parallel_for(n_tokens, [&](int64_t token_begin, int64_t token_end) {
-    for (int64_t t = token_begin; t < token_end; ++t) {
-      for (int64_t c = 0; c < w.cols; ++c)
-        x_bf16[t * x_stride + c] = f32_to_bf16(x[t * w.cols + c]);
-    }
-  });
-  simd::Bf16MatmulJob job;
-  job.w = &w;
-  job.x_bf16 = x_bf16;
-  job.x_stride = x_stride;
-  job.n_tokens = n_tokens;
-  job.out = out;
-  job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
-  ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-    const int64_t row_begin = task_begin * kRowsPerTask;
-    const int64_t row_end = std::min(w.rows, task_end * kRowsPerTask);
-    simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
-  });
+void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+  matmul_with_path(w, x, n_tokens, out, false);
 }
 
 namespace simd {

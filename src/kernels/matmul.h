@@ -9,26 +9,26 @@
 
 #include <cstdint>
 
+#include "kernels/activation_precision.h"
 #include "tensor/weight_matrix.h"
 
 namespace dsv3::kernels {
 
 // out[t][r] = sum_c x[t][c] * W[r][c]   for t < n_tokens, r < w.rows.
 // x is [n_tokens][w.cols], out is [n_tokens][w.rows]. Results differ between instruction sets
-// (DSV3_KERNELS) within float rounding, never between batch sizes.
+// (DSV3_KERNELS) within float rounding, never between batch sizes. For BF16 weights the
+// activations are rounded to bf16 first where the activation precision says so (by default on
+// CPUs with AVX512_BF16: vdpbf16ps, see activation_precision.h).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 
-// matmul with the activations rounded to bf16 (round to nearest even) and multiplied with
-// vdpbf16ps, accumulating in float: about twice the arithmetic rate of matmul for prefill, at
-// bf16 precision of x (relative error ~2^-9 per product). Opt-in; used only for BF16 weights on
-// CPUs with AVX512_BF16 (and the avx512 kernel set active); otherwise it is exactly matmul.
-// Batch invariant like matmul (a token's row is bitwise the same whatever n_tokens), and
-// independent of the number of threads.
-void matmul_bf16_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
-// Whether matmul_bf16_activations(w, ...) takes the bf16 path on this CPU (for any n_tokens).
-bool bf16_activations_supported(const WeightMatrix& w);
+// matmul with float activations whatever the activation precision. For products whose inputs
+// differ between two equivalent forms of one computation (MLA's absorbed and expanded
+// attention): rounded to bf16 they would make the two forms disagree far beyond float rounding,
+// and a token's result would depend on which form its batch took.
+void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 
-// The scalar reference of matmul (double accumulation).
+// The scalar reference of matmul (double accumulation), with the activations rounded to bf16
+// exactly when matmul rounds them (rounds_activations_to_bf16).
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 
 // Row `row` of W as float32 (embedding lookup): out is [w.cols].

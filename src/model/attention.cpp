@@ -86,7 +86,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, s.nope,
                   q_nope_head.data() + i * s.nope);
-    kernels::matmul(w.key_absorb[h], q_nope_head.data(), tokens, q_absorbed_head.data());
+    kernels::matmul_f32_activations(w.key_absorb[h], q_nope_head.data(), tokens, q_absorbed_head.data());
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(q_absorbed_head.data() + i * s.rank, s.rank,
                   q_absorbed.data() + (i * s.heads + h) * s.rank);
@@ -115,7 +115,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   for (int64_t h = 0; h < s.heads; ++h) {
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(latent_out.data() + (i * s.heads + h) * s.rank, s.rank, latent_head.data() + i * s.rank);
-    kernels::matmul(w.value_up[h], latent_head.data(), tokens, value_head.data());
+    kernels::matmul_f32_activations(w.value_up[h], latent_head.data(), tokens, value_head.data());
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(value_head.data() + i * s.v, s.v,
                   attention_out + ((group.first + i) * s.heads + h) * s.v);
@@ -132,7 +132,8 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
     std::copy_n(group.cache->row(layer, slot), s.rank, latents.data() + slot * s.rank);
   const int64_t kv_width = s.heads * (s.nope + s.v);
   std::vector<float> keys_values(slots * kv_width);  // [slot][head][nope + v]
-  kernels::matmul(w.kv_b_proj, latents.data(), slots, keys_values.data());
+  // Float activations in the products that differ between the absorbed and expanded forms.
+  kernels::matmul_f32_activations(w.kv_b_proj, latents.data(), slots, keys_values.data());
 
   std::vector<float> scores;
   for (int64_t i = 0; i < group.count; ++i) {

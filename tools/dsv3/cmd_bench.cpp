@@ -1,4 +1,4 @@
-// dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--json]
+// dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--activations P] [--json]
 // Prefill and decode speed on a checkpoint, next to this machine's limits: its measured read
 // bandwidth gives the decode roofline (weight bytes read per token / bandwidth) and its
 // measured arithmetic peak the prefill one.
@@ -11,6 +11,7 @@
 #include "args.h"
 #include "commands.h"
 #include "generate/sampler.h"
+#include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/machine_probe.h"
 #include "model/footprint.h"
@@ -70,10 +71,11 @@ double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t 
 }  // namespace
 
 int run_bench(const CommandArgs& argv) {
-  Args args(argv, {"--model", "--prompt", "--gen", "--ctx-depth", "--threads"}, {"--json", "--help"},
+  Args args(argv, {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations"}, {"--json", "--help"},
             {{"-m", "--model"}});
   if (args.has("--help")) {
-    std::fprintf(stderr, "usage: dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--json]\n");
+    std::fprintf(stderr, "usage: dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T]\n"
+                         "       [--activations f32|bf16|auto] [--json]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
@@ -82,6 +84,7 @@ int run_bench(const CommandArgs& argv) {
   const int64_t depth = args.get_int("--ctx-depth", 0);
   if (prompt_tokens < 1 || gen_tokens < 1 || depth < 0) throw Error("--prompt and --gen must be >= 1, --ctx-depth >= 0");
   apply_thread_flag(args);
+  apply_activation_flag(args);
   const bool json_output = args.has("--json");
   auto note = [&](const char* text) {
     if (!json_output) std::fprintf(stderr, "%s\n", text);
@@ -128,12 +131,20 @@ int run_bench(const CommandArgs& argv) {
   const double decode_tok_s = double(gen_tokens) / decode_seconds;
   const double roofline = bandwidth * 1e9 / double(footprint.decode_bytes_per_token);
   const double prefill_gflops = double(footprint.flops_per_token) * prefill_tok_s / 1e9;
-  const double peak = peak_bf16 > 0 ? peak_bf16 : peak_f32;
+  // The activation precision of the BF16-weight products that ran, and the peak to compare
+  // with: the vdpbf16ps peak only when those products used vdpbf16ps.
+  const WeightMatrix& sample_weight = model.model().weights().layers[0].self_attn.kv_b_proj;
+  const bool bf16_activations = kernels::rounds_activations_to_bf16(sample_weight);
+  const bool dpbf16 = bf16_activations && peak_bf16 > 0 &&
+                      kernels::active_isa() == kernels::KernelIsa::kAvx512;
+  const std::string activations = bf16_activations ? (dpbf16 ? "bf16 (vdpbf16ps)" : "bf16") : "f32";
+  const double peak = dpbf16 ? peak_bf16 : peak_f32;
 
   nlohmann::json result = {
       {"model", dir},
       {"threads", ThreadPool::global().num_threads()},
       {"kernels", std::string(kernels::isa_name(kernels::active_isa()))},
+      {"activations", activations},
       {"weights_dtype", std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype))},
       {"weight_bytes", footprint.weight_bytes},
       {"load_s", load_seconds},
@@ -162,14 +173,15 @@ int run_bench(const CommandArgs& argv) {
     std::printf("%s\n", result.dump().c_str());
     return 0;
   }
-  std::printf("model            %s (%s weights, %.0f MB, %d threads, %s kernels)\n", dir.c_str(),
-              result["weights_dtype"].get<std::string>().c_str(), footprint.weight_bytes / 1e6,
-              ThreadPool::global().num_threads(), result["kernels"].get<std::string>().c_str());
+  std::printf("model            %s (%s weights, %.0f MB, %d threads, %s kernels, %s activations)\n",
+              dir.c_str(), result["weights_dtype"].get<std::string>().c_str(),
+              footprint.weight_bytes / 1e6, ThreadPool::global().num_threads(),
+              result["kernels"].get<std::string>().c_str(), activations.c_str());
   std::printf("machine          read bandwidth %.1f GB/s, peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
               bandwidth, peak_f32, peak_bf16);
-  std::printf("prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of peak), ttft %.0f ms\n",
+  std::printf("prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of the %s peak %.0f), ttft %.0f ms\n",
               (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
-              prefill_seconds * 1e3);
+              dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3);
   std::printf("decode           %lld tokens: %.1f tok/s = %.1f%% of the roofline %.1f tok/s (%.0f MB read per token)\n",
               (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
               footprint.decode_bytes_per_token / 1e6);

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "io/npy.h"
 #include "number_lists.h"
+#include "sampling_flags.h"
 #include "util/error.h"
 
 namespace dsv3::cli {
@@ -19,16 +20,18 @@ namespace dsv3::cli {
 int run_classify(const CommandArgs& argv) {
   Args args(argv,
             {"--model", "--prompt", "--ids", "--mask", "--labels", "--label-values",
-             "--problem-type", "--out"},
+             "--problem-type", "--out", "--activations"},
             {"--help"}, {{"-m", "--model"}, {"-p", "--prompt"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 classify -m DIR (-p TEXT | --ids 0,5,17[;...]) [--mask 1,1,0[;...]]\n"
                  "       [--labels C[,...] | --label-values V[,...][;...]] [--problem-type T] "
-                 "[--out FILE.npy]\n");
+                 "[--out FILE.npy]\n"
+                 "       [--activations f32|bf16|auto]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
+  apply_activation_flag(args);
   if (args.has("--prompt") == args.has("--ids"))
     throw Error("pass exactly one of -p TEXT and --ids");
   std::optional<api::Config> config = api::config_from_pretrained(dir);

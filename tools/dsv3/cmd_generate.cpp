@@ -83,11 +83,12 @@ int run_generate(const CommandArgs& argv) {
     std::fprintf(stderr,
                  "usage: dsv3 generate -m DIR (-p TEXT | --prompt-ids 0,5,17) [--chat] [--system TEXT]\n"
                  "         [-n N] [--temp T] [--top-p P] [--top-k K] [--min-p P] [--repeat-penalty R]\n"
-                 "         [--seed S] [--stop STR] [--ctx N] [--threads T] [--ids]\n");
+                 "         [--seed S] [--stop STR] [--ctx N] [--threads T] [--activations f32|bf16|auto] [--ids]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
   apply_thread_flag(args);
+  apply_activation_flag(args);
   const bool has_text = args.has("-p") || args.has("--prompt");
   if (has_text == args.has("--prompt-ids")) throw Error("give exactly one of -p TEXT or --prompt-ids");
 
@@ -147,12 +148,13 @@ int run_chat(const CommandArgs& argv) {
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 chat -m DIR [--system TEXT] [-n N] [--temp T] [--top-p P] [--top-k K]\n"
-                 "         [--seed S] [--ctx N] [--threads T]\n"
+                 "         [--seed S] [--ctx N] [--threads T] [--activations f32|bf16|auto]\n"
                  "One message per line; an empty line or end of input ends the chat; /reset starts over.\n");
     return 0;
   }
   const std::string dir = args.require("--model");
   apply_thread_flag(args);
+  apply_activation_flag(args);
   CausalLM model = load_model(dir);
   const Tokenizer tokenizer = Tokenizer::from_dir(dir);
   const ChatPrompt chat_prompt(tokenizer, dir);

@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "io/npy.h"
 #include "number_lists.h"
+#include "sampling_flags.h"
 #include "util/error.h"
 
 namespace dsv3::cli {
@@ -56,7 +57,7 @@ void write_stacked(const std::string& path, const std::vector<api::Tensor>& tens
 int run_logits(const CommandArgs& argv) {
   Args args(argv,
             {"--model", "--ids", "--out", "--chunk", "--mask", "--positions", "--label-ids",
-             "--hidden-out", "--attentions-out", "--attention"},
+             "--hidden-out", "--attentions-out", "--attention", "--activations"},
             {"--last", "--labels", "--help"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(
@@ -64,10 +65,12 @@ int run_logits(const CommandArgs& argv) {
         "usage: dsv3 logits -m DIR --ids 0,5,17[;...] [--out FILE.npy] [--last] [--chunk N]\n"
         "       [--mask 1,1,0[;...]] [--positions P,...] [--labels | --label-ids L,...]\n"
         "       [--hidden-out FILE.npy] [--attentions-out FILE.npy] "
-        "[--attention auto|absorbed|expanded]\n");
+        "[--attention auto|absorbed|expanded]\n"
+        "       [--activations f32|bf16|auto]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
+  apply_activation_flag(args);
   const auto ids = parse_id_rows(args.require("--ids"), "--ids");
   const int64_t batch = int64_t(ids.size()), tokens = int64_t(ids[0].size());
   const bool single = batch == 1;

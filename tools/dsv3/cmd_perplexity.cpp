@@ -18,6 +18,7 @@
 #include "args.h"
 #include "commands.h"
 #include "number_lists.h"
+#include "sampling_flags.h"
 #include "util/error.h"
 
 namespace dsv3::cli {
@@ -53,15 +54,17 @@ double window_nll(const CausalLM& model, std::span<const int32_t> window, int64_
 }  // namespace
 
 int run_perplexity(const CommandArgs& argv) {
-  Args args(argv, {"--model", "--file", "--ids", "--ctx", "--stride"}, {"--help"},
+  Args args(argv, {"--model", "--file", "--ids", "--ctx", "--stride", "--activations"}, {"--help"},
             {{"-m", "--model"}, {"-f", "--file"}});
   if (args.has("--help")) {
     std::fprintf(
         stderr,
-        "usage: dsv3 perplexity -m DIR (-f FILE | --ids 0,5,17,...) [--ctx N] [--stride S]\n");
+        "usage: dsv3 perplexity -m DIR (-f FILE | --ids 0,5,17,...) [--ctx N] [--stride S]\n"
+        "       [--activations f32|bf16|auto]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
+  apply_activation_flag(args);
   if (args.has("--file") == args.has("--ids")) throw Error("pass exactly one of -f FILE and --ids");
   const api::CausalLM lm = api::CausalLM::from_pretrained(dir);
   const std::vector<int32_t> ids =

@@ -1,5 +1,5 @@
 // dsv3 serve -m DIR [--host 127.0.0.1] [--port 8080] [--ctx N] [--max-seqs N] [--api-key KEY]
-//               [--threads T] [--timeout S] [--max-body BYTES] [--model-name NAME] [sampling flags]
+//               [--threads T] [--activations P] [--timeout S] [--max-body BYTES] [--model-name NAME] [sampling flags]
 // An OpenAI-compatible HTTP server with continuous batching (src/server/).
 #include <pthread.h>
 #include <signal.h>
@@ -31,8 +31,9 @@ void print_serve_usage() {
   std::fprintf(
       stderr,
       "usage: dsv3 serve -m DIR [--host 127.0.0.1] [--port 8080] [--ctx N] [--max-seqs N]\n"
-      "         [--api-key KEY] [--threads T] [--timeout SECONDS] [--max-body BYTES]\n"
-      "         [--http-threads N] [--prefill-chunk N] [--model-name NAME] [-n "
+      "         [--api-key KEY] [--threads T] [--activations f32|bf16|auto] [--timeout SECONDS]\n"
+      "         [--max-body BYTES]"
+      " [--http-threads N] [--prefill-chunk N] [--model-name NAME] [-n "
       "DEFAULT_MAX_TOKENS]\n"
       "         [--temp T] [--top-p P] [--top-k K] [--stop STR] (defaults for requests)\n"
       "--port 0 picks a free port. SIGINT/SIGTERM stop accepting requests, let the running\n"
@@ -70,6 +71,7 @@ int run_serve(const CommandArgs& argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   apply_thread_flag(args);  // starts the kernels' threads: after the mask, so they inherit it
+  apply_activation_flag(args);
 
   const CausalLM model(Model::from_pretrained(dir));
   if (!std::filesystem::exists(std::filesystem::path(dir) / "tokenizer.json"))

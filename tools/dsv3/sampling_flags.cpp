@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/activation_precision.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -37,6 +38,12 @@ void apply_thread_flag(const Args& args) {
   const int64_t threads = args.get_int("--threads", 0);
   if (threads < 0) throw Error("--threads must not be negative");
   ThreadPool::global().set_num_threads(int(threads));
+}
+
+void apply_activation_flag(const Args& args) {
+  if (!args.has("--activations")) return;
+  kernels::set_activation_precision(
+      kernels::parse_activation_precision(args.get("--activations"), "--activations"));
 }
 
 }  // namespace dsv3::cli

@@ -12,7 +12,7 @@ namespace dsv3::cli {
 // Flags taking a value that set_generation_flags reads.
 inline const std::set<std::string> kGenerationFlags = {
     "--model", "-n", "--max-new-tokens", "--temp", "--top-p", "--top-k", "--min-p",
-    "--repeat-penalty", "--seed", "--ctx", "--stop", "--threads"};
+    "--repeat-penalty", "--seed", "--ctx", "--stop", "--threads", "--activations"};
 inline const std::map<std::string, std::string> kGenerationAliases = {{"-m", "--model"},
                                                                        {"-n", "--max-new-tokens"}};
 
@@ -26,5 +26,11 @@ int64_t context_from_flags(const Args& args, const Config& config);
 
 // Applies --threads (0 or absent: all cores).
 void apply_thread_flag(const Args& args);
+
+// Applies --activations f32|bf16|auto (the precision of the activations in products with BF16
+// weights, kernels/activation_precision.h); absent: DSV3_ACTIVATIONS, else auto.
+void apply_activation_flag(const Args& args);
+// The usage line of that flag.
+inline constexpr const char* kActivationFlagUsage = "[--activations f32|bf16|auto]";
 
 }  // namespace dsv3::cli

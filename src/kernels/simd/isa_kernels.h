@@ -63,6 +63,8 @@ inline constexpr int kBf16TileRows = 4;
 // Rows [row_begin, row_end) of out, all tokens; requires cpu_has_avx512_bf16(). Each output is
 // the canonical bf16 dot product described in simd/avx512_bf16.cpp, whatever n_tokens.
 void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end);
+// out[i] = f32_to_bf16(x[i]) for i < n (bitwise); requires cpu_has_avx512_bf16().
+void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out);
 
 // FP8 weights are widened with the bits placed straight into a float (fp8 value * 2^-120,
 // exact, fp8 subnormals becoming float subnormals) and then multiplied by block_scale * 2^120,
