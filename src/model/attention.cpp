@@ -6,6 +6,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "tensor/thread_pool.h"
 
 namespace dsv3 {
 
@@ -21,6 +22,16 @@ void add_bias(float* rows, int64_t n_rows, const std::vector<float>& bias) {
 void linear(const Linear& layer, const float* x, int64_t tokens, float* out) {
   kernels::matmul(layer.weight, x, tokens, out);
   add_bias(out, tokens, layer.bias);
+}
+
+// A row-major float matrix [rows][cols] as matmul's weight operand.
+WeightMatrix float_matrix(const float* data, int64_t rows, int64_t cols) {
+  WeightMatrix m;
+  m.dtype = DType::F32;
+  m.data = data;
+  m.rows = rows;
+  m.cols = cols;
+  return m;
 }
 
 // The dimensions of one layer's attention.
@@ -135,26 +146,58 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
   // Float activations in the products that differ between the absorbed and expanded forms.
   kernels::matmul_f32_activations(w.kv_b_proj, latents.data(), slots, keys_values.data());
 
-  std::vector<float> scores;
-  for (int64_t i = 0; i < group.count; ++i) {
-    const int64_t t = group.first + i;
-    const int64_t visible = batch.slots[t] + 1;
-    scores.resize(visible);
-    for (int64_t h = 0; h < s.heads; ++h) {
-      const float* q_head = q + (t * s.heads + h) * s.head_dim;
-      for (int64_t slot = 0; slot < visible; ++slot) {
-        const float* key_nope = keys_values.data() + slot * kv_width + h * (s.nope + s.v);
-        const float* key_rope = group.cache->row(layer, slot) + s.rank;
-        scores[slot] = (kernels::dot(q_head, key_nope, s.nope) +
-                        kernels::dot(q_head + s.nope, key_rope, s.rope)) * scale;
+  // Per head, as two matrix products (the kernels' blocked matmul, float activations), for
+  // chunks of kQueryChunk tokens over the slots the chunk's last token sees (causal: the slots
+  // past it would only get zero weight):
+  //   scores[t][slot] = q_t . [k_nope | k_rope]_slot;
+  //   out[t] = sum_slot p[t][slot] v_slot, with p zero past the slots token t sees (exact zeros:
+  //   a token's result does not depend on the chunk's length).
+  // Heads are independent: each thread takes a range of them (a matmul inside runs on the
+  // calling thread), so results do not depend on the thread count.
+  constexpr int64_t kQueryChunk = 64;
+  const int64_t key_width = s.nope + s.rope;
+  ThreadPool::global().parallel_for(s.heads, [&](int64_t head_begin, int64_t head_end) {
+    std::vector<float> keys(slots * key_width), values_by_dim(s.v * slots);
+    std::vector<float> queries(kQueryChunk * key_width), scores(kQueryChunk * slots);
+    std::vector<float> head_out(kQueryChunk * s.v);
+    for (int64_t h = head_begin; h < head_end; ++h) {
+      for (int64_t slot = 0; slot < slots; ++slot) {
+        std::copy_n(keys_values.data() + slot * kv_width + h * (s.nope + s.v), s.nope,
+                    keys.data() + slot * key_width);
+        std::copy_n(group.cache->row(layer, slot) + s.rank, s.rope,
+                    keys.data() + slot * key_width + s.nope);
       }
-      attention_probabilities(batch, t, h, s.heads, scores.data(), visible);
-      float* out = attention_out + (t * s.heads + h) * s.v;
-      std::fill(out, out + s.v, 0.0f);
-      for (int64_t slot = 0; slot < visible; ++slot)
-        kernels::axpy(scores[slot], keys_values.data() + slot * kv_width + h * (s.nope + s.v) + s.nope, out, s.v);
+      for (int64_t first = 0; first < group.count; first += kQueryChunk) {
+        const int64_t n = std::min(kQueryChunk, group.count - first);
+        int64_t chunk_slots = 0;
+        for (int64_t i = first; i < first + n; ++i) {
+          chunk_slots = std::max(chunk_slots, batch.slots[group.first + i] + 1);
+          std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, key_width,
+                      queries.data() + (i - first) * key_width);
+        }
+        kernels::matmul_f32_activations(float_matrix(keys.data(), chunk_slots, key_width),
+                                        queries.data(), n, scores.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t t = group.first + first + i;
+          const int64_t visible = batch.slots[t] + 1;
+          float* row = scores.data() + i * chunk_slots;
+          for (int64_t slot = 0; slot < visible; ++slot) row[slot] *= scale;
+          attention_probabilities(batch, t, h, s.heads, row, visible);
+          std::fill(row + visible, row + chunk_slots, 0.0f);
+        }
+        for (int64_t slot = 0; slot < chunk_slots; ++slot) {
+          const float* value = keys_values.data() + slot * kv_width + h * (s.nope + s.v) + s.nope;
+          for (int64_t d = 0; d < s.v; ++d) values_by_dim[d * chunk_slots + slot] = value[d];
+        }
+        kernels::matmul_f32_activations(float_matrix(values_by_dim.data(), s.v, chunk_slots),
+                                        scores.data(), n, head_out.data());
+        for (int64_t i = 0; i < n; ++i) {
+          std::copy_n(head_out.data() + i * s.v, s.v,
+                      attention_out + ((group.first + first + i) * s.heads + h) * s.v);
+        }
+      }
     }
-  }
+  });
 }
 
 }  // namespace
