@@ -128,10 +128,17 @@ void round_through_bf16(const float* x, int64_t n, float* out) {
 void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
   uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
-  ThreadPool::global().parallel_for(n_tokens, [&](int64_t token_begin, int64_t token_end) {
+  auto round_tokens = [&](int64_t token_begin, int64_t token_end) {
     for (int64_t t = token_begin; t < token_end; ++t)
       simd::avx512_round_to_bf16(x + t * w.cols, w.cols, x_bf16 + t * x_stride);
-  });
+  };
+  // A few thousand values round in well under a microsecond: cheaper than waking the pool.
+  constexpr int64_t kMaxSerialRounding = int64_t(1) << 15;
+  if (n_tokens * w.cols <= kMaxSerialRounding) {
+    round_tokens(0, n_tokens);
+  } else {
+    ThreadPool::global().parallel_for(n_tokens, round_tokens);
+  }
   simd::Bf16MatmulJob job;
   job.w = &w;
   job.x_bf16 = x_bf16;

@@ -30,6 +30,14 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// CPU seconds of the whole process (all threads, user + system).
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
 double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -111,9 +119,14 @@ int run_bench(const CommandArgs& argv) {
 
   note("prefill ...");
   auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   std::vector<float> logits = prefill(model, prompt, cache, prompt_tokens);
   const int32_t first = argmax(logits);
   const double prefill_seconds = seconds_since(start);
+  // On a shared host other processes take CPU time from ours: the share of the threads' wall
+  // time they ran (spinning included) tells whether a figure was measured on free cores.
+  const double prefill_cpu_share =
+      (cpu_seconds() - cpu_start) / (prefill_seconds * ThreadPool::global().num_threads());
 
   note("decode ...");
   const double decode_seconds = decode(model, first, cache, gen_tokens);
@@ -167,6 +180,7 @@ int run_bench(const CommandArgs& argv) {
       {"peak_gflops_bf16", peak_bf16},
       {"prefill_gflops", prefill_gflops},
       {"prefill_peak_pct", 100.0 * prefill_gflops / peak},
+      {"prefill_cpu_share", prefill_cpu_share},
       {"flops_per_prompt_token", footprint.flops_per_token},
   };
   if (json_output) {
@@ -182,6 +196,9 @@ int run_bench(const CommandArgs& argv) {
   std::printf("prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of the %s peak %.0f), ttft %.0f ms\n",
               (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
               dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3);
+  if (prefill_cpu_share < 0.9)
+    std::printf("                 (the threads ran only %.0f%% of the prefill's wall time: a busy host)\n",
+                100.0 * prefill_cpu_share);
   std::printf("decode           %lld tokens: %.1f tok/s = %.1f%% of the roofline %.1f tok/s (%.0f MB read per token)\n",
               (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
               footprint.decode_bytes_per_token / 1e6);
