@@ -404,6 +404,22 @@ TEST(Matmul, Bf16ActivationsRoundTheInputOnce) {
   }
 }
 
+TEST(Matmul, F32ActivationsIgnoreTheSetting) {
+  // matmul_f32_activations is matmul in f32 mode, bitwise, whatever the setting.
+  KernelSettingsGuard guard;
+  const RandomWeights weights = random_weights(DType::BF16, 67, 300, 77);
+  for (int64_t n_tokens : {1, 7, 40}) {
+    const std::vector<float> x = random_floats(n_tokens * 300, 78);
+    std::vector<float> f32_mode(size_t(n_tokens * 67)), explicit_f32(f32_mode.size());
+    set_activation_precision(ActivationPrecision::kF32);
+    matmul(weights.w, x.data(), n_tokens, f32_mode.data());
+    set_activation_precision(ActivationPrecision::kBf16);
+    matmul_f32_activations(weights.w, x.data(), n_tokens, explicit_f32.data());
+    EXPECT_EQ(0, std::memcmp(f32_mode.data(), explicit_f32.data(), f32_mode.size() * 4))
+        << "n_tokens=" << n_tokens;
+  }
+}
+
 TEST(ActivationPrecision, AutoRoundsExactlyWhereVdpbf16psRuns) {
   KernelSettingsGuard guard;
   set_activation_precision(ActivationPrecision::kAuto);
