@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -123,8 +124,8 @@ void round_through_bf16(const float* x, int64_t n, float* out) {
 }
 
 // The vdpbf16ps product: x rounded to bf16 once into a packed copy (rows an odd number of cache
-// lines apart), then the rows of out cut into one contiguous range of whole register tiles per
-// thread, so both threads get equal work on every matrix, small ones included.
+// lines apart), then the rows of out computed in blocks of whole register tiles that the
+// threads take in turn, so both stay busy on every matrix, small ones included.
 void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
   uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
@@ -146,11 +147,24 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   job.n_tokens = n_tokens;
   job.out = out;
   job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
-  const int64_t n_tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
-  ThreadPool::global().parallel_for(n_tiles, [&](int64_t tile_begin, int64_t tile_end) {
-    const int64_t row_begin = tile_begin * simd::kBf16TileRows;
-    const int64_t row_end = std::min(w.rows, tile_end * simd::kBf16TileRows);
-    simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
+  // Rows are handed out in blocks from a shared counter rather than one fixed range per thread:
+  // on a shared host a thread that loses its core for a while no longer holds the others up.
+  // Every output is the same canonical dot product whichever thread computes it, so results
+  // do not depend on the distribution. A block is at most a panel, and small enough that each
+  // thread gets several even on the 512-row expert matrices.
+  const int64_t threads = ThreadPool::global().num_threads();
+  const int64_t tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
+  const int64_t block_tiles = std::clamp<int64_t>(
+      tiles / (4 * threads), 1, job.panel_rows / simd::kBf16TileRows);
+  const int64_t block_rows = block_tiles * simd::kBf16TileRows;
+  const int64_t n_blocks = (w.rows + block_rows - 1) / block_rows;
+  std::atomic<int64_t> next_block{0};
+  ThreadPool::global().parallel_for(std::min(threads, n_blocks), [&](int64_t, int64_t) {
+    for (int64_t block = next_block.fetch_add(1, std::memory_order_relaxed); block < n_blocks;
+         block = next_block.fetch_add(1, std::memory_order_relaxed)) {
+      simd::avx512_bf16_matmul_rows(job, block * block_rows,
+                                    std::min(w.rows, (block + 1) * block_rows));
+    }
   });
 }
 
