@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -127,47 +128,127 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, f
   matmul_reference_rows(w, x, n_tokens, 0, w.rows, out);
 }
 
-void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
-  validate(w, x, n_tokens, out);
-  if (n_tokens == 0 || w.rows == 0) return;
-  if (w.cols == 0) {
-    std::fill(out, out + n_tokens * w.rows, 0.0f);
-    return;
-  }
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
-  auto task_rows = [&](int64_t task_begin, int64_t task_end, int64_t* row_begin, int64_t* row_end) {
-    *row_begin = task_begin * kRowsPerTask;
-    *row_end = std::min(w.rows, task_end * kRowsPerTask);
-  };
+namespace {
 
+// How one product is computed. plan_product decides it for (w, n_tokens), for matmul and
+// matmul_group alike, so a product gives the same bits whichever of them runs it.
+struct ProductPlan {
+  enum Form { kReference, kStream, kPanel } form = kReference;
+  const simd::IsaKernels* kernels = nullptr;  // null for kReference
+};
+
+ProductPlan plan_product(const WeightMatrix& w, int64_t n_tokens) {
   const simd::IsaKernels* kernels = simd::kernels_for(active_isa());
   if (kernels != nullptr && w.dtype == DType::F8_E4M3 && !fp8_fits_simd(w, kernels->lanes)) {
     kernels = nullptr;
   }
-  if (kernels == nullptr) {
-    ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-      int64_t row_begin, row_end;
-      task_rows(task_begin, task_end, &row_begin, &row_end);
-      matmul_reference_rows(w, x, n_tokens, row_begin, row_end, out);
-    });
+  if (kernels == nullptr) return {ProductPlan::kReference, nullptr};
+  return {n_tokens <= kMaxStreamTokens ? ProductPlan::kStream : ProductPlan::kPanel, kernels};
+}
+
+// Rows [row_begin, row_end) of one product whose form is kReference or kStream: the per-row
+// work both matmul and matmul_group hand to the threads.
+void product_rows(const ProductPlan& plan, const WeightMatrix& w, const float* x,
+                  int64_t n_tokens, float* out, int64_t row_begin, int64_t row_end) {
+  if (plan.form == ProductPlan::kReference) {
+    matmul_reference_rows(w, x, n_tokens, row_begin, row_end, out);
     return;
   }
-
   simd::MatmulJob job;
   job.w = &w;
   job.x = x;
   job.x_stride = w.cols;
   job.n_tokens = n_tokens;
   job.out = out;
-  if (n_tokens <= kMaxStreamTokens) {
-    ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-      int64_t row_begin, row_end;
-      task_rows(task_begin, task_end, &row_begin, &row_end);
-      kernels->matvec_rows(job, row_begin, row_end);
-    });
+  plan.kernels->matvec_rows(job, row_begin, row_end);
+}
+
+// True when the product has nothing to compute (zero-filling out when w has no columns).
+bool trivial_product(const WeightMatrix& w, int64_t n_tokens, float* out) {
+  if (n_tokens == 0 || w.rows == 0) return true;
+  if (w.cols == 0) {
+    std::fill(out, out + n_tokens * w.rows, 0.0f);
+    return true;
+  }
+  return false;
+}
+
+// A product of a group whose rows go to the shared row tasks: its plan and its first task.
+struct GroupedProduct {
+  const MatmulItem* item;
+  ProductPlan plan;
+  int64_t first_task;
+};
+
+int64_t row_tasks(const WeightMatrix& w) { return (w.rows + kRowsPerTask - 1) / kRowsPerTask; }
+
+// Tasks [task_begin, task_end) of the products (in task order, products[p] the one holding
+// task_begin).
+void run_tasks(std::span<const GroupedProduct> products, size_t p, int64_t task_begin,
+               int64_t task_end) {
+  for (int64_t task = task_begin; task < task_end; ++p) {
+    const GroupedProduct& product = products[p];
+    const MatmulItem& item = *product.item;
+    const int64_t last_task = std::min(task_end, product.first_task + row_tasks(*item.w));
+    const int64_t row_begin = (task - product.first_task) * kRowsPerTask;
+    const int64_t row_end = std::min(item.w->rows, (last_task - product.first_task) * kRowsPerTask);
+    product_rows(product.plan, *item.w, item.x, item.n_tokens, item.out, row_begin, row_end);
+    task = last_task;
+  }
+}
+
+// Runs every row task of the products on the pool. The threads claim runs of consecutive
+// tasks from a shared counter, long runs first and shorter ones towards the end (guided
+// self-scheduling): each thread streams long contiguous stretches of weights, and a thread
+// that is late (woken late, or preempted on a busy host) leaves its share to the others
+// instead of holding everyone up. Which thread computes a row never changes its bits.
+void run_row_tasks(std::span<const GroupedProduct> products, int64_t n_tasks) {
+  ThreadPool& pool = ThreadPool::global();
+  const int64_t threads = std::min<int64_t>(pool.num_threads(), n_tasks);
+  if (threads <= 1) {
+    run_tasks(products, 0, 0, n_tasks);
+    return;
+  }
+  std::atomic<int64_t> next_task{0};
+  pool.parallel_for(threads, [&](int64_t, int64_t) {
+    size_t p = 0;
+    for (;;) {
+      int64_t begin = next_task.load(std::memory_order_relaxed), run;
+      do {
+        if (begin >= n_tasks) return;
+        run = std::max<int64_t>(1, (n_tasks - begin) / (2 * threads));
+      } while (!next_task.compare_exchange_weak(begin, begin + run, std::memory_order_relaxed));
+      while (p + 1 < products.size() && products[p + 1].first_task <= begin) ++p;
+      run_tasks(products, p, begin, std::min(n_tasks, begin + run));
+    }
+  });
+}
+
+thread_local std::vector<GroupedProduct> t_grouped_products;
+
+}  // namespace
+
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+  validate(w, x, n_tokens, out);
+  if (trivial_product(w, n_tokens, out)) return;
+  const ProductPlan plan = plan_product(w, n_tokens);
+  if (plan.form != ProductPlan::kPanel) {
+    const MatmulItem item{&w, x, n_tokens, out};
+    const GroupedProduct product{&item, plan, 0};
+    run_row_tasks(std::span(&product, 1), row_tasks(w));
     return;
   }
 
+  const int64_t n_tasks = row_tasks(w);
+  auto task_rows = [&](int64_t task_begin, int64_t task_end, int64_t* row_begin, int64_t* row_end) {
+    *row_begin = task_begin * kRowsPerTask;
+    *row_end = std::min(w.rows, task_end * kRowsPerTask);
+  };
+  const simd::IsaKernels* kernels = plan.kernels;
+  simd::MatmulJob job;
+  job.w = &w;
+  job.n_tokens = n_tokens;
+  job.out = out;
   job.x_stride = cache_friendly_stride(w.cols, sizeof(float));
   float* x_packed = cache_aligned(t_x_packed, n_tokens * job.x_stride);
   ThreadPool::global().parallel_for(n_tokens, [&](int64_t token_begin, int64_t token_end) {
@@ -184,6 +265,29 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
     float* panel = cache_aligned(t_panel_scratch, job.panel_rows * job.panel_stride);
     kernels->gemm_rows(job, row_begin, row_end, panel);
   });
+}
+
+void matmul_group(std::span<const MatmulItem> items) {
+  for (const MatmulItem& item : items) {
+    if (item.w == nullptr) throw Error("matmul_group: an item without a weight");
+    validate(*item.w, item.x, item.n_tokens, item.out);
+  }
+  // Few-token products share the row tasks; a many-token product (panel form) has enough
+  // work to pay for its own parallel_for.
+  std::vector<GroupedProduct>& grouped = t_grouped_products;
+  grouped.clear();
+  int64_t n_tasks = 0;
+  for (const MatmulItem& item : items) {
+    if (trivial_product(*item.w, item.n_tokens, item.out)) continue;
+    const ProductPlan plan = plan_product(*item.w, item.n_tokens);
+    if (plan.form == ProductPlan::kPanel) {
+      matmul(*item.w, item.x, item.n_tokens, item.out);
+      continue;
+    }
+    grouped.push_back({&item, plan, n_tasks});
+    n_tasks += row_tasks(*item.w);
+  }
+  if (!grouped.empty()) run_row_tasks(grouped, n_tasks);
 }
 
 bool bf16_activations_supported(const WeightMatrix& w) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "tensor/weight_matrix.h"
 
@@ -17,6 +18,22 @@ namespace dsv3::kernels {
 // x is [n_tokens][w.cols], out is [n_tokens][w.rows]. Results differ between instruction sets
 // (DSV3_KERNELS) within float rounding, never between batch sizes.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
+
+// One product of a group: out = matmul(*w, x, n_tokens).
+struct MatmulItem {
+  const WeightMatrix* w = nullptr;
+  const float* x = nullptr;  // [n_tokens][w->cols]
+  int64_t n_tokens = 0;
+  float* out = nullptr;  // [n_tokens][w->rows]
+};
+
+// Several independent products at once (the gate and up projections of every selected expert,
+// the key absorption of every head, ...): the rows of all the few-token products are split over
+// the threads in one parallel_for, so a decode step pays one synchronisation per group instead
+// of one per matrix. Each out is bitwise what matmul(*item.w, item.x, item.n_tokens, item.out)
+// gives: the same form per (weight, n_tokens) is chosen for both. Outputs must not overlap
+// each other or any input.
+void matmul_group(std::span<const MatmulItem> items);
 
 // matmul with the activations rounded to bf16 (round to nearest even) and multiplied with
 // vdpbf16ps, accumulating in float: about twice the arithmetic rate of matmul for prefill, at
