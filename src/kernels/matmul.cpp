@@ -201,7 +201,8 @@ void run_tasks(std::span<const GroupedProduct> products, size_t p, int64_t task_
 // tasks from a shared counter, long runs first and shorter ones towards the end (guided
 // self-scheduling): each thread streams long contiguous stretches of weights, and a thread
 // that is late (woken late, or preempted on a busy host) leaves its share to the others
-// instead of holding everyone up. Which thread computes a row never changes its bits.
+// instead of holding everyone up (parallel_share: nobody waits for a thread that has not
+// started). Which thread computes a row never changes its bits.
 void run_row_tasks(std::span<const GroupedProduct> products, int64_t n_tasks) {
   ThreadPool& pool = ThreadPool::global();
   const int64_t threads = std::min<int64_t>(pool.num_threads(), n_tasks);
@@ -210,7 +211,7 @@ void run_row_tasks(std::span<const GroupedProduct> products, int64_t n_tasks) {
     return;
   }
   std::atomic<int64_t> next_task{0};
-  pool.parallel_for(threads, [&](int64_t, int64_t) {
+  pool.parallel_share(threads, [&](int64_t, int64_t) {
     size_t p = 0;
     for (;;) {
       int64_t begin = next_task.load(std::memory_order_relaxed), run;

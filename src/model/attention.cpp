@@ -141,7 +141,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   // pass over the cache rows.
   scratch.latent_out.resize(tokens * s.heads * s.rank);
   const float* cache_rows = group.cache->row(layer, 0);
-  ThreadPool::global().parallel_for(tokens * s.heads, [&](int64_t begin, int64_t end) {
+  ThreadPool::global().parallel_share(tokens * s.heads, [&](int64_t begin, int64_t end) {
     for (int64_t pair = begin; pair < end;) {
       const int64_t i = pair / s.heads, h0 = pair % s.heads;
       const int64_t h1 = std::min(s.heads, h0 + (end - pair));
@@ -217,7 +217,7 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
   constexpr int64_t kQueryBlock = 32;
   const int64_t blocks = (group.count + kQueryBlock - 1) / kQueryBlock;
   const int64_t q_stride = s.heads * s.head_dim, out_stride = s.heads * s.v;
-  ThreadPool::global().parallel_for(s.heads * blocks, [&](int64_t begin, int64_t end) {
+  ThreadPool::global().parallel_share(s.heads * blocks, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t h = task / blocks, i0 = (task % blocks) * kQueryBlock;
       const int64_t n = std::min(kQueryBlock, group.count - i0);
