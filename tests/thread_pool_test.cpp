@@ -156,11 +156,12 @@ TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
 TEST(ThreadPool, SharedChunksCoverEveryIndexOnceMixedWithPlainCalls) {
   // parallel_share and parallel_for interleaved quickly (workers arriving late to a shared job
   // must never run a chunk of a later job twice or miss a plain one), with 2 and 3 threads.
+  constexpr int kCalls = 5000;
   for (int threads : {2, 3}) {
     ThreadPool pool(threads);
     std::vector<std::atomic<int>> visits(37);
     int64_t plain_total = 0;
-    for (int call = 0; call < 20000; ++call) {
+    for (int call = 0; call < kCalls; ++call) {
       pool.parallel_share(37, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) visits[size_t(i)].fetch_add(1);
       });
@@ -170,8 +171,8 @@ TEST(ThreadPool, SharedChunksCoverEveryIndexOnceMixedWithPlainCalls) {
         plain_total += covered.load();
       }
     }
-    for (auto& v : visits) EXPECT_EQ(v.load(), 20000);
-    EXPECT_EQ(plain_total, int64_t(5) * ((20000 + 2) / 3));
+    for (auto& v : visits) EXPECT_EQ(v.load(), kCalls);
+    EXPECT_EQ(plain_total, int64_t(5) * ((kCalls + 2) / 3));
   }
 }
 
