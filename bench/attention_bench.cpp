@@ -70,7 +70,7 @@ void BM_AttentionStep(benchmark::State& state) {
   for (auto _ : state) {
     const float* rows = caches[size_t(layer)].data();
     layer = (layer + 1) % kLayers;
-    dsv3::ThreadPool::global().parallel_for(kHeads, [&](int64_t h0, int64_t h1) {
+    dsv3::ThreadPool::global().parallel_share(kHeads, [&](int64_t h0, int64_t h1) {
       thread_local std::vector<float> scores;
       scores.resize(size_t((h1 - h0) * depth));
       std::vector<int64_t> counts(size_t(h1 - h0), depth);
