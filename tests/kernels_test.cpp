@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -585,6 +586,123 @@ TEST(Ops, DotAndAxpyMatchReference) {
       axpy_reference(0.37f, a.data(), reference.data(), n);
       expect_near_relative(fast, reference, 1e-6, 1e-6,
                            std::string(isa_name(isa)) + " axpy n=" + std::to_string(n));
+    }
+  }
+}
+
+TEST(Matmul, GroupGivesTheBitsOfMatmul) {
+  // Several products of different shapes, formats and token counts (stream and panel forms)
+  // in one group, for 1 and 2 threads: each out bitwise what matmul alone gives.
+  KernelSettingsGuard guard;
+  uint32_t seed = 7000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    std::vector<RandomWeights> weights;
+    std::vector<std::vector<float>> inputs, expected;
+    const std::tuple<DType, int64_t, int64_t, int64_t> shapes[] = {
+        {DType::BF16, 37, 300, 1}, {DType::F32, 1, 7, 1},   {DType::F8_E4M3, 129, 256, 3},
+        {DType::F16, 101, 65, 9},  {DType::BF16, 48, 64, 1}, {DType::F32, 97, 33, 8}};
+    for (auto [dtype, rows, cols, n_tokens] : shapes) {
+      weights.push_back(random_weights(dtype, rows, cols, ++seed));
+      inputs.push_back(random_floats(n_tokens * cols, ++seed));
+      expected.emplace_back(size_t(n_tokens * rows));
+      matmul(weights.back().w, inputs.back().data(), n_tokens, expected.back().data());
+    }
+    for (int threads : {1, 2, 3}) {
+      ThreadPool::global().set_num_threads(threads);
+      std::vector<std::vector<float>> outputs;
+      std::vector<MatmulItem> items;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        const int64_t n_tokens = std::get<3>(shapes[i]);
+        outputs.emplace_back(expected[i].size(), NAN);
+        items.push_back({&weights[i].w, inputs[i].data(), n_tokens, outputs.back().data()});
+      }
+      matmul_group(items);
+      for (size_t i = 0; i < weights.size(); ++i)
+        EXPECT_EQ(0, std::memcmp(outputs[i].data(), expected[i].data(),
+                                 expected[i].size() * sizeof(float)))
+            << isa_name(isa) << " item " << i << " threads " << threads;
+    }
+  }
+}
+
+TEST(Matmul, GroupRejectsAnItemWithoutWeight) {
+  float x = 0.0f, out = 0.0f;
+  const MatmulItem items[] = {{nullptr, &x, 1, &out}};
+  EXPECT_THROW(matmul_group(items), Error);
+}
+
+// Attention over key/value rows: the fast products against the references, at odd sizes,
+// strided rows and per-query key counts.
+TEST(Attention, ScoresAndWeightedSumMatchReference) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 8000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t dim : {1, 13, 64, 128, 320}) {
+      for (int64_t n_queries : {1, 3, 8, 17}) {
+        for (int64_t n_keys : {1, 5, 63, 64, 130, 300}) {
+          const std::string label = std::string(isa_name(isa)) + " dim=" + std::to_string(dim) +
+                                    " queries=" + std::to_string(n_queries) +
+                                    " keys=" + std::to_string(n_keys);
+          const int64_t query_stride = dim + 3, key_stride = dim + 5, scores_stride = n_keys + 2;
+          const std::vector<float> queries = random_floats(n_queries * query_stride, ++seed);
+          const std::vector<float> keys = random_floats(n_keys * key_stride, ++seed);
+          std::vector<float> fast(size_t(n_queries * scores_stride), 0.0f), reference = fast;
+          attention_scores(queries.data(), query_stride, n_queries, keys.data(), key_stride,
+                           n_keys, dim, 0.125f, fast.data(), scores_stride);
+          attention_scores_reference(queries.data(), query_stride, n_queries, keys.data(),
+                                     key_stride, n_keys, dim, 0.125f, reference.data(),
+                                     scores_stride);
+          // Dot products of dim normal products: error well under 1e-5 * sqrt(dim) each.
+          expect_near_relative(fast, reference, 1e-5, 1e-5 * std::sqrt(double(dim)),
+                               label + " scores");
+
+          const std::vector<float> probs = random_floats(n_queries * scores_stride, ++seed, 0.1f);
+          std::vector<int64_t> counts(static_cast<size_t>(n_queries));
+          for (int64_t q = 0; q < n_queries; ++q) counts[size_t(q)] = (q * 37 + 11) % (n_keys + 1);
+          counts[0] = n_keys;
+          const int64_t out_stride = dim + 1;
+          std::vector<float> sum(size_t(n_queries * out_stride), 7.0f), sum_reference = sum;
+          attention_weighted_sum(probs.data(), scores_stride, n_queries, counts.data(),
+                                 keys.data(), key_stride, dim, sum.data(), out_stride);
+          attention_weighted_sum_reference(probs.data(), scores_stride, n_queries, counts.data(),
+                                           keys.data(), key_stride, dim, sum_reference.data(),
+                                           out_stride);
+          expect_near_relative(sum, sum_reference, 1e-5, 1e-5 * std::sqrt(double(n_keys)),
+                               label + " weighted sum");
+        }
+      }
+    }
+  }
+}
+
+TEST(Attention, AQueryDoesNotDependOnTheOthers) {
+  // Each query alone gives bitwise the scores and weighted sum it gets among 11 others.
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    const int64_t dim = 70, n_queries = 11, n_keys = 150;
+    const std::vector<float> queries = random_floats(n_queries * dim, 1);
+    const std::vector<float> keys = random_floats(n_keys * dim, 2);
+    std::vector<float> scores(size_t(n_queries * n_keys));
+    attention_scores(queries.data(), dim, n_queries, keys.data(), dim, n_keys, dim, 0.3f,
+                     scores.data(), n_keys);
+    std::vector<int64_t> counts(static_cast<size_t>(n_queries));
+    for (int64_t q = 0; q < n_queries; ++q) counts[size_t(q)] = n_keys - 13 * q;
+    std::vector<float> sums(size_t(n_queries * dim));
+    attention_weighted_sum(scores.data(), n_keys, n_queries, counts.data(), keys.data(), dim, dim,
+                           sums.data(), dim);
+    for (int64_t q = 0; q < n_queries; ++q) {
+      std::vector<float> alone(static_cast<size_t>(n_keys)), alone_sum(static_cast<size_t>(dim));
+      attention_scores(queries.data() + q * dim, dim, 1, keys.data(), dim, n_keys, dim, 0.3f,
+                       alone.data(), n_keys);
+      EXPECT_EQ(0, std::memcmp(alone.data(), scores.data() + q * n_keys, alone.size() * 4))
+          << isa_name(isa) << " query " << q;
+      attention_weighted_sum(scores.data() + q * n_keys, n_keys, 1, &counts[size_t(q)],
+                             keys.data(), dim, dim, alone_sum.data(), dim);
+      EXPECT_EQ(0, std::memcmp(alone_sum.data(), sums.data() + q * dim, alone_sum.size() * 4))
+          << isa_name(isa) << " query " << q;
     }
   }
 }

@@ -153,5 +153,43 @@ TEST(ThreadPool, WorkersWakeUpAfterSleeping) {
   EXPECT_EQ(calls.load(), 6);
 }
 
+TEST(ThreadPool, SharedChunksCoverEveryIndexOnceMixedWithPlainCalls) {
+  // parallel_share and parallel_for interleaved quickly (workers arriving late to a shared job
+  // must never run a chunk of a later job twice or miss a plain one), with 2 and 3 threads.
+  constexpr int kCalls = 5000;
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> visits(37);
+    int64_t plain_total = 0;
+    for (int call = 0; call < kCalls; ++call) {
+      pool.parallel_share(37, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) visits[size_t(i)].fetch_add(1);
+      });
+      if (call % 3 == 0) {
+        std::atomic<int64_t> covered{0};
+        pool.parallel_for(5, [&](int64_t begin, int64_t end) { covered.fetch_add(end - begin); });
+        plain_total += covered.load();
+      }
+    }
+    for (auto& v : visits) EXPECT_EQ(v.load(), kCalls);
+    EXPECT_EQ(plain_total, int64_t(5) * ((kCalls + 2) / 3));
+  }
+}
+
+TEST(ThreadPool, SharedJobRethrowsAndNestsSerially) {
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.parallel_share(2,
+                                   [](int64_t begin, int64_t) {
+                                     if (begin == 1) throw std::runtime_error("chunk 1 failed");
+                                   }),
+               std::runtime_error);
+  std::atomic<int> inner{0};
+  pool.parallel_share(2, [&](int64_t, int64_t) {
+    pool.parallel_share(4, [&](int64_t begin, int64_t end) { inner.fetch_add(int(end - begin)); });
+  });
+  EXPECT_EQ(inner.load(), 8);
+  expect_covers_once(pool, 100);  // still usable
+}
+
 }  // namespace
 }  // namespace dsv3

@@ -205,54 +205,179 @@ void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, f
 
 namespace {
 
-void matmul_with_path(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out,
-                      bool allow_bf16_activations) {
-  validate(w, x, n_tokens, out);
-  if (n_tokens == 0 || w.rows == 0) return;
+// True when the product has nothing to compute (zero-filling out when w has no columns).
+bool trivial_product(const WeightMatrix& w, int64_t n_tokens, float* out) {
+  if (n_tokens == 0 || w.rows == 0) return true;
   if (w.cols == 0) {
     std::fill(out, out + n_tokens * w.rows, 0.0f);
+    return true;
+  }
+  return false;
+}
+
+// A few-token product ready for any thread to compute any of its rows: its path, its
+// activations as its kernel reads them (rounded to bf16 where the path says so) and its first
+// row task among the products run together.
+struct StreamProduct {
+  const WeightMatrix* w = nullptr;
+  MatmulPath path;
+  const float* x = nullptr;         // kReference, kFloatStream: [n_tokens][w->cols]
+  const uint16_t* x_bf16 = nullptr;  // kBf16Stream: [n_tokens][x_stride]
+  int64_t x_stride = 0;
+  int64_t n_tokens = 0;
+  float* out = nullptr;
+  int64_t first_task = 0;
+};
+
+int64_t row_tasks(const WeightMatrix& w) { return (w.rows + kRowsPerTask - 1) / kRowsPerTask; }
+
+// Rows [row_begin, row_end) of one stream product.
+void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_end) {
+  const WeightMatrix& w = *product.w;
+  switch (product.path.kernel) {
+    case MatmulKernel::kReference:
+      return matmul_reference_rows(w, product.x, product.n_tokens, row_begin, row_end,
+                                   product.out);
+    case MatmulKernel::kFloatStream: {
+      simd::MatmulJob job;
+      job.w = &w;
+      job.x = product.x;
+      job.x_stride = w.cols;
+      job.n_tokens = product.n_tokens;
+      job.out = product.out;
+      return product.path.float_kernels->matvec_rows(job, row_begin, row_end);
+    }
+    case MatmulKernel::kBf16Stream: {
+      simd::Bf16MatmulJob job;
+      job.w = &w;
+      job.x_bf16 = product.x_bf16;
+      job.x_stride = product.x_stride;
+      job.n_tokens = product.n_tokens;
+      job.out = product.out;
+      job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
+      return simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
+    }
+    case MatmulKernel::kFloatPanel:
+    case MatmulKernel::kBf16Panel:
+      return;  // never stream products
+  }
+}
+
+// Tasks [task_begin, task_end) of the products (in task order, products[p] the one holding
+// task_begin).
+void run_tasks(std::span<const StreamProduct> products, size_t p, int64_t task_begin,
+               int64_t task_end) {
+  for (int64_t task = task_begin; task < task_end; ++p) {
+    const StreamProduct& product = products[p];
+    const int64_t last_task = std::min(task_end, product.first_task + row_tasks(*product.w));
+    const int64_t row_begin = (task - product.first_task) * kRowsPerTask;
+    const int64_t row_end =
+        std::min(product.w->rows, (last_task - product.first_task) * kRowsPerTask);
+    product_rows(product, row_begin, row_end);
+    task = last_task;
+  }
+}
+
+// Runs every row task of the products on the pool. The threads claim runs of consecutive
+// tasks from a shared counter, long runs first and shorter ones towards the end (guided
+// self-scheduling): each thread streams long contiguous stretches of weights, and a thread
+// that is late (woken late, or preempted on a busy host) leaves its share to the others
+// instead of holding everyone up (parallel_share: nobody waits for a thread that has not
+// started). Which thread computes a row never changes its bits.
+void run_row_tasks(std::span<const StreamProduct> products, int64_t n_tasks) {
+  ThreadPool& pool = ThreadPool::global();
+  const int64_t threads = std::min<int64_t>(pool.num_threads(), n_tasks);
+  if (threads <= 1) {
+    run_tasks(products, 0, 0, n_tasks);
     return;
   }
-  const MatmulPath path = choose_matmul_path(w, n_tokens, allow_bf16_activations);
-  if (path.kernel == MatmulKernel::kBf16Stream || path.kernel == MatmulKernel::kBf16Panel) {
-    return matmul_dpbf16(w, x, n_tokens, out);
+  std::atomic<int64_t> next_task{0};
+  pool.parallel_share(threads, [&](int64_t, int64_t) {
+    size_t p = 0;
+    for (;;) {
+      int64_t begin = next_task.load(std::memory_order_relaxed), run;
+      do {
+        if (begin >= n_tasks) return;
+        run = std::max<int64_t>(1, (n_tasks - begin) / (2 * threads));
+      } while (!next_task.compare_exchange_weak(begin, begin + run, std::memory_order_relaxed));
+      while (p + 1 < products.size() && products[p + 1].first_task <= begin) ++p;
+      run_tasks(products, p, begin, std::min(n_tasks, begin + run));
+    }
+  });
+}
+
+// The products of one call to run_stream_products and their rounded activations (per calling
+// thread, grown once and kept).
+thread_local std::vector<StreamProduct> t_stream_products;
+thread_local std::vector<uint16_t> t_stream_bf16;
+thread_local std::vector<float> t_stream_rounded;
+
+// Computes the few-token items (each with its path) in one pass of the pool. Activations that
+// their path rounds to bf16 are rounded here, once per item, on the calling thread (a few
+// thousand values: cheaper than waking the pool).
+void run_stream_products(std::span<const MatmulItem> items, std::span<const MatmulPath> paths) {
+  // Sizes first, so the buffers are not moved while pointers into them are handed out.
+  constexpr int64_t kAlign = 32;  // elements: 64 bytes of bf16, 128 of float
+  auto aligned = [](int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; };
+  int64_t bf16_values = 0, rounded_values = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const WeightMatrix& w = *items[i].w;
+    if (paths[i].kernel == MatmulKernel::kBf16Stream) {
+      bf16_values += aligned(items[i].n_tokens * cache_friendly_stride(w.cols, sizeof(uint16_t)));
+    } else if (paths[i].bf16_activations) {
+      rounded_values += aligned(items[i].n_tokens * w.cols);
+    }
   }
+  uint16_t* bf16_next = cache_aligned(t_stream_bf16, bf16_values);
+  float* rounded_next = cache_aligned(t_stream_rounded, rounded_values);
+
+  std::vector<StreamProduct>& products = t_stream_products;
+  products.clear();
+  int64_t n_tasks = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const MatmulItem& item = items[i];
+    const WeightMatrix& w = *item.w;
+    StreamProduct product;
+    product.w = &w;
+    product.path = paths[i];
+    product.x = item.x;
+    product.n_tokens = item.n_tokens;
+    product.out = item.out;
+    product.first_task = n_tasks;
+    if (paths[i].kernel == MatmulKernel::kBf16Stream) {
+      product.x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
+      for (int64_t t = 0; t < item.n_tokens; ++t) {
+        simd::avx512_round_to_bf16(item.x + t * w.cols, w.cols, bf16_next + t * product.x_stride);
+      }
+      product.x_bf16 = bf16_next;
+      bf16_next += aligned(item.n_tokens * product.x_stride);
+    } else if (paths[i].bf16_activations) {
+      // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
+      round_through_bf16(item.x, item.n_tokens * w.cols, rounded_next);
+      product.x = rounded_next;
+      rounded_next += aligned(item.n_tokens * w.cols);
+    }
+    products.push_back(product);
+    n_tasks += row_tasks(w);
+  }
+  if (!products.empty()) run_row_tasks(products, n_tasks);
+}
+
+// The float panel form: weight panels converted to float once, kept in L2 for all tokens.
+void matmul_float_panel(const MatmulPath& path, const WeightMatrix& w, const float* x,
+                        int64_t n_tokens, float* out) {
   if (path.bf16_activations) {
     // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
     float* rounded = cache_aligned(t_x_rounded, n_tokens * w.cols);
     round_through_bf16(x, n_tokens * w.cols, rounded);
     x = rounded;
   }
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
-  auto task_rows = [&](int64_t task_begin, int64_t task_end, int64_t* row_begin, int64_t* row_end) {
-    *row_begin = task_begin * kRowsPerTask;
-    *row_end = std::min(w.rows, task_end * kRowsPerTask);
-  };
-  if (path.kernel == MatmulKernel::kReference) {
-    ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-      int64_t row_begin, row_end;
-      task_rows(task_begin, task_end, &row_begin, &row_end);
-      matmul_reference_rows(w, x, n_tokens, row_begin, row_end, out);
-    });
-    return;
-  }
-
   const simd::IsaKernels* kernels = path.float_kernels;
+  const int64_t n_tasks = row_tasks(w);
   simd::MatmulJob job;
   job.w = &w;
-  job.x = x;
-  job.x_stride = w.cols;
   job.n_tokens = n_tokens;
   job.out = out;
-  if (path.kernel == MatmulKernel::kFloatStream) {
-    ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-      int64_t row_begin, row_end;
-      task_rows(task_begin, task_end, &row_begin, &row_end);
-      kernels->matvec_rows(job, row_begin, row_end);
-    });
-    return;
-  }
-
   job.x_stride = cache_friendly_stride(w.cols, sizeof(float));
   float* x_packed = cache_aligned(t_x_packed, n_tokens * job.x_stride);
   ThreadPool::global().parallel_for(n_tokens, [&](int64_t token_begin, int64_t token_end) {
@@ -264,21 +389,64 @@ void matmul_with_path(const WeightMatrix& w, const float* x, int64_t n_tokens, f
   job.panel_stride = cache_friendly_stride(w.cols, sizeof(float));
   job.panel_rows = panel_rows(job.panel_stride * int64_t(sizeof(float)), kernels->dot_rows);
   ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-    int64_t row_begin, row_end;
-    task_rows(task_begin, task_end, &row_begin, &row_end);
+    const int64_t row_begin = task_begin * kRowsPerTask;
+    const int64_t row_end = std::min(w.rows, task_end * kRowsPerTask);
     float* panel = cache_aligned(t_panel_scratch, job.panel_rows * job.panel_stride);
     kernels->gemm_rows(job, row_begin, row_end, panel);
   });
 }
 
+// A many-token product: enough work to pay for its own passes of the pool.
+void run_panel_product(const MatmulPath& path, const MatmulItem& item) {
+  if (path.kernel == MatmulKernel::kBf16Panel) {
+    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out);
+  }
+  matmul_float_panel(path, *item.w, item.x, item.n_tokens, item.out);
+}
+
+bool is_panel(const MatmulPath& path) {
+  return path.kernel == MatmulKernel::kFloatPanel || path.kernel == MatmulKernel::kBf16Panel;
+}
+
+thread_local std::vector<MatmulItem> t_stream_items;
+thread_local std::vector<MatmulPath> t_stream_paths;
+
 }  // namespace
 
+void matmul_group(std::span<const MatmulItem> items) {
+  for (const MatmulItem& item : items) {
+    if (item.w == nullptr) throw Error("matmul_group: an item without a weight");
+    validate(*item.w, item.x, item.n_tokens, item.out);
+  }
+  // Few-token products share the row tasks of one pass of the pool; a many-token product
+  // (panel form) runs on its own.
+  std::vector<MatmulItem>& stream_items = t_stream_items;
+  std::vector<MatmulPath>& stream_paths = t_stream_paths;
+  stream_items.clear();
+  stream_paths.clear();
+  for (const MatmulItem& item : items) {
+    if (trivial_product(*item.w, item.n_tokens, item.out)) continue;
+    const MatmulPath path =
+        choose_matmul_path(*item.w, item.n_tokens, !item.float_activations);
+    if (is_panel(path)) {
+      run_panel_product(path, item);
+      continue;
+    }
+    stream_items.push_back(item);
+    stream_paths.push_back(path);
+  }
+  if (!stream_items.empty()) run_stream_products(stream_items, stream_paths);
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
-  matmul_with_path(w, x, n_tokens, out, true);
+  const MatmulItem item{&w, x, n_tokens, out};
+  matmul_group(std::span(&item, 1));
 }
 
 void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
-  matmul_with_path(w, x, n_tokens, out, false);
+  MatmulItem item{&w, x, n_tokens, out};
+  item.float_activations = true;
+  matmul_group(std::span(&item, 1));
 }
 
 namespace simd {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "kernels/activation_precision.h"
 #include "tensor/weight_matrix.h"
@@ -26,6 +27,24 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
 // attention): rounded to bf16 they would make the two forms disagree far beyond float rounding,
 // and a token's result would depend on which form its batch took.
 void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
+
+// One product of a group: out = matmul(*w, x, n_tokens), or matmul_f32_activations when
+// float_activations is set.
+struct MatmulItem {
+  const WeightMatrix* w = nullptr;
+  const float* x = nullptr;  // [n_tokens][w->cols]
+  int64_t n_tokens = 0;
+  float* out = nullptr;  // [n_tokens][w->rows]
+  bool float_activations = false;
+};
+
+// Several independent products at once (the gate and up projections of every selected expert,
+// the key absorption of every head, ...): the rows of all the few-token products are split over
+// the threads in one pass of the pool, so a decode step pays one synchronisation per group
+// instead of one per matrix. Each out is bitwise what matmul (or matmul_f32_activations) gives
+// for the item alone: one decision (kernels/matmul_path.h) picks the kernel for both. Outputs
+// must not overlap each other or any input.
+void matmul_group(std::span<const MatmulItem> items);
 
 // The scalar reference of matmul (double accumulation), with the activations rounded to bf16
 // exactly when matmul rounds them (rounds_activations_to_bf16).

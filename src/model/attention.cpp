@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/attention_ops.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "tensor/thread_pool.h"
@@ -11,6 +12,11 @@
 namespace dsv3 {
 
 namespace {
+
+// The products whose inputs differ between the absorbed and expanded MLA forms (W_UK^T q_nope,
+// W_UV latent, kv_b_proj latent) keep float activations: rounded to bf16, the two forms would
+// disagree far beyond float rounding and a token's result would depend on its batch's form.
+constexpr bool kFloatActivations = true;
 
 void add_bias(float* rows, int64_t n_rows, const std::vector<float>& bias) {
   if (bias.empty()) return;
@@ -22,16 +28,6 @@ void add_bias(float* rows, int64_t n_rows, const std::vector<float>& bias) {
 void linear(const Linear& layer, const float* x, int64_t tokens, float* out) {
   kernels::matmul(layer.weight, x, tokens, out);
   add_bias(out, tokens, layer.bias);
-}
-
-// A row-major float matrix [rows][cols] as matmul's weight operand.
-WeightMatrix float_matrix(const float* data, int64_t rows, int64_t cols) {
-  WeightMatrix m;
-  m.dtype = DType::F32;
-  m.data = data;
-  m.rows = rows;
-  m.cols = cols;
-  return m;
 }
 
 // The dimensions of one layer's attention.
@@ -86,116 +82,169 @@ bool expanded_is_cheaper(const Shape& s, const Group& group) {
   return expanded < absorbed;
 }
 
+// Buffers of one attention call, grown on demand and kept by the thread: once warm, a decode
+// step allocates nothing.
+struct AttentionScratch {
+  std::vector<float> q, q_latent, kv, attention_out;
+  std::vector<float> q_nope_heads, q_absorbed_heads, queries, latent_out, latent_heads, value_heads;
+  std::vector<float> latents, keys_values, keys, values;
+  std::vector<kernels::MatmulItem> products;
+};
+
+AttentionScratch& attention_scratch() {
+  thread_local AttentionScratch scratch;
+  return scratch;
+}
+
+// Scores and probabilities of some queries, their buffer kept per thread (the pool's too).
+std::vector<float>& thread_scores(int64_t size) {
+  thread_local std::vector<float> scores;
+  if (int64_t(scores.size()) < size) scores.resize(size);
+  return scores;
+}
+
+std::vector<int64_t>& thread_key_counts(int64_t size) {
+  thread_local std::vector<int64_t> counts;
+  if (int64_t(counts.size()) < size) counts.resize(size);
+  return counts;
+}
+
 // Absorbed: score(t, s) = (W_UK^T q_nope) . latent_s + q_rope . k_rope_s; the output is
 // W_UV (sum_s p_s latent_s). Nothing per head is ever expanded from the cache.
 void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, const Group& group,
                      const TokenBatch& batch, const float* q, float scale, float* attention_out) {
+  AttentionScratch& scratch = attention_scratch();
   const int64_t tokens = group.count;
-  std::vector<float> q_nope_head(tokens * s.nope), q_absorbed(tokens * s.heads * s.rank);
-  std::vector<float> q_absorbed_head(tokens * s.rank);
+  // Per head: q_nope of every token [h][tokens][nope] -> W_UK^T q_nope [h][tokens][rank], all
+  // heads in one group of products.
+  scratch.q_nope_heads.resize(s.heads * tokens * s.nope);
+  scratch.q_absorbed_heads.resize(s.heads * tokens * s.rank);
+  scratch.products.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
+    float* q_nope_head = scratch.q_nope_heads.data() + h * tokens * s.nope;
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, s.nope,
-                  q_nope_head.data() + i * s.nope);
-    kernels::matmul_f32_activations(w.key_absorb[h], q_nope_head.data(), tokens, q_absorbed_head.data());
-    for (int64_t i = 0; i < tokens; ++i)
-      std::copy_n(q_absorbed_head.data() + i * s.rank, s.rank,
-                  q_absorbed.data() + (i * s.heads + h) * s.rank);
+                  q_nope_head + i * s.nope);
+    scratch.products.push_back({&w.key_absorb[h], q_nope_head, tokens,
+                                scratch.q_absorbed_heads.data() + h * tokens * s.rank,
+                                kFloatActivations});
   }
+  kernels::matmul_group(scratch.products);
 
-  std::vector<float> latent_out(tokens * s.heads * s.rank, 0.0f), scores;
-  for (int64_t i = 0; i < tokens; ++i) {
-    const int64_t t = group.first + i;
-    const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
-    scores.resize(visible);
+  // One query per token and head laid out as a cache row, [W_UK^T q_nope, q_rope]: a score is
+  // then one dot product with the row [latent_s, k_rope_s].
+  const int64_t row_size = s.rank + s.rope;
+  scratch.queries.resize(tokens * s.heads * row_size);
+  for (int64_t i = 0; i < tokens; ++i)
     for (int64_t h = 0; h < s.heads; ++h) {
-      const float* q_latent = q_absorbed.data() + (i * s.heads + h) * s.rank;
-      const float* q_rope = q + (t * s.heads + h) * s.head_dim + s.nope;
-      for (int64_t slot = 0; slot < visible; ++slot) {
-        const float* row = group.cache->row(layer, slot);
-        scores[slot] = (kernels::dot(q_latent, row, s.rank) + kernels::dot(q_rope, row + s.rank, s.rope)) * scale;
-      }
-      attention_probabilities(batch, t, h, s.heads, scores.data(), visible);
-      float* out = latent_out.data() + (i * s.heads + h) * s.rank;
-      for (int64_t slot = 0; slot < visible; ++slot)
-        kernels::axpy(scores[slot], group.cache->row(layer, slot), out, s.rank);
+      float* query = scratch.queries.data() + (i * s.heads + h) * row_size;
+      std::copy_n(scratch.q_absorbed_heads.data() + (h * tokens + i) * s.rank, s.rank, query);
+      std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim + s.nope, s.rope,
+                  query + s.rank);
     }
-  }
 
-  std::vector<float> latent_head(tokens * s.rank), value_head(tokens * s.v);
+  // The (token, head) pairs split over the threads: each thread's heads of a token share the
+  // pass over the cache rows.
+  scratch.latent_out.resize(tokens * s.heads * s.rank);
+  const float* cache_rows = group.cache->row(layer, 0);
+  ThreadPool::global().parallel_share(tokens * s.heads, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end;) {
+      const int64_t i = pair / s.heads, h0 = pair % s.heads;
+      const int64_t h1 = std::min(s.heads, h0 + (end - pair));
+      const int64_t n_heads = h1 - h0, t = group.first + i;
+      const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
+      float* scores = thread_scores(n_heads * visible).data();
+      int64_t* key_counts = thread_key_counts(n_heads).data();
+      kernels::attention_scores(scratch.queries.data() + (i * s.heads + h0) * row_size, row_size,
+                                n_heads, cache_rows, row_size, visible, row_size, scale, scores,
+                                visible);
+      for (int64_t h = h0; h < h1; ++h) {
+        attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
+        key_counts[h - h0] = visible;
+      }
+      kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
+                                      s.rank, scratch.latent_out.data() + (i * s.heads + h0) * s.rank,
+                                      s.rank);
+      pair += n_heads;
+    }
+  });
+
+  // Per head: W_UV times the weighted latent, all heads in one group of products.
+  scratch.latent_heads.resize(s.heads * tokens * s.rank);
+  scratch.value_heads.resize(s.heads * tokens * s.v);
+  scratch.products.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
+    float* latent_head = scratch.latent_heads.data() + h * tokens * s.rank;
     for (int64_t i = 0; i < tokens; ++i)
-      std::copy_n(latent_out.data() + (i * s.heads + h) * s.rank, s.rank, latent_head.data() + i * s.rank);
-    kernels::matmul_f32_activations(w.value_up[h], latent_head.data(), tokens, value_head.data());
-    for (int64_t i = 0; i < tokens; ++i)
-      std::copy_n(value_head.data() + i * s.v, s.v,
-                  attention_out + ((group.first + i) * s.heads + h) * s.v);
+      std::copy_n(scratch.latent_out.data() + (i * s.heads + h) * s.rank, s.rank,
+                  latent_head + i * s.rank);
+    scratch.products.push_back({&w.value_up[h], latent_head, tokens,
+                                scratch.value_heads.data() + h * tokens * s.v, kFloatActivations});
   }
+  kernels::matmul_group(scratch.products);
+  for (int64_t h = 0; h < s.heads; ++h)
+    for (int64_t i = 0; i < tokens; ++i)
+      std::copy_n(scratch.value_heads.data() + (h * tokens + i) * s.v, s.v,
+                  attention_out + ((group.first + i) * s.heads + h) * s.v);
 }
 
 // Expanded: keys [k_nope = W_UK latent_s, k_rope_s] and values W_UV latent_s per head, then
 // ordinary attention (what transformers computes).
 void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, const Group& group,
                      const TokenBatch& batch, const float* q, float scale, float* attention_out) {
+  AttentionScratch& scratch = attention_scratch();
   const int64_t slots = group.visible_slots;
-  std::vector<float> latents(slots * s.rank);
+  scratch.latents.resize(slots * s.rank);
   for (int64_t slot = 0; slot < slots; ++slot)
-    std::copy_n(group.cache->row(layer, slot), s.rank, latents.data() + slot * s.rank);
+    std::copy_n(group.cache->row(layer, slot), s.rank, scratch.latents.data() + slot * s.rank);
   const int64_t kv_width = s.heads * (s.nope + s.v);
-  std::vector<float> keys_values(slots * kv_width);  // [slot][head][nope + v]
+  scratch.keys_values.resize(slots * kv_width);  // [slot][head][nope + v]
   // Float activations in the products that differ between the absorbed and expanded forms.
-  kernels::matmul_f32_activations(w.kv_b_proj, latents.data(), slots, keys_values.data());
+  kernels::matmul_f32_activations(w.kv_b_proj, scratch.latents.data(), slots,
+                                  scratch.keys_values.data());
 
-  // Per head, as two matrix products (the kernels' blocked matmul, float activations), for
-  // chunks of kQueryChunk tokens over the slots the chunk's last token sees (causal: the slots
-  // past it would only get zero weight):
-  //   scores[t][slot] = q_t . [k_nope | k_rope]_slot;
-  //   out[t] = sum_slot p[t][slot] v_slot, with p zero past the slots token t sees (exact zeros:
-  //   a token's result does not depend on the chunk's length).
-  // Heads are independent: each thread takes a range of them (a matmul inside runs on the
-  // calling thread), so results do not depend on the thread count.
-  constexpr int64_t kQueryChunk = 64;
-  const int64_t key_width = s.nope + s.rope;
-  ThreadPool::global().parallel_for(s.heads, [&](int64_t head_begin, int64_t head_end) {
-    std::vector<float> keys(slots * key_width), values_by_dim(s.v * slots);
-    std::vector<float> queries(kQueryChunk * key_width), scores(kQueryChunk * slots);
-    std::vector<float> head_out(kQueryChunk * s.v);
-    for (int64_t h = head_begin; h < head_end; ++h) {
-      for (int64_t slot = 0; slot < slots; ++slot) {
-        std::copy_n(keys_values.data() + slot * kv_width + h * (s.nope + s.v), s.nope,
-                    keys.data() + slot * key_width);
-        std::copy_n(group.cache->row(layer, slot) + s.rank, s.rope,
-                    keys.data() + slot * key_width + s.nope);
+  // Per head, contiguous rows: keys [h][slot][nope + rope] (laid out as the queries) and
+  // values [h][slot][v].
+  scratch.keys.resize(s.heads * slots * s.head_dim);
+  scratch.values.resize(s.heads * slots * s.v);
+  ThreadPool::global().parallel_for(slots, [&](int64_t begin, int64_t end) {
+    for (int64_t slot = begin; slot < end; ++slot) {
+      const float* key_rope = group.cache->row(layer, slot) + s.rank;
+      for (int64_t h = 0; h < s.heads; ++h) {
+        const float* expanded = scratch.keys_values.data() + slot * kv_width + h * (s.nope + s.v);
+        float* key = scratch.keys.data() + (h * slots + slot) * s.head_dim;
+        std::copy_n(expanded, s.nope, key);
+        std::copy_n(key_rope, s.rope, key + s.nope);
+        std::copy_n(expanded + s.nope, s.v, scratch.values.data() + (h * slots + slot) * s.v);
       }
-      for (int64_t first = 0; first < group.count; first += kQueryChunk) {
-        const int64_t n = std::min(kQueryChunk, group.count - first);
-        int64_t chunk_slots = 0;
-        for (int64_t i = first; i < first + n; ++i) {
-          chunk_slots = std::max(chunk_slots, batch.slots[group.first + i] + 1);
-          std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, key_width,
-                      queries.data() + (i - first) * key_width);
-        }
-        kernels::matmul_f32_activations(float_matrix(keys.data(), chunk_slots, key_width),
-                                        queries.data(), n, scores.data());
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t t = group.first + first + i;
-          const int64_t visible = batch.slots[t] + 1;
-          float* row = scores.data() + i * chunk_slots;
-          for (int64_t slot = 0; slot < visible; ++slot) row[slot] *= scale;
-          attention_probabilities(batch, t, h, s.heads, row, visible);
-          std::fill(row + visible, row + chunk_slots, 0.0f);
-        }
-        for (int64_t slot = 0; slot < chunk_slots; ++slot) {
-          const float* value = keys_values.data() + slot * kv_width + h * (s.nope + s.v) + s.nope;
-          for (int64_t d = 0; d < s.v; ++d) values_by_dim[d * chunk_slots + slot] = value[d];
-        }
-        kernels::matmul_f32_activations(float_matrix(values_by_dim.data(), s.v, chunk_slots),
-                                        scores.data(), n, head_out.data());
-        for (int64_t i = 0; i < n; ++i) {
-          std::copy_n(head_out.data() + i * s.v, s.v,
-                      attention_out + ((group.first + first + i) * s.heads + h) * s.v);
-        }
+    }
+  });
+
+  // Tasks of (head, block of queries): the scores of a block against the keys its last token
+  // sees, then each token's own causal count of them.
+  constexpr int64_t kQueryBlock = 32;
+  const int64_t blocks = (group.count + kQueryBlock - 1) / kQueryBlock;
+  const int64_t q_stride = s.heads * s.head_dim, out_stride = s.heads * s.v;
+  ThreadPool::global().parallel_share(s.heads * blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t h = task / blocks, i0 = (task % blocks) * kQueryBlock;
+      const int64_t n = std::min(kQueryBlock, group.count - i0);
+      int64_t keys_seen = 0;
+      for (int64_t i = i0; i < i0 + n; ++i)
+        keys_seen = std::max(keys_seen, batch.slots[group.first + i] + 1);
+      float* scores = thread_scores(n * keys_seen).data();
+      int64_t* key_counts = thread_key_counts(n).data();
+      const int64_t t0 = group.first + i0;
+      kernels::attention_scores(q + (t0 * s.heads + h) * s.head_dim, q_stride, n,
+                                scratch.keys.data() + h * slots * s.head_dim, s.head_dim,
+                                keys_seen, s.head_dim, scale, scores, keys_seen);
+      for (int64_t j = 0; j < n; ++j) {
+        key_counts[j] = batch.slots[t0 + j] + 1;
+        attention_probabilities(batch, t0 + j, h, s.heads, scores + j * keys_seen, key_counts[j]);
       }
+      kernels::attention_weighted_sum(scores, keys_seen, n, key_counts,
+                                      scratch.values.data() + h * slots * s.v, s.v, s.v,
+                                      attention_out + (t0 * s.heads + h) * s.v, out_stride);
     }
   });
 }
@@ -206,47 +255,56 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
                    int64_t layer, const float* hidden, const TokenBatch& batch, float* out) {
   const Shape s(config);
   const int64_t tokens = batch.tokens;
+  AttentionScratch& scratch = attention_scratch();
 
-  // Queries: q = q_b(norm(q_a(x))) or q_proj(x), [tokens][heads][nope + rope].
-  std::vector<float> q(tokens * s.heads * s.head_dim);
+  // Queries q = q_b(norm(q_a(x))) or q_proj(x), [tokens][heads][nope + rope], and the compressed
+  // keys and values kv = kv_a(x): both products of x in one group.
+  const Linear& q_first = config.q_lora_rank ? w.q_a_proj : w.q_proj;
+  scratch.q.resize(tokens * s.heads * s.head_dim);
+  scratch.q_latent.resize(tokens * q_first.weight.rows);
+  scratch.kv.resize(tokens * (s.rank + s.rope));
+  const kernels::MatmulItem from_hidden[] = {
+      {&q_first.weight, hidden, tokens, scratch.q_latent.data()},
+      {&w.kv_a_proj_with_mqa.weight, hidden, tokens, scratch.kv.data()}};
+  kernels::matmul_group(from_hidden);
+  add_bias(scratch.q_latent.data(), tokens, q_first.bias);
+  add_bias(scratch.kv.data(), tokens, w.kv_a_proj_with_mqa.bias);
   if (config.q_lora_rank) {
     const int64_t q_rank = *config.q_lora_rank;
-    std::vector<float> q_latent(tokens * q_rank);
-    linear(w.q_a_proj, hidden, tokens, q_latent.data());
+    float* q_latent = scratch.q_latent.data();
     for (int64_t t = 0; t < tokens; ++t)
-      kernels::rms_norm(q_latent.data() + t * q_rank, w.q_a_layernorm.weight.data(), q_rank,
-                        w.q_a_layernorm.eps, q_latent.data() + t * q_rank);
-    kernels::matmul(w.q_b_proj, q_latent.data(), tokens, q.data());
+      kernels::rms_norm(q_latent + t * q_rank, w.q_a_layernorm.weight.data(), q_rank,
+                        w.q_a_layernorm.eps, q_latent + t * q_rank);
+    kernels::matmul(w.q_b_proj, q_latent, tokens, scratch.q.data());
   } else {
-    linear(w.q_proj, hidden, tokens, q.data());
+    std::copy_n(scratch.q_latent.data(), tokens * s.heads * s.head_dim, scratch.q.data());
   }
+  float* q = scratch.q.data();
 
-  // Keys and values: one latent per token (normed) plus the shared rope key, into the cache;
-  // the rope parts of key and queries rotated by the token's position.
-  std::vector<float> kv(tokens * (s.rank + s.rope));
-  linear(w.kv_a_proj_with_mqa, hidden, tokens, kv.data());
+  // One latent per token (normed) plus the shared rope key, into the cache; the rope parts of
+  // key and queries rotated by the token's position.
   for (int64_t t = 0; t < tokens; ++t) {
-    const float* kv_t = kv.data() + t * (s.rank + s.rope);
+    const float* kv_t = scratch.kv.data() + t * (s.rank + s.rope);
     float* slot = batch.caches[t]->row(layer, batch.slots[t]);
     kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
     std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
     const Rope::Rotation rotation = rope.rotation(batch.positions[t], batch.sequence_length);
     rope.apply(rotation, slot + s.rank, 1, s.rope);
-    rope.apply(rotation, q.data() + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
+    rope.apply(rotation, q + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
   }
 
   // Attention per sequence, in the cheaper form unless one is asked for.
   const float scale = float(rope.softmax_scale());
-  std::vector<float> attention_out(tokens * s.heads * s.v);
+  scratch.attention_out.resize(tokens * s.heads * s.v);
   for (const Group& group : group_by_cache(batch)) {
     const bool expanded = batch.mode == AttentionMode::kExpanded ||
                           (batch.mode == AttentionMode::kAuto && expanded_is_cheaper(s, group));
     if (expanded)
-      attend_expanded(s, w, layer, group, batch, q.data(), scale, attention_out.data());
+      attend_expanded(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
     else
-      attend_absorbed(s, w, layer, group, batch, q.data(), scale, attention_out.data());
+      attend_absorbed(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
   }
-  linear(w.o_proj, attention_out.data(), tokens, out);
+  linear(w.o_proj, scratch.attention_out.data(), tokens, out);
 }
 
 }  // namespace dsv3

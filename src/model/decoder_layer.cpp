@@ -21,7 +21,9 @@ void rms_norm_rows(const RmsNormWeights& norm, const float* x, int64_t tokens, i
 void decoder_layer_forward(const Config& config, const Rope& rope, const DecoderLayerWeights& weights,
                            int64_t layer, const TokenBatch& batch, float* hidden) {
   const int64_t tokens = batch.tokens, width = config.hidden_size;
-  std::vector<float> normed(tokens * width), branch(tokens * width);
+  thread_local std::vector<float> normed, branch;  // grown once, then reused by every call
+  normed.resize(tokens * width);
+  branch.resize(tokens * width);
 
   rms_norm_rows(weights.input_layernorm, hidden, tokens, width, normed.data());
   mla_attention(config, rope, weights.self_attn, layer, normed.data(), batch, branch.data());

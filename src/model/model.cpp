@@ -73,10 +73,15 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
         throw Error("forward: two sequences of one batch share a cache");
   if (tokens == 0) return {};
 
-  // Per token: its cache, slot, rope position and padding mask.
-  std::vector<LatentCache*> caches(tokens);
-  std::vector<int64_t> slots(tokens), positions(tokens);
-  std::vector<const uint8_t*> key_masks(tokens);
+  // Per token: its cache, slot, rope position and padding mask (kept by the thread: a decode
+  // step allocates only the hidden states it returns).
+  thread_local std::vector<LatentCache*> caches;
+  thread_local std::vector<int64_t> slots, positions;
+  thread_local std::vector<const uint8_t*> key_masks;
+  caches.resize(tokens);
+  slots.resize(tokens);
+  positions.resize(tokens);
+  key_masks.resize(tokens);
   int64_t t = 0, max_position = 0;
   for (const auto& sequence : sequences) {
     for (int64_t j = 0; j < token_count(sequence, width); ++j, ++t) {

@@ -21,6 +21,9 @@ struct Routing {
 // The router's choice for each token (x is [tokens][hidden], after post_attention_layernorm).
 Routing route_tokens(const Config& config, const RouterWeights& gate, const float* x,
                      int64_t tokens);
+// The same into `routing`, reusing its storage.
+void route_tokens(const Config& config, const RouterWeights& gate, const float* x, int64_t tokens,
+                  Routing& routing);
 
 // x is [tokens][hidden], out is [tokens][hidden].
 void moe_forward(const Config& config, const MoeWeights& weights, const float* x, int64_t tokens,

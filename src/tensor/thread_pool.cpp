@@ -37,6 +37,30 @@ bool spin_while_equal(const std::atomic<T>& value, T old) {
   }
 }
 
+// The generation that publishes the next job: generations step by 2, the low bit telling a
+// shared job (parallel_share) from a plain one.
+uint32_t next_generation(uint32_t generation, bool shared) {
+  return (generation & ~1u) + 2u + (shared ? 1u : 0u);
+}
+
+// A shared job's claim word: generation, chunk count and next unclaimed chunk.
+uint64_t shared_claim(uint32_t generation, int64_t chunks, int64_t next) {
+  return (uint64_t(generation) << 32) | (uint64_t(chunks) << 16) | uint64_t(next);
+}
+
+// Spins until remaining() != old for at most kSpinDuration; returns whether it changed.
+template <class Remaining>
+bool spin_while_equal_value(const Remaining& remaining, int64_t old) {
+  auto deadline = std::chrono::steady_clock::now() + kSpinDuration;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (remaining() != old) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() > deadline) return false;
+  }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) { start_workers(num_threads); }
@@ -79,7 +103,7 @@ void ThreadPool::stop_workers() {
   if (workers_.empty()) return;
   stopping_ = true;
   workers_pending_.store(int(workers_.size()));
-  job_generation_.fetch_add(1);
+  job_generation_.store(next_generation(job_generation_.load(), /*shared=*/false));
   {
     std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
     worker_wake_.notify_all();
@@ -100,7 +124,26 @@ void ThreadPool::run_chunk(int64_t index) {
   }
 }
 
-void ThreadPool::run(int64_t n, ChunkFn chunk_fn, void* context) {
+bool ThreadPool::run_shared_chunk(uint32_t generation) {
+  uint64_t claim = shared_claim_.load(std::memory_order_acquire);
+  for (;;) {
+    if (uint32_t(claim >> 32) != generation) return false;  // that job is over
+    const int64_t chunks = int64_t((claim >> 16) & 0xffff), index = int64_t(claim & 0xffff);
+    if (index >= chunks) return false;
+    // Owning a chunk keeps the job alive (the caller waits for it), so its fields stay valid.
+    if (shared_claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel,
+                                            std::memory_order_acquire)) {
+      run_chunk(index);
+      if (shared_done_.fetch_add(1) + 1 == chunks && caller_sleeping_.load()) {
+        std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
+        caller_wake_.notify_one();
+      }
+      return true;
+    }
+  }
+}
+
+void ThreadPool::run(int64_t n, ChunkFn chunk_fn, void* context, bool shared) {
   std::unique_lock<std::mutex> lock(dispatch_mutex_, std::defer_lock);
   if (n == 1 || workers_.empty() || t_inside_parallel_for || !lock.try_lock()) {
     struct InsideGuard {
@@ -117,23 +160,39 @@ void ThreadPool::run(int64_t n, ChunkFn chunk_fn, void* context) {
   job_size_ = n;
   job_chunks_ = std::min<int64_t>(n, num_threads());
   first_error_ = nullptr;
-  // Every worker acknowledges every job (even one with no chunk for it), so no worker can
-  // still be reading this job's fields when the next job overwrites them.
-  workers_pending_.store(int(workers_.size()));
-  job_generation_.fetch_add(1);  // seq_cst: pairs with the workers' sleep announcement
+  const uint32_t generation = next_generation(job_generation_.load(), shared);
+  if (shared) {
+    // Chunks are claimed by whoever comes first; the caller waits only for claimed ones.
+    shared_done_.store(0);
+    shared_claim_.store(shared_claim(generation, job_chunks_, 0));
+  } else {
+    // Every worker acknowledges every plain job (even one with no chunk for it), so no worker
+    // can still be reading this job's fields when the next job overwrites them.
+    workers_pending_.store(int(workers_.size()));
+  }
+  job_generation_.store(generation);  // seq_cst: pairs with the workers' sleep announcement
   if (workers_sleeping_.load() > 0) {
     std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
     worker_wake_.notify_all();
   }
 
-  run_chunk(0);
-
-  for (int pending; (pending = workers_pending_.load(std::memory_order_acquire)) != 0;) {
-    if (spin_while_equal(workers_pending_, pending)) continue;
-    std::unique_lock<std::mutex> sleep_lock(sleep_mutex_);
-    caller_sleeping_.store(true);  // seq_cst: the last worker then sees it, or we see its 0
-    caller_wake_.wait(sleep_lock, [&] { return workers_pending_.load() == 0; });
-    caller_sleeping_.store(false);
+  auto wait_until_zero = [&](auto remaining) {
+    for (int64_t left; (left = remaining()) != 0;) {
+      if (spin_while_equal_value(remaining, left)) continue;
+      std::unique_lock<std::mutex> sleep_lock(sleep_mutex_);
+      caller_sleeping_.store(true);  // seq_cst: the last worker then sees it, or we see its 0
+      caller_wake_.wait(sleep_lock, [&] { return remaining() == 0; });
+      caller_sleeping_.store(false);
+    }
+  };
+  if (shared) {
+    while (run_shared_chunk(generation)) {
+    }
+    const int64_t chunks = job_chunks_;
+    wait_until_zero([&] { return chunks - shared_done_.load(std::memory_order_acquire); });
+  } else {
+    run_chunk(0);
+    wait_until_zero([&] { return int64_t(workers_pending_.load(std::memory_order_acquire)); });
   }
   t_inside_parallel_for = false;
   std::exception_ptr error = first_error_;
@@ -153,6 +212,11 @@ void ThreadPool::worker_loop(int worker_index, uint32_t seen_generation) {
     }
     seen_generation = job_generation_.load(std::memory_order_acquire);
     if (stopping_) return;
+    if (seen_generation & 1u) {  // shared: take chunks while there are any
+      while (run_shared_chunk(seen_generation)) {
+      }
+      continue;
+    }
     run_chunk(int64_t(worker_index) + 1);
     if (workers_pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
       std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);

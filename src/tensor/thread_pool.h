@@ -42,6 +42,18 @@ class ThreadPool {
     run(n, &ThreadPool::call_chunk<FnType>, const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
+  // Like parallel_for, except that chunks go to whichever thread is free first: the caller,
+  // once done with one, takes the chunks no worker has started yet, so the call never waits
+  // for a worker that is late (still waking up, or preempted on a busy host). Chunks run in no
+  // fixed order on no fixed thread: for work whose result does not depend on either.
+  template <class Fn>
+  void parallel_share(int64_t n, Fn&& fn) {
+    if (n <= 0) return;
+    using FnType = std::remove_reference_t<Fn>;
+    run(n, &ThreadPool::call_chunk<FnType>, const_cast<void*>(static_cast<const void*>(&fn)),
+        /*shared=*/true);
+  }
+
   // [begin, end) of chunk `index` when [0, n) is cut into `num_chunks` near-equal pieces.
   static void chunk_range(int64_t n, int64_t num_chunks, int64_t index, int64_t* begin,
                           int64_t* end);
@@ -53,8 +65,11 @@ class ThreadPool {
     (*static_cast<FnType*>(context))(begin, end);
   }
 
-  void run(int64_t n, ChunkFn chunk_fn, void* context);
+  void run(int64_t n, ChunkFn chunk_fn, void* context, bool shared = false);
   void run_chunk(int64_t index);
+  // Shared jobs: claims the next chunk of job `generation` and runs it; false when none is left
+  // (or the job is over).
+  bool run_shared_chunk(uint32_t generation);
   void worker_loop(int worker_index, uint32_t seen_generation);
   void start_workers(int num_threads);
   void stop_workers();
@@ -68,7 +83,11 @@ class ThreadPool {
   int64_t job_size_ = 0;
   int64_t job_chunks_ = 0;
   bool stopping_ = false;
+  // Generations step by 2; the low bit marks a shared job (parallel_share).
   std::atomic<uint32_t> job_generation_{0};
+  // Shared jobs: (generation << 32) | next unclaimed chunk, and the chunks finished so far.
+  std::atomic<uint64_t> shared_claim_{0};
+  std::atomic<int64_t> shared_done_{0};
   std::atomic<int> workers_sleeping_{0};
   std::atomic<int> workers_pending_{0};  // workers that have not finished the current job
   std::atomic<bool> caller_sleeping_{false};

@@ -14,6 +14,7 @@
 
 #include "kernels/simd/matmul_impl.h"
 #include "kernels/simd/ops_impl.h"
+#include "kernels/simd/attention_impl.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -120,6 +121,8 @@ constexpr IsaKernels kAvx2Kernels{
     .softmax = &softmax<Avx2>,
     .dot = &dot<Avx2>,
     .axpy = &axpy<Avx2>,
+    .attention_scores = &attention_scores<Avx2>,
+    .attention_weighted_sum = &attention_weighted_sum<Avx2>,
 };
 
 }  // namespace

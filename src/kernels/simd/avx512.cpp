@@ -19,6 +19,7 @@
 
 #include "kernels/simd/matmul_impl.h"
 #include "kernels/simd/ops_impl.h"
+#include "kernels/simd/attention_impl.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -104,6 +105,8 @@ constexpr IsaKernels kAvx512Kernels{
     .softmax = &softmax<Avx512>,
     .dot = &dot<Avx512>,
     .axpy = &axpy<Avx512>,
+    .attention_scores = &attention_scores<Avx512>,
+    .attention_weighted_sum = &attention_weighted_sum<Avx512>,
 };
 
 }  // namespace

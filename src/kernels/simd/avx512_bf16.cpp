@@ -1,4 +1,4 @@
-// The kernel of kernels::matmul_bf16_activations: BF16 weights times activations rounded to
+// The kernel of kernels::matmul for bf16 activations: BF16 weights times activations rounded to
 // bf16, with vdpbf16ps (AVX512_BF16: 32 multiply-adds per instruction, twice the float FMA
 // rate), accumulating in float. Run only when cpu_has_avx512_bf16().
 //

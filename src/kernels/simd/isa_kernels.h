@@ -41,6 +41,14 @@ struct IsaKernels {
   void (*softmax)(float* row, int64_t n);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  // kernels/attention_ops.h
+  void (*attention_scores)(const float* queries, int64_t query_stride, int64_t n_queries,
+                           const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
+                           float scale, float* scores, int64_t scores_stride);
+  void (*attention_weighted_sum)(const float* probs, int64_t probs_stride, int64_t n_queries,
+                                 const int64_t* key_counts, const float* values,
+                                 int64_t value_stride, int64_t dim, float* out,
+                                 int64_t out_stride);
 };
 
 const IsaKernels& avx512_kernels();
