@@ -264,26 +264,26 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (DType dtype : kWeightTypes) {
-     for (ActivationPrecision precision : precisions_for(dtype)) {
-      set_activation_precision(precision);
-      const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
-      for (int64_t n_tokens : {1, 5, 33, 130}) {
-        const std::vector<float> x = random_floats(n_tokens * 257, ++seed);
-        std::vector<float> one_thread(static_cast<size_t>(n_tokens * 301)),
-            two_threads(one_thread.size()), three_threads(one_thread.size());
-        ThreadPool::global().set_num_threads(1);
-        matmul(weights.w, x.data(), n_tokens, one_thread.data());
-        ThreadPool::global().set_num_threads(2);
-        matmul(weights.w, x.data(), n_tokens, two_threads.data());
-        ThreadPool::global().set_num_threads(3);
-        matmul(weights.w, x.data(), n_tokens, three_threads.data());
-        const std::string label = describe(isa, dtype, 301, 257, n_tokens);
-        EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * 4))
-            << label;
-        EXPECT_EQ(0, std::memcmp(one_thread.data(), three_threads.data(), one_thread.size() * 4))
-            << label;
+      for (ActivationPrecision precision : precisions_for(dtype)) {
+        set_activation_precision(precision);
+        const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
+        for (int64_t n_tokens : {1, 5, 33, 130}) {
+          const std::vector<float> x = random_floats(n_tokens * 257, ++seed);
+          std::vector<float> one_thread(static_cast<size_t>(n_tokens * 301)),
+              two_threads(one_thread.size()), three_threads(one_thread.size());
+          ThreadPool::global().set_num_threads(1);
+          matmul(weights.w, x.data(), n_tokens, one_thread.data());
+          ThreadPool::global().set_num_threads(2);
+          matmul(weights.w, x.data(), n_tokens, two_threads.data());
+          ThreadPool::global().set_num_threads(3);
+          matmul(weights.w, x.data(), n_tokens, three_threads.data());
+          const std::string label = describe(isa, dtype, 301, 257, n_tokens);
+          EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * 4))
+              << label;
+          EXPECT_EQ(0, std::memcmp(one_thread.data(), three_threads.data(), one_thread.size() * 4))
+              << label;
+        }
       }
-     }
     }
   }
 }
@@ -428,7 +428,8 @@ TEST(ActivationPrecision, AutoRoundsExactlyWhereVdpbf16psRuns) {
   const RandomWeights f32 = random_weights(DType::F32, 3, 5, 2);
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
-    EXPECT_EQ(rounds_activations_to_bf16(bf16.w), isa == KernelIsa::kAvx512 && cpu_has_avx512_bf16())
+    EXPECT_EQ(rounds_activations_to_bf16(bf16.w),
+              isa == KernelIsa::kAvx512 && cpu_has_avx512_bf16())
         << isa_name(isa);
     EXPECT_FALSE(rounds_activations_to_bf16(f32.w));
   }

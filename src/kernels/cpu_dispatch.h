@@ -16,7 +16,8 @@ enum class KernelIsa {
 std::string_view isa_name(KernelIsa isa);
 // Whether this CPU can run the kernels of `isa`.
 bool isa_supported(KernelIsa isa);
-// Whether this CPU has AVX512_BF16 (vdpbf16ps), used by matmul for BF16 weights (activation_precision.h).
+// Whether this CPU has AVX512_BF16 (vdpbf16ps), which matmul uses for BF16 weights
+// (activation_precision.h).
 bool cpu_has_avx512_bf16();
 
 // The set in use: DSV3_KERNELS if set (throws dsv3::Error when it names an unknown set or one

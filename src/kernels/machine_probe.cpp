@@ -116,7 +116,8 @@ double peak(Loop loop, double flops_per_iteration) {
   constexpr int64_t kIterations = 400'000;  // ~10 M instructions: a few ms per repetition
   constexpr int kRepetitions = 15;
   volatile float sink = 0;
-  pool.parallel_for(threads, [&](int64_t, int64_t) { sink = sink + loop(kIterations); });  // warm up
+  pool.parallel_for(threads,
+                    [&](int64_t, int64_t) { sink = sink + loop(kIterations); });  // warm up
   double best = 0;
   for (int repetition = 0; repetition < kRepetitions; ++repetition) {
     const auto start = std::chrono::steady_clock::now();
@@ -150,8 +151,8 @@ double measure_read_bandwidth(int64_t bytes, int repetitions) {
     pool.parallel_for(n, [&](int64_t begin, int64_t end) {
       begin = begin / 64 * 64;  // chunks start 64-float aligned
       end = end == n ? n : end / 64 * 64;
-      const double sum = avx512 ? sum_avx512(data + begin, end - begin)
-                                : sum_portable(data + begin, end - begin);
+      const double sum =
+          avx512 ? sum_avx512(data + begin, end - begin) : sum_portable(data + begin, end - begin);
       sink = sink + sum;
     });
     best = std::max(best, double(bytes) / seconds_since(start) / 1e9);

@@ -85,7 +85,6 @@ bool fp8_fits_simd(const WeightMatrix& w, int lanes) {
   return true;
 }
 
-
 // Rows [row_begin, row_end) of the reference product.
 void matmul_reference_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                            int64_t row_begin, int64_t row_end, float* out) {
@@ -154,8 +153,8 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   // thread gets several even on the 512-row expert matrices.
   const int64_t threads = ThreadPool::global().num_threads();
   const int64_t tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
-  const int64_t block_tiles = std::clamp<int64_t>(
-      tiles / (4 * threads), 1, job.panel_rows / simd::kBf16TileRows);
+  const int64_t block_tiles =
+      std::clamp<int64_t>(tiles / (4 * threads), 1, job.panel_rows / simd::kBf16TileRows);
   const int64_t block_rows = block_tiles * simd::kBf16TileRows;
   const int64_t n_blocks = (w.rows + block_rows - 1) / block_rows;
   std::atomic<int64_t> next_block{0};

@@ -61,7 +61,8 @@ std::vector<float> prefill(const CausalLM& model, std::span<const int32_t> ids, 
                            int64_t chunk) {
   std::vector<float> logits;
   for (size_t start = 0; start < ids.size(); start += size_t(chunk))
-    logits = model.forward(ids.subspan(start, std::min(size_t(chunk), ids.size() - start)), cache, 1);
+    logits =
+        model.forward(ids.subspan(start, std::min(size_t(chunk), ids.size() - start)), cache, 1);
   return logits;
 }
 
@@ -79,18 +80,20 @@ double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t 
 }  // namespace
 
 int run_bench(const CommandArgs& argv) {
-  Args args(argv, {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations"}, {"--json", "--help"},
-            {{"-m", "--model"}});
+  Args args(argv, {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations"},
+            {"--json", "--help"}, {{"-m", "--model"}});
   if (args.has("--help")) {
-    std::fprintf(stderr, "usage: dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T]\n"
-                         "       [--activations f32|bf16|auto] [--json]\n");
+    std::fprintf(stderr,
+                 "usage: dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T]\n"
+                 "       [--activations f32|bf16|auto] [--json]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
   const int64_t prompt_tokens = args.get_int("--prompt", 512);
   const int64_t gen_tokens = args.get_int("--gen", 32);
   const int64_t depth = args.get_int("--ctx-depth", 0);
-  if (prompt_tokens < 1 || gen_tokens < 1 || depth < 0) throw Error("--prompt and --gen must be >= 1, --ctx-depth >= 0");
+  if (prompt_tokens < 1 || gen_tokens < 1 || depth < 0)
+    throw Error("--prompt and --gen must be >= 1, --ctx-depth >= 0");
   apply_thread_flag(args);
   apply_activation_flag(args);
   const bool json_output = args.has("--json");
@@ -148,8 +151,8 @@ int run_bench(const CommandArgs& argv) {
   // with: the vdpbf16ps peak only when those products used vdpbf16ps.
   const WeightMatrix& sample_weight = model.model().weights().layers[0].self_attn.kv_b_proj;
   const bool bf16_activations = kernels::rounds_activations_to_bf16(sample_weight);
-  const bool dpbf16 = bf16_activations && peak_bf16 > 0 &&
-                      kernels::active_isa() == kernels::KernelIsa::kAvx512;
+  const bool dpbf16 =
+      bf16_activations && peak_bf16 > 0 && kernels::active_isa() == kernels::KernelIsa::kAvx512;
   const std::string activations = bf16_activations ? (dpbf16 ? "bf16 (vdpbf16ps)" : "bf16") : "f32";
   const double peak = dpbf16 ? peak_bf16 : peak_f32;
 
@@ -158,7 +161,8 @@ int run_bench(const CommandArgs& argv) {
       {"threads", ThreadPool::global().num_threads()},
       {"kernels", std::string(kernels::isa_name(kernels::active_isa()))},
       {"activations", activations},
-      {"weights_dtype", std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype))},
+      {"weights_dtype",
+       std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype))},
       {"weight_bytes", footprint.weight_bytes},
       {"load_s", load_seconds},
       {"prompt_tokens", prompt_tokens},
@@ -170,7 +174,8 @@ int run_bench(const CommandArgs& argv) {
       {"decode_tok_s_at_depth", depth_decode_tok_s},
       {"peak_rss_mb", peak_rss_mb()},
       {"cache_bytes_per_token", cache.bytes_per_token()},
-      {"cache_bytes_per_token_expanded", LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers},
+      {"cache_bytes_per_token_expanded",
+       LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers},
       {"bandwidth_gb_s", bandwidth},
       {"weight_bytes_per_token", footprint.decode_bytes_per_token},
       {"roofline_decode_tok_s", roofline},
@@ -191,23 +196,30 @@ int run_bench(const CommandArgs& argv) {
               dir.c_str(), result["weights_dtype"].get<std::string>().c_str(),
               footprint.weight_bytes / 1e6, ThreadPool::global().num_threads(),
               result["kernels"].get<std::string>().c_str(), activations.c_str());
-  std::printf("machine          read bandwidth %.1f GB/s, peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
-              bandwidth, peak_f32, peak_bf16);
-  std::printf("prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of the %s peak %.0f), ttft %.0f ms\n",
-              (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
-              dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3);
+  std::printf(
+      "machine          read bandwidth %.1f GB/s, peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
+      bandwidth, peak_f32, peak_bf16);
+  std::printf(
+      "prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of the %s peak %.0f), ttft "
+      "%.0f ms\n",
+      (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
+      dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3);
   if (prefill_cpu_share < 0.9)
-    std::printf("                 (the threads ran only %.0f%% of the prefill's wall time: a busy host)\n",
-                100.0 * prefill_cpu_share);
-  std::printf("decode           %lld tokens: %.1f tok/s = %.1f%% of the roofline %.1f tok/s (%.0f MB read per token)\n",
-              (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
-              footprint.decode_bytes_per_token / 1e6);
+    std::printf(
+        "                 (the threads ran only %.0f%% of the prefill's wall time: a busy host)\n",
+        100.0 * prefill_cpu_share);
+  std::printf(
+      "decode           %lld tokens: %.1f tok/s = %.1f%% of the roofline %.1f tok/s (%.0f MB read "
+      "per token)\n",
+      (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
+      footprint.decode_bytes_per_token / 1e6);
   if (depth > 0)
     std::printf("decode at %-6lld %.1f tok/s (%.1f%% of decode at depth 0)\n", (long long)depth,
                 depth_decode_tok_s, 100.0 * depth_decode_tok_s / decode_tok_s);
   std::printf("cache            %lld B per token (%lld B with per-head keys and values)\n",
               (long long)cache.bytes_per_token(),
-              (long long)(LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers));
+              (long long)(LatentCache::expanded_bytes_per_token_per_layer(config) *
+                          config.num_hidden_layers));
   std::printf("memory           peak RSS %.0f MB\n", peak_rss_mb());
   return 0;
 }

@@ -1,6 +1,7 @@
-// The kernel of kernels::matmul for bf16 activations: BF16 weights times activations rounded to
-// bf16, with vdpbf16ps (AVX512_BF16: 32 multiply-adds per instruction, twice the float FMA
-// rate), accumulating in float. Run only when cpu_has_avx512_bf16().
+// The kernel of kernels::matmul for BF16 weights with bf16 activations (activation_precision.h,
+// MatmulKernel::kBf16Stream / kBf16Panel): activations rounded to bf16 times the weights with
+// vdpbf16ps (AVX512_BF16: 32 multiply-adds per instruction, twice the float FMA rate),
+// accumulating in float. Run only when cpu_has_avx512_bf16().
 //
 // Batch invariance, as for matmul (see matmul_impl.h): every output out[t][r] is
 //   acc = 0 (16 floats); for c = 0, 32, 64, ...: acc = vdpbf16ps(acc, W[r][c .. c+32),
@@ -61,16 +62,18 @@ float reduce_add(__m512 v) {
 // output).
 __m128 reduce_add4(__m512 a, __m512 b, __m512 c, __m512 d) {
   // [a_lo256 + a_hi256 | b_lo256 + b_hi256], the same for c, d.
-  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
-  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
+  const __m512 ab =
+      _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+  const __m512 cd =
+      _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
   // 128-bit blocks [a4 | b4 | c4 | d4]: the low block plus the high block of each half.
   const __m512 abcd =
       _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
   // Within each block: lanes (0 + 2, 1 + 3), then (0 + 1).
   const __m512 pairs = _mm512_add_ps(abcd, _mm512_permute_ps(abcd, 0x4e));
   const __m512 sums = _mm512_add_ps(pairs, _mm512_permute_ps(pairs, 0xb1));
-  return _mm512_castps512_ps128(
-      _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(
+      _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
 }
 
 // The canonical dot products of kRows weight rows (from matrix row `row`) with kTokens tokens
@@ -130,8 +133,9 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token) {
     const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t) {
-      const __m128 sums = reduce_add4(acc[0][t], acc[1][t], kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
-                                      kRows > 3 ? acc[kRows > 3 ? 3 : 0][t] : zero);
+      const __m128 sums =
+          reduce_add4(acc[0][t], acc[1][t], kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
+                      kRows > 3 ? acc[kRows > 3 ? 3 : 0][t] : zero);
       if constexpr (kRows == 4) {
         _mm_storeu_ps(out + t * job.w->rows, sums);
       } else {
@@ -184,8 +188,8 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
 __m256i round_to_bf16(__m512 x) {
   const __m512i bits = _mm512_castps_si512(x);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __m512i rounded = _mm512_srli_epi32(
+      _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
   const __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
   const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(
       _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
@@ -214,6 +218,8 @@ void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_
   gemm_rows(job, row_begin, row_end);
 }
 
-void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out) { round_row_to_bf16(x, n, out); }
+void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out) {
+  round_row_to_bf16(x, n, out);
+}
 
 }  // namespace dsv3::kernels::simd
