@@ -70,15 +70,17 @@ void BM_AttentionStep(benchmark::State& state) {
   for (auto _ : state) {
     const float* rows = caches[size_t(layer)].data();
     layer = (layer + 1) % kLayers;
-    dsv3::ThreadPool::global().parallel_share(kHeads, [&](int64_t h0, int64_t h1) {
+    // Units of 4 heads claimed by whichever thread is free, as model/attention.cpp.
+    dsv3::ThreadPool::global().parallel_claim(kHeads / 4, [&](int64_t unit) {
+      const int64_t h0 = unit * 4;
       thread_local std::vector<float> scores;
-      scores.resize(size_t((h1 - h0) * depth));
-      std::vector<int64_t> counts(size_t(h1 - h0), depth);
-      dsv3::kernels::attention_scores(queries.data() + h0 * kRow, kRow, h1 - h0, rows, kRow, depth,
+      scores.resize(size_t(4 * depth));
+      const int64_t counts[4] = {depth, depth, depth, depth};
+      dsv3::kernels::attention_scores(queries.data() + h0 * kRow, kRow, 4, rows, kRow, depth,
                                       kRow, 0.1f, scores.data(), depth);
-      for (int64_t h = 0; h < h1 - h0; ++h) dsv3::kernels::softmax(scores.data() + h * depth, depth);
-      dsv3::kernels::attention_weighted_sum(scores.data(), depth, h1 - h0, counts.data(), rows,
-                                            kRow, kLatent, out.data() + h0 * kLatent, kLatent);
+      for (int64_t h = 0; h < 4; ++h) dsv3::kernels::softmax(scores.data() + h * depth, depth);
+      dsv3::kernels::attention_weighted_sum(scores.data(), depth, 4, counts, rows, kRow, kLatent,
+                                            out.data() + h0 * kLatent, kLatent);
     });
     benchmark::DoNotOptimize(out.data());
   }

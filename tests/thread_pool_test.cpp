@@ -191,5 +191,16 @@ TEST(ThreadPool, SharedJobRethrowsAndNestsSerially) {
   expect_covers_once(pool, 100);  // still usable
 }
 
+TEST(ThreadPool, ClaimCallsEveryIndexOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 2, 5, 64, 1000}) {
+      std::vector<std::atomic<int>> visits(static_cast<size_t>(n));
+      pool.parallel_claim(n, [&](int64_t i) { visits[size_t(i)].fetch_add(1); });
+      for (auto& v : visits) EXPECT_EQ(v.load(), 1) << "n=" << n << " threads=" << threads;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsv3

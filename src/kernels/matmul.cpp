@@ -21,6 +21,10 @@ namespace {
 // Rows per parallel task: a multiple of the rows of every register tile, so single-row tiles
 // occur only at the ends of the threads' row ranges.
 constexpr int64_t kRowsPerTask = 48;
+// Most row tasks one claim takes (16 x 48 rows of 1024 BF16 columns = 1.5 MB, tens of
+// microseconds): long enough to stream, short enough that a thread preempted in the middle
+// of its claim leaves the rest of the product to the others.
+constexpr int64_t kMaxTasksPerClaim = 16;
 // Bytes of weights per panel of the panel form: kept in L2 (1 MB per core and up) together
 // with a tile of tokens while every token passes over it.
 constexpr int64_t kPanelBytes = int64_t(192) << 10;
@@ -297,7 +301,7 @@ void run_row_tasks(std::span<const StreamProduct> products, int64_t n_tasks) {
       int64_t begin = next_task.load(std::memory_order_relaxed), run;
       do {
         if (begin >= n_tasks) return;
-        run = std::max<int64_t>(1, (n_tasks - begin) / (2 * threads));
+        run = std::clamp<int64_t>((n_tasks - begin) / (2 * threads), 1, kMaxTasksPerClaim);
       } while (!next_task.compare_exchange_weak(begin, begin + run, std::memory_order_relaxed));
       while (p + 1 < products.size() && products[p + 1].first_task <= begin) ++p;
       run_tasks(products, p, begin, std::min(n_tasks, begin + run));

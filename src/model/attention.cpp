@@ -143,30 +143,29 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
                   query + s.rank);
     }
 
-  // The (token, head) pairs split over the threads: each thread's heads of a token share the
-  // pass over the cache rows.
+  // Units of (token, kHeadsPerUnit heads) claimed by whichever thread is free: a unit's heads
+  // share one pass over the cache rows.
+  constexpr int64_t kHeadsPerUnit = 4;
+  const int64_t head_units = (s.heads + kHeadsPerUnit - 1) / kHeadsPerUnit;
   scratch.latent_out.resize(tokens * s.heads * s.rank);
   const float* cache_rows = group.cache->row(layer, 0);
-  ThreadPool::global().parallel_share(tokens * s.heads, [&](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end;) {
-      const int64_t i = pair / s.heads, h0 = pair % s.heads;
-      const int64_t h1 = std::min(s.heads, h0 + (end - pair));
-      const int64_t n_heads = h1 - h0, t = group.first + i;
-      const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
-      float* scores = thread_scores(n_heads * visible).data();
-      int64_t* key_counts = thread_key_counts(n_heads).data();
-      kernels::attention_scores(scratch.queries.data() + (i * s.heads + h0) * row_size, row_size,
-                                n_heads, cache_rows, row_size, visible, row_size, scale, scores,
-                                visible);
-      for (int64_t h = h0; h < h1; ++h) {
-        attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
-        key_counts[h - h0] = visible;
-      }
-      kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
-                                      s.rank, scratch.latent_out.data() + (i * s.heads + h0) * s.rank,
-                                      s.rank);
-      pair += n_heads;
+  ThreadPool::global().parallel_claim(tokens * head_units, [&](int64_t unit) {
+    const int64_t i = unit / head_units, h0 = (unit % head_units) * kHeadsPerUnit;
+    const int64_t h1 = std::min(s.heads, h0 + kHeadsPerUnit);
+    const int64_t n_heads = h1 - h0, t = group.first + i;
+    const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
+    float* scores = thread_scores(n_heads * visible).data();
+    int64_t* key_counts = thread_key_counts(n_heads).data();
+    kernels::attention_scores(scratch.queries.data() + (i * s.heads + h0) * row_size, row_size,
+                              n_heads, cache_rows, row_size, visible, row_size, scale, scores,
+                              visible);
+    for (int64_t h = h0; h < h1; ++h) {
+      attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
+      key_counts[h - h0] = visible;
     }
+    kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
+                                    s.rank, scratch.latent_out.data() + (i * s.heads + h0) * s.rank,
+                                    s.rank);
   });
 
   // Per head: W_UV times the weighted latent, all heads in one group of products.
@@ -225,27 +224,25 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
   constexpr int64_t kQueryBlock = 32;
   const int64_t blocks = (group.count + kQueryBlock - 1) / kQueryBlock;
   const int64_t q_stride = s.heads * s.head_dim, out_stride = s.heads * s.v;
-  ThreadPool::global().parallel_share(s.heads * blocks, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t h = task / blocks, i0 = (task % blocks) * kQueryBlock;
-      const int64_t n = std::min(kQueryBlock, group.count - i0);
-      int64_t keys_seen = 0;
-      for (int64_t i = i0; i < i0 + n; ++i)
-        keys_seen = std::max(keys_seen, batch.slots[group.first + i] + 1);
-      float* scores = thread_scores(n * keys_seen).data();
-      int64_t* key_counts = thread_key_counts(n).data();
-      const int64_t t0 = group.first + i0;
-      kernels::attention_scores(q + (t0 * s.heads + h) * s.head_dim, q_stride, n,
-                                scratch.keys.data() + h * slots * s.head_dim, s.head_dim,
-                                keys_seen, s.head_dim, scale, scores, keys_seen);
-      for (int64_t j = 0; j < n; ++j) {
-        key_counts[j] = batch.slots[t0 + j] + 1;
-        attention_probabilities(batch, t0 + j, h, s.heads, scores + j * keys_seen, key_counts[j]);
-      }
-      kernels::attention_weighted_sum(scores, keys_seen, n, key_counts,
-                                      scratch.values.data() + h * slots * s.v, s.v, s.v,
-                                      attention_out + (t0 * s.heads + h) * s.v, out_stride);
+  ThreadPool::global().parallel_claim(s.heads * blocks, [&](int64_t task) {
+    const int64_t h = task / blocks, i0 = (task % blocks) * kQueryBlock;
+    const int64_t n = std::min(kQueryBlock, group.count - i0);
+    int64_t keys_seen = 0;
+    for (int64_t i = i0; i < i0 + n; ++i)
+      keys_seen = std::max(keys_seen, batch.slots[group.first + i] + 1);
+    float* scores = thread_scores(n * keys_seen).data();
+    int64_t* key_counts = thread_key_counts(n).data();
+    const int64_t t0 = group.first + i0;
+    kernels::attention_scores(q + (t0 * s.heads + h) * s.head_dim, q_stride, n,
+                              scratch.keys.data() + h * slots * s.head_dim, s.head_dim,
+                              keys_seen, s.head_dim, scale, scores, keys_seen);
+    for (int64_t j = 0; j < n; ++j) {
+      key_counts[j] = batch.slots[t0 + j] + 1;
+      attention_probabilities(batch, t0 + j, h, s.heads, scores + j * keys_seen, key_counts[j]);
     }
+    kernels::attention_weighted_sum(scores, keys_seen, n, key_counts,
+                                    scratch.values.data() + h * slots * s.v, s.v, s.v,
+                                    attention_out + (t0 * s.heads + h) * s.v, out_stride);
   });
 }
 

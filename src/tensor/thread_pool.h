@@ -3,6 +3,7 @@
 // briefly before blocking), and the calling thread always takes part in the work.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -52,6 +53,18 @@ class ThreadPool {
     using FnType = std::remove_reference_t<Fn>;
     run(n, &ThreadPool::call_chunk<FnType>, const_cast<void*>(static_cast<const void*>(&fn)),
         /*shared=*/true);
+  }
+
+  // Calls fn(i) for every i in [0, n), each index claimed one at a time by whichever thread is
+  // free (parallel_share with single-index claims): for coarse independent items (a few
+  // dozen to thousands), so a preempted thread holds up at most the one it is running.
+  template <class Fn>
+  void parallel_claim(int64_t n, Fn&& fn) {
+    if (n <= 0) return;
+    std::atomic<int64_t> next{0};
+    parallel_share(std::min<int64_t>(n, num_threads()), [&](int64_t, int64_t) {
+      for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
+    });
   }
 
   // [begin, end) of chunk `index` when [0, n) is cut into `num_chunks` near-equal pieces.
