@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "kernels/cpu_dispatch.h"
+#include "kernels/quant_matmul.h"
 #include "kernels/simd/isa_kernels.h"
+#include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -51,9 +53,10 @@ void validate(const WeightMatrix& w, const float* x, int64_t n_tokens, const flo
   if (w.rows < 0 || w.cols < 0) throw Error("matmul: negative shape of weight " + describe(w));
   if (n_tokens < 0) throw Error("matmul: negative token count " + std::to_string(n_tokens));
   if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16 &&
-      w.dtype != DType::F8_E4M3) {
+      w.dtype != DType::F8_E4M3 && !is_block_quantized(w.dtype)) {
     throw Error("matmul: unsupported weight dtype " + describe(w));
   }
+  if (is_block_quantized(w.dtype)) validate_quant_weight(w);
   if (w.rows * w.cols > 0 && w.data == nullptr)
     throw Error("matmul: weight " + describe(w) + " has no data");
   if (n_tokens > 0 && w.cols > 0 && x == nullptr)
@@ -134,6 +137,7 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
     std::fill(out, out + n_tokens * w.rows, 0.0f);
     return;
   }
+  if (is_block_quantized(w.dtype)) return quant_matmul(w, x, n_tokens, out);
   const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
   auto task_rows = [&](int64_t task_begin, int64_t task_end, int64_t* row_begin, int64_t* row_end) {
     *row_begin = task_begin * kRowsPerTask;
