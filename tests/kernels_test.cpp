@@ -408,9 +408,9 @@ TEST(Matmul, Bf16ActivationsMatchReferenceOnRoundedInput) {
 }
 
 // Q8 / Q4: matmul quantizes each token's activations to int16 per group of 32 columns (error at
-// most half a step, max|x_g| / 65534, per element), so out[t][r] may differ from the reference
-// on the dequantized weights by sum_g max|x_g| / 65534 * sum_{c in g} |W[r][c]|, plus float
-// rounding.
+// most half a step, max|x_g| / (2 * kActivationCodeMax), per element), so out[t][r] may differ
+// from the reference on the dequantized weights by that times sum_{c in g} |W[r][c]| summed over
+// the groups, plus float rounding.
 void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, uint32_t seed,
                                       const std::string& label) {
   const std::vector<float> x = random_floats(n_tokens * w.cols, seed);
@@ -432,7 +432,7 @@ void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, u
           weight_sum += std::fabs(double(weight_row[size_t(c)]));
           magnitude += std::fabs(double(xt[c]) * weight_row[size_t(c)]);
         }
-        bound += largest / 65534.0 * weight_sum;
+        bound += largest / (2.0 * kActivationCodeMax) * weight_sum;
       }
       const size_t index = size_t(t * w.rows + r);
       const double error = std::fabs(double(fast[index]) - double(reference[index]));
@@ -458,7 +458,7 @@ TEST(Matmul, QuantizedFormatsMatchReferenceWithinActivationRounding) {
           for (int64_t n_tokens : {1, 3, 8, 9, 20}) {
             expect_quant_matmul_within_bound(
                 weights.w, n_tokens, ++seed,
-                describe(isa, dtype, rows, cols, n_tokens) + (quant_simd_active() ? " (simd)" : ""));
+                describe(isa, dtype, rows, cols, n_tokens) + (quant_simd_active(dtype) ? " (simd)" : ""));
           }
         }
       }

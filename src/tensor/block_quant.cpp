@@ -113,9 +113,10 @@ void quantize_activations(const float* x, int64_t cols, int16_t* codes, float* s
     float largest = 0.0f;
     for (int64_t c = begin; c < end; ++c) largest = std::max(largest, std::fabs(x[c]));
     const bool usable = largest > 0.0f && std::isfinite(largest);
-    const float inverse = usable ? 32767.0f / largest : 0.0f;
-    scales[g] = usable ? largest / 32767.0f : 0.0f;
-    for (int64_t c = begin; c < end; ++c) codes[c] = int16_t(clamp_round(x[c] * inverse, -32767, 32767));
+    const float inverse = usable ? float(kActivationCodeMax) / largest : 0.0f;
+    scales[g] = usable ? largest / float(kActivationCodeMax) : 0.0f;
+    for (int64_t c = begin; c < end; ++c)
+      codes[c] = int16_t(clamp_round(x[c] * inverse, -kActivationCodeMax, kActivationCodeMax));
   }
 }
 

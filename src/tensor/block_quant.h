@@ -42,10 +42,12 @@ void quantize_row(DType dtype, const float* row, int64_t cols, uint8_t* codes, u
 int quant_value(DType dtype, const uint8_t* row_codes, int64_t col);
 
 // Per-token activation quantization used by the Q8/Q4 kernels: x[c] ~= q[c] * scale[c / 32] with
-// scale = max|x| / 32767 over the group and q = round(x / scale) in [-32767, 32767] (int16: int8
+// scale = max|x| / kActivationCodeMax over the group and q = round(x / scale) (int16: int8
 // activations, as in llama.cpp's q8_0 x q8_0, cost several times the error of the weights
-// themselves on heavy-tailed inputs such as the SwiGLU product). A zero group has scale 0.
-// Writes quant_groups(cols) scales.
+// themselves on heavy-tailed inputs such as the SwiGLU product). kActivationCodeMax =
+// 127 * 256 + 127, so that q = 256 * high + low with both parts in int8 (the Q4 VNNI kernel
+// multiplies bytes). A zero group has scale 0. Writes quant_groups(cols) scales.
+inline constexpr int kActivationCodeMax = 32639;
 void quantize_activations(const float* x, int64_t cols, int16_t* codes, float* scales);
 
 }  // namespace dsv3
