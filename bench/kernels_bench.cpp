@@ -17,6 +17,7 @@
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
 
 namespace {
@@ -107,6 +108,78 @@ void BM_Matvec(benchmark::State& state) {
   const double bytes = double(rows * cols) * double(dsv3::dtype_size(dtype));
   state.counters["GB/s"] =
       benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
+                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
+}
+
+// `count` Q8 / Q4 matrices of one shape: random codes, float16 scales of plausible size.
+struct QuantWeightSet {
+  std::vector<std::unique_ptr<uint8_t[]>> codes;
+  std::vector<std::unique_ptr<uint16_t[]>> scales;
+  std::vector<WeightMatrix> matrices;
+  int64_t bytes_per_matrix = 0;
+
+  QuantWeightSet(DType dtype, int64_t rows, int64_t cols, size_t count) {
+    const int64_t row_bytes = dsv3::quant_row_bytes(dtype, cols), groups = dsv3::quant_groups(cols);
+    bytes_per_matrix = rows * (row_bytes + 2 * groups);
+    std::mt19937 rng(7);
+    for (size_t m = 0; m < count; ++m) {
+      codes.emplace_back(new uint8_t[size_t(rows * row_bytes)]);
+      scales.emplace_back(new uint16_t[size_t(rows * groups)]);
+      for (int64_t i = 0; i < rows * row_bytes; ++i) {
+        const auto byte = uint8_t(rng());
+        codes.back()[size_t(i)] = dtype == DType::Q8 && byte == 0x80 ? 0x81 : byte;
+      }
+      for (int64_t i = 0; i < rows * groups; ++i)
+        scales.back()[size_t(i)] = dsv3::f32_to_f16(0.0005f + 0.0001f * float(rng() % 16));
+      WeightMatrix w;
+      w.dtype = dtype;
+      w.data = codes.back().get();
+      w.rows = rows;
+      w.cols = cols;
+      w.group_scale = scales.back().get();
+      w.scale_cols = groups;
+      matrices.push_back(w);
+    }
+  }
+};
+
+// Args: rows, cols, dtype (Q8 / Q4), threads. Reports bytes read per second (codes and scales).
+void BM_QuantMatvec(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const DType dtype = DType(state.range(2));
+  ThreadPool::global().set_num_threads(int(state.range(3)));
+  const int64_t bytes = rows * (dsv3::quant_row_bytes(dtype, cols) + 2 * dsv3::quant_groups(cols));
+  QuantWeightSet weights(dtype, rows, cols, std::max<size_t>(1, (kColdBytes + bytes - 1) / size_t(bytes)));
+  const std::vector<float> x = random_floats(size_t(cols), 1);
+  std::vector<float> out(static_cast<size_t>(rows));
+  size_t next = 0;
+  for (auto _ : state) {
+    dsv3::kernels::matmul(weights.matrices[next], x.data(), 1, out.data());
+    benchmark::DoNotOptimize(out.data());
+    next = (next + 1) % weights.matrices.size();
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(weights.bytes_per_matrix) * 1e-9 * double(state.iterations()),
+                                              benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
+                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
+}
+
+// Args: rows, cols, dtype (Q8 / Q4), threads, n_tokens. Reports GFLOP/s (2 per multiply-add).
+void BM_QuantMatmul(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const DType dtype = DType(state.range(2));
+  ThreadPool::global().set_num_threads(int(state.range(3)));
+  const int64_t n_tokens = state.range(4);
+  QuantWeightSet weights(dtype, rows, cols, 1);
+  const std::vector<float> x = random_floats(size_t(cols * n_tokens), 1);
+  std::vector<float> out(static_cast<size_t>(rows * n_tokens));
+  for (auto _ : state) {
+    dsv3::kernels::matmul(weights.matrices[0], x.data(), n_tokens, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(rows * cols * n_tokens) * 1e-9 * double(state.iterations()),
+                                                 benchmark::Counter::kIsRate);
   state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
                  std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
 }
@@ -270,6 +343,19 @@ BENCHMARK(BM_Matvec)
     ->ArgsProduct({{2816}, {1024}, {kBF16, kF32, kF16, kFP8}, {1, 2}})
     ->ArgsProduct({{1024}, {2816}, {kBF16, kFP8}, {1, 2}})
     ->ArgsProduct({{129280}, {1024}, {kBF16, kF32, kFP8}, {1, 2}})
+    ->UseRealTime();
+
+constexpr int64_t kQ8 = int64_t(DType::Q8), kQ4 = int64_t(DType::Q4);
+BENCHMARK(BM_QuantMatvec)
+    ->ArgNames({"rows", "cols", "dtype", "threads"})
+    ->ArgsProduct({{2816}, {1024}, {kQ8, kQ4}, {1, 2}})
+    ->ArgsProduct({{1024}, {2816}, {kQ8, kQ4}, {1, 2}})
+    ->ArgsProduct({{129280}, {1024}, {kQ8, kQ4}, {1, 2}})
+    ->UseRealTime();
+BENCHMARK(BM_QuantMatmul)
+    ->ArgNames({"rows", "cols", "dtype", "threads", "tokens"})
+    ->ArgsProduct({{2816}, {1024}, {kQ8, kQ4}, {1, 2}, {512}})
+    ->ArgsProduct({{2816}, {1024}, {kQ8}, {2}, {1, 8, 64}})
     ->UseRealTime();
 
 BENCHMARK(BM_Matmul)

@@ -14,6 +14,8 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/simd/isa_kernels.h"
+#include "kernels/quant_matmul.h"
+#include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -57,11 +59,37 @@ std::vector<ActivationPrecision> precisions_for(DType dtype) {
 struct RandomWeights {
   std::vector<uint8_t> bytes;
   std::vector<float> scales;
+  std::vector<uint16_t> group_scales;  // Q8 / Q4
   WeightMatrix w;
 };
 
+// Normal values quantized to Q8 / Q4 with quantize_row, rows of varied magnitude.
+RandomWeights random_quant_weights(DType dtype, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  RandomWeights out;
+  const int64_t row_bytes = quant_row_bytes(dtype, cols), groups = quant_groups(cols);
+  out.bytes.resize(size_t(rows * row_bytes) + 1);
+  out.group_scales.resize(size_t(rows * groups) + 1);
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float magnitude = std::ldexp(1.0f, int(rng() % 9) - 8);
+    for (auto& v : row) v = normal(rng) * magnitude;
+    quantize_row(dtype, row.data(), cols, out.bytes.data() + r * row_bytes,
+                 out.group_scales.data() + r * groups);
+  }
+  out.w.dtype = dtype;
+  out.w.data = out.bytes.data();
+  out.w.rows = rows;
+  out.w.cols = cols;
+  out.w.group_scale = out.group_scales.data();
+  out.w.scale_cols = groups;
+  return out;
+}
+
 RandomWeights random_weights(DType dtype, int64_t rows, int64_t cols, uint32_t seed,
                              int64_t block_rows = 128, int64_t block_cols = 128) {
+  if (is_block_quantized(dtype)) return random_quant_weights(dtype, rows, cols, seed);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   RandomWeights out;
@@ -162,6 +190,10 @@ std::string describe(KernelIsa isa, DType dtype, int64_t rows, int64_t cols, int
 }
 
 constexpr DType kWeightTypes[] = {DType::F32, DType::BF16, DType::F16, DType::F8_E4M3};
+// With the block-quantized formats, whose products quantize the activations (compared with the
+// reference by their own bound below).
+constexpr DType kAllWeightTypes[] = {DType::F32,     DType::BF16, DType::F16,
+                                     DType::F8_E4M3, DType::Q8,   DType::Q4};
 
 TEST(Matmul, EveryPathMatchesReferenceAtOddSizes) {
   KernelSettingsGuard guard;
@@ -263,7 +295,7 @@ TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   uint32_t seed = 3000;
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
-    for (DType dtype : kWeightTypes) {
+    for (DType dtype : kAllWeightTypes) {
       for (ActivationPrecision precision : precisions_for(dtype)) {
         set_activation_precision(precision);
         const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
@@ -338,7 +370,7 @@ TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
     // 37 x 300: partial row tiles and a partial last vector (and FP8 block); 701 x 70: several
     // panels and row tasks, columns shorter than two vectors.
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 300}, {701, 70}}) {
-      for (DType dtype : kWeightTypes) {
+      for (DType dtype : kAllWeightTypes) {
         for (ActivationPrecision precision : precisions_for(dtype)) {
           set_activation_precision(precision);
           // FP8 blocks of 64 x 32 keep the 70 columns on the SIMD path.
@@ -469,6 +501,138 @@ TEST(ActivationPrecision, SimdRoundingIsBitwiseTheScalarOne) {
   }
 }
 
+// Q8 / Q4: matmul quantizes each token's activations to int16 per group of 32 columns (error at
+// most half a step, max|x_g| / (2 * kActivationCodeMax), per element), so out[t][r] may differ
+// from the reference on the dequantized weights by that times sum_{c in g} |W[r][c]| summed over
+// the groups, plus float rounding.
+void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, uint32_t seed,
+                                      const std::string& label) {
+  const std::vector<float> x = random_floats(n_tokens * w.cols, seed);
+  std::vector<float> fast(static_cast<size_t>(n_tokens * w.rows), NAN);
+  std::vector<float> reference(fast.size());
+  matmul(w, x.data(), n_tokens, fast.data());
+  matmul_reference(w, x.data(), n_tokens, reference.data());
+  std::vector<float> weight_row(static_cast<size_t>(w.cols));
+  int failures = 0;
+  for (int64_t r = 0; r < w.rows && failures < 5; ++r) {
+    dequantize_row(w, r, weight_row.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x.data() + t * w.cols;
+      double bound = 0.0, magnitude = 0.0;
+      for (int64_t g = 0; g * kQuantGroup < w.cols; ++g) {
+        double largest = 0.0, weight_sum = 0.0;
+        for (int64_t c = g * kQuantGroup; c < std::min(w.cols, (g + 1) * kQuantGroup); ++c) {
+          largest = std::max(largest, std::fabs(double(xt[c])));
+          weight_sum += std::fabs(double(weight_row[size_t(c)]));
+          magnitude += std::fabs(double(xt[c]) * weight_row[size_t(c)]);
+        }
+        bound += largest / (2.0 * kActivationCodeMax) * weight_sum;
+      }
+      const size_t index = size_t(t * w.rows + r);
+      const double error = std::fabs(double(fast[index]) - double(reference[index]));
+      if (!(error <= 1.001 * bound + 1e-5 * magnitude + 1e-30)) {
+        ADD_FAILURE() << label << ": out[" << t << "][" << r << "] = " << fast[index]
+                      << ", reference " << reference[index] << " (error " << error << ", bound "
+                      << bound << ")";
+        ++failures;
+      }
+    }
+  }
+}
+
+TEST(Matmul, QuantizedFormatsMatchReferenceWithinActivationRounding) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : {DType::Q8, DType::Q4}) {
+      for (int64_t rows : {1, 3, 17, 130}) {
+        for (int64_t cols : {1, 31, 32, 33, 64, 65, 100, 128, 129, 300, 1000}) {
+          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+          for (int64_t n_tokens : {1, 3, 8, 9, 20}) {
+            expect_quant_matmul_within_bound(
+                weights.w, n_tokens, ++seed,
+                describe(isa, dtype, rows, cols, n_tokens) + (quant_simd_active(dtype) ? " (simd)" : ""));
+          }
+        }
+      }
+    }
+  }
+}
+
+// The integer parts of the quantized products are exact, so the kernels of every instruction
+// set agree up to the order of the float sums over groups.
+TEST(Matmul, QuantizedKernelsAgreeAcrossInstructionSets) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 8000;
+  for (DType dtype : {DType::Q8, DType::Q4}) {
+    for (int64_t cols : {33, 130, 1000}) {
+      const RandomWeights weights = random_weights(dtype, 45, cols, ++seed);
+      const int64_t n_tokens = 11;
+      const std::vector<float> x = random_floats(n_tokens * cols, ++seed);
+      std::vector<std::vector<float>> outputs;
+      for (KernelIsa isa : supported_isas()) {
+        set_active_isa(isa);
+        outputs.emplace_back(size_t(n_tokens * 45));
+        matmul(weights.w, x.data(), n_tokens, outputs.back().data());
+      }
+      std::vector<float> weight_row(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < 45; ++r) {
+        dequantize_row(weights.w, r, weight_row.data());
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          double magnitude = 0.0;
+          for (int64_t c = 0; c < cols; ++c) magnitude += std::fabs(double(x[size_t(t * cols + c)]) * weight_row[c]);
+          for (size_t i = 1; i < outputs.size(); ++i) {
+            EXPECT_NEAR(outputs[0][size_t(t * 45 + r)], outputs[i][size_t(t * 45 + r)], 2e-6 * magnitude)
+                << dtype_name(dtype) << " cols " << cols << " isa #" << i;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(BlockQuant, RowsRoundTripWithinHalfAStepAndQ4PacksColumnPairs) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  for (DType dtype : {DType::Q8, DType::Q4}) {
+    for (int64_t cols : {1, 31, 33, 200, 256}) {
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (auto& v : row) v = normal(rng);
+      std::vector<uint8_t> codes(size_t(quant_row_bytes(dtype, cols)));
+      std::vector<uint16_t> scales(size_t(quant_groups(cols)));
+      quantize_row(dtype, row.data(), cols, codes.data(), scales.data());
+      double error = 0.0, energy = 0.0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const float scale = f16_to_f32(scales[size_t(c / kQuantGroup)]);
+        const float value = float(quant_value(dtype, codes.data(), c)) * scale;
+        if (dtype == DType::Q8) {
+          EXPECT_LE(std::fabs(value - row[c]), 0.5f * scale * 1.001f) << c;
+        }
+        error += double(value - row[c]) * (value - row[c]);
+        energy += double(row[c]) * row[c];
+      }
+      // 4-bit codes: the relative RMS error of normal values is about 0.1.
+      EXPECT_LT(std::sqrt(error / energy), dtype == DType::Q8 ? 0.01 : 0.13) << dtype_name(dtype) << cols;
+    }
+  }
+  // Q4: byte i of a 128-column chunk holds column i (low nibble) and column 64 + i (high).
+  std::vector<float> row(256, 0.0f);
+  row[5] = 1.0f;     // code 7 + 8 or -8 + 8 depending on the scale's sign: nonzero nibble
+  row[64 + 7] = 1.0f;
+  row[128 + 64 + 1] = -1.0f;
+  std::vector<uint8_t> codes(size_t(quant_row_bytes(DType::Q4, 256)));
+  std::vector<uint16_t> scales(8);
+  quantize_row(DType::Q4, row.data(), 256, codes.data(), scales.data());
+  EXPECT_EQ(codes.size(), 128u);
+  EXPECT_NE(codes[5] & 0x0f, 8);
+  EXPECT_EQ(codes[5] >> 4, 8);
+  EXPECT_NE(codes[7] >> 4, 8);
+  EXPECT_NE(codes[64 + 1] >> 4, 8);
+  EXPECT_EQ(codes[64 + 1] & 0x0f, 8);
+  EXPECT_FLOAT_EQ(float(quant_value(DType::Q4, codes.data(), 192 + 1)) * f16_to_f32(scales[6]), -1.0f);
+}
+
 TEST(Matmul, RejectsBadInput) {
   RandomWeights weights = random_weights(DType::F32, 4, 4, 1);
   std::vector<float> x(8), out(8);
@@ -487,6 +651,15 @@ TEST(Matmul, RejectsBadInput) {
   w.scale_cols = 2;  // needs 3 for 300 columns in blocks of 128
   EXPECT_THROW(matmul(w, x.data(), 1, out.data()), Error);
   EXPECT_NO_THROW(matmul(weights.w, x.data(), 0, out.data()));
+  for (DType dtype : {DType::Q8, DType::Q4}) {
+    RandomWeights quant = random_weights(dtype, 4, 300, 3);
+    w = quant.w;
+    w.group_scale = nullptr;
+    EXPECT_THROW(matmul(w, x.data(), 1, out.data()), Error);
+    w = quant.w;
+    w.scale_cols = 9;  // needs 10 for 300 columns in groups of 32
+    EXPECT_THROW(matmul(w, x.data(), 1, out.data()), Error);
+  }
 }
 
 TEST(CpuDispatch, ScalarIsAlwaysSupportedAndNamed) {

@@ -74,6 +74,14 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__)
+  return isa_supported(KernelIsa::kAvx512) && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 KernelIsa active_isa() {
   int isa = g_active_isa.load(std::memory_order_relaxed);
   if (isa == kUnset) {

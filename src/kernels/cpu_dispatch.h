@@ -19,6 +19,8 @@ bool isa_supported(KernelIsa isa);
 // Whether this CPU has AVX512_BF16 (vdpbf16ps), which matmul uses for BF16 weights
 // (activation_precision.h).
 bool cpu_has_avx512_bf16();
+// Whether this CPU has AVX512_VNNI (vpdpbusd), used by the Q4 weight kernel.
+bool cpu_has_avx512_vnni();
 
 // The set in use: DSV3_KERNELS if set (throws dsv3::Error when it names an unknown set or one
 // this CPU lacks), else the best supported one.

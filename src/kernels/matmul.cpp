@@ -10,7 +10,9 @@
 #include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul_path.h"
+#include "kernels/quant_matmul.h"
 #include "kernels/simd/isa_kernels.h"
+#include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -54,9 +56,10 @@ void validate(const WeightMatrix& w, const float* x, int64_t n_tokens, const flo
   if (w.rows < 0 || w.cols < 0) throw Error("matmul: negative shape of weight " + describe(w));
   if (n_tokens < 0) throw Error("matmul: negative token count " + std::to_string(n_tokens));
   if (w.dtype != DType::F32 && w.dtype != DType::BF16 && w.dtype != DType::F16 &&
-      w.dtype != DType::F8_E4M3) {
+      w.dtype != DType::F8_E4M3 && !is_block_quantized(w.dtype)) {
     throw Error("matmul: unsupported weight dtype " + describe(w));
   }
+  if (is_block_quantized(w.dtype)) validate_quant_weight(w);
   if (w.rows * w.cols > 0 && w.data == nullptr)
     throw Error("matmul: weight " + describe(w) + " has no data");
   if (n_tokens > 0 && w.cols > 0 && x == nullptr)
@@ -429,6 +432,10 @@ void matmul_group(std::span<const MatmulItem> items) {
   stream_paths.clear();
   for (const MatmulItem& item : items) {
     if (trivial_product(*item.w, item.n_tokens, item.out)) continue;
+    if (is_block_quantized(item.w->dtype)) {
+      quant_matmul(*item.w, item.x, item.n_tokens, item.out);
+      continue;
+    }
     const MatmulPath path =
         choose_matmul_path(*item.w, item.n_tokens, !item.float_activations);
     if (is_panel(path)) {

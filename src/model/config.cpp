@@ -249,10 +249,18 @@ void Config::validate() const {
             "beta_fast must not be smaller than beta_slow");
   }
   if (!quantization_config.quant_method.empty()) {
-    require(quantization_config.quant_method == "fp8", "quantization_config",
-            "quant_method \"" + quantization_config.quant_method + "\" is not supported here");
-    require(quantization_config.fmt == "e4m3", "quantization_config",
-            "fmt \"" + quantization_config.fmt + "\" is not supported (e4m3)");
+    const QuantizationConfig& quant = quantization_config;
+    require(quant.quant_method == "fp8" || quant.quant_method == "dsv3", "quantization_config",
+            "quant_method \"" + quant.quant_method + "\" is not supported here (fp8, dsv3)");
+    if (quant.quant_method == "fp8")
+      require(quant.fmt == "e4m3", "quantization_config",
+              "fmt \"" + quant.fmt + "\" is not supported (e4m3)");
+    if (quant.quant_method == "dsv3") {
+      require(quant.fmt == "q8" || quant.fmt == "q4", "quantization_config",
+              "fmt \"" + quant.fmt + "\" is not supported with quant_method dsv3 (q8, q4)");
+      require(quant.block_rows == 1 && quant.block_cols == 32, "quantization_config",
+              "weight_block_size must be [1, 32] with quant_method dsv3");
+    }
     require(quantization_config.block_rows > 0 && quantization_config.block_cols > 0,
             "quantization_config", "weight_block_size must be positive");
   }

@@ -25,7 +25,9 @@ struct RopeScaling {
 };
 
 // The official FP8 checkpoints: {"quant_method": "fp8", "fmt": "e4m3",
-// "activation_scheme": "dynamic", "weight_block_size": [128, 128]}.
+// "activation_scheme": "dynamic", "weight_block_size": [128, 128]}. `dsv3 quantize` writes
+// {"quant_method": "dsv3", "fmt": "q8" | "q4", "weight_block_size": [1, 32], ...}
+// (tensor/block_quant.h).
 struct QuantizationConfig {
   std::string quant_method;  // "" = not quantized
   std::string fmt = "e4m3";
@@ -95,6 +97,8 @@ struct Config {
   int64_t experts_per_group() const { return n_routed_experts / n_group; }
   bool is_moe_layer(int64_t layer) const { return layer >= first_k_dense_replace; }
   bool is_fp8() const { return quantization_config.quant_method == "fp8"; }
+  // Q8 / Q4 linear weights written by `dsv3 quantize`.
+  bool is_block_quantized() const { return quantization_config.quant_method == "dsv3"; }
   std::string label_name(int64_t id) const {
     return id >= 0 && id < int64_t(id2label.size()) ? id2label[id] : "LABEL_" + std::to_string(id);
   }

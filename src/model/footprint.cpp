@@ -3,10 +3,7 @@
 namespace dsv3 {
 
 int64_t matrix_bytes(const WeightMatrix& m) {
-  if (m.empty()) return 0;
-  int64_t bytes = m.rows * m.cols * int64_t(dtype_size(m.dtype));
-  if (m.block_scale) bytes += ((m.rows + m.block_rows - 1) / m.block_rows) * m.scale_cols * 4;
-  return bytes;
+  return m.stored_bytes();
 }
 
 namespace {

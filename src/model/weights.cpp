@@ -1,8 +1,10 @@
 #include "model/weights.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#include "tensor/block_quant.h"
 #include "util/error.h"
 
 namespace dsv3 {
@@ -58,6 +60,9 @@ class WeightLoader {
 
   // A [rows][cols] matrix used in place. F8_E4M3 needs its `_scale_inv` block scales.
   WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols) {
+    if (const TensorEntry* found = checkpoint_.find(name);
+        found && (found->dtype == DType::I8 || found->dtype == DType::U8))
+      return quantized_matrix(name, *found, rows, cols);
     const TensorEntry& tensor = checkpoint_.require(name, {rows, cols});
     WeightMatrix matrix;
     matrix.dtype = tensor.dtype;
@@ -84,6 +89,44 @@ class WeightLoader {
       matrix.block_cols = block_cols;
       matrix.scale_cols = scale_cols;
     }
+    return matrix;
+  }
+
+  // A Q8 / Q4 matrix of `dsv3 quantize` (tensor/block_quant.h): I8 or U8 codes and the
+  // "<name>_scale" F16 [rows, ceil(cols / 32)] group scales, both used in place.
+  WeightMatrix quantized_matrix(const std::string& name, const TensorEntry& tensor, int64_t rows,
+                                int64_t cols) {
+    const auto& quant = config_.quantization_config;
+    if (!config_.is_block_quantized())
+      throw Error(checkpoint_.dir() + ": tensor " + name + " has dtype " +
+                  std::string(dtype_name(tensor.dtype)) +
+                  " but config.json has no quantization_config with quant_method \"dsv3\"");
+    const DType format = quant.fmt == "q8" ? DType::Q8 : DType::Q4;
+    const DType stored = format == DType::Q8 ? DType::I8 : DType::U8;
+    if (tensor.dtype != stored)
+      throw Error(checkpoint_.dir() + ": tensor " + name + " has dtype " +
+                  std::string(dtype_name(tensor.dtype)) + ", expected " +
+                  std::string(dtype_name(stored)) + " for quantization fmt " + quant.fmt);
+    checkpoint_.require(name, {rows, quant_row_bytes(format, cols)});
+    const std::string scale_name = name + "_scale";
+    const int64_t groups = quant_groups(cols);
+    const TensorEntry& scale = checkpoint_.require(scale_name, {rows, groups});
+    if (scale.dtype != DType::F16)
+      throw Error(checkpoint_.dir() + ": tensor " + scale_name + " has dtype " +
+                  std::string(dtype_name(scale.dtype)) + ", expected F16");
+    const auto* scales = static_cast<const uint16_t*>(aligned(scale));
+    for (int64_t i = 0; i < rows * groups; ++i) {
+      if (!std::isfinite(f16_to_f32(scales[i])))
+        throw Error(checkpoint_.dir() + ": tensor " + scale_name + " has a non-finite scale at " +
+                    std::to_string(i));
+    }
+    WeightMatrix matrix;
+    matrix.dtype = format;
+    matrix.data = aligned(tensor);
+    matrix.rows = rows;
+    matrix.cols = cols;
+    matrix.group_scale = scales;
+    matrix.scale_cols = groups;
     return matrix;
   }
 
@@ -156,7 +199,8 @@ class WeightLoader {
     WeightMatrix view = m;
     view.rows = count;
     if (m.dtype != DType::F8_E4M3) {
-      view.data = static_cast<const std::byte*>(m.data) + first * m.cols * int64_t(dtype_size(m.dtype));
+      view.data = static_cast<const std::byte*>(m.data) + first * m.row_bytes();
+      if (m.group_scale) view.group_scale = m.group_scale + first * m.scale_cols;
       return view;
     }
     if (first % m.block_rows == 0) {

@@ -31,12 +31,14 @@ constexpr std::array<DTypeEntry, 11> kDTypes{{
 size_t dtype_size(DType dtype) {
   for (const auto& entry : kDTypes)
     if (entry.dtype == dtype) return entry.size;
-  return 0;
+  return dtype == DType::Q8 ? 1 : 0;
 }
 
 std::string_view dtype_name(DType dtype) {
   for (const auto& entry : kDTypes)
     if (entry.dtype == dtype) return entry.name;
+  if (dtype == DType::Q8) return "Q8";
+  if (dtype == DType::Q4) return "Q4";
   return "?";
 }
 

@@ -9,11 +9,13 @@
 
 namespace dsv3 {
 
-enum class DType { F64, F32, F16, BF16, F8_E4M3, I64, I32, I16, I8, U8, BOOL };
+// Q8 and Q4 are the block-quantized weight formats of tensor/block_quant.h: not safetensors
+// dtypes (stored as I8 / U8 codes plus F16 scales), only WeightMatrix formats.
+enum class DType { F64, F32, F16, BF16, F8_E4M3, I64, I32, I16, I8, U8, BOOL, Q8, Q4 };
 
-// Bytes per element.
+// Bytes per element (0 for Q4, whose rows are packed: see quant_row_bytes).
 size_t dtype_size(DType dtype);
-// The safetensors spelling ("F32", "BF16", "F8_E4M3", ...).
+// The safetensors spelling ("F32", "BF16", "F8_E4M3", ...); "Q8" / "Q4" for those formats.
 std::string_view dtype_name(DType dtype);
 // Parses the safetensors spelling; throws dsv3::Error naming `where` for an unknown one.
 DType parse_dtype(std::string_view name, const std::string& where);

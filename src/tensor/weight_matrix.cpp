@@ -1,5 +1,7 @@
 #include "tensor/weight_matrix.h"
 
+#include "tensor/block_quant.h"
+
 namespace dsv3 {
 
 float WeightMatrix::at(int64_t row, int64_t col) const {
@@ -15,9 +17,27 @@ float WeightMatrix::at(int64_t row, int64_t col) const {
       float scale = block_scale[(row / block_rows) * scale_cols + col / block_cols];
       return fp8_e4m3_to_f32(static_cast<const uint8_t*>(data)[index]) * scale;
     }
+    case DType::Q8:
+    case DType::Q4: {
+      const auto* row_codes = static_cast<const uint8_t*>(data) + row * row_bytes();
+      return float(quant_value(dtype, row_codes, col)) *
+             f16_to_f32(group_scale[row * scale_cols + col / kQuantGroup]);
+    }
     default:
       return 0.0f;
   }
+}
+
+int64_t WeightMatrix::row_bytes() const {
+  return is_block_quantized(dtype) ? quant_row_bytes(dtype, cols) : cols * int64_t(dtype_size(dtype));
+}
+
+int64_t WeightMatrix::stored_bytes() const {
+  if (data == nullptr) return 0;
+  int64_t bytes = rows * row_bytes();
+  if (block_scale) bytes += ((rows + block_rows - 1) / block_rows) * scale_cols * 4;
+  if (group_scale) bytes += rows * scale_cols * 2;
+  return bytes;
 }
 
 }  // namespace dsv3

@@ -9,8 +9,8 @@
 namespace dsv3 {
 
 struct WeightMatrix {
-  DType dtype = DType::F32;  // F32, F16, BF16 or F8_E4M3
-  const void* data = nullptr;  // row-major [rows][cols]
+  DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3, Q8 or Q4
+  const void* data = nullptr;  // row-major [rows][cols] (Q4: rows of packed chunks, row_bytes())
   int64_t rows = 0;            // output features
   int64_t cols = 0;            // input features
   // FP8 block scaling, the official DeepSeek-V3 layout:
@@ -19,8 +19,14 @@ struct WeightMatrix {
   int64_t block_rows = 0;
   int64_t block_cols = 0;
   int64_t scale_cols = 0;
+  // Q8 / Q4 (tensor/block_quant.h): float16 scales [rows][scale_cols], one per 32 columns.
+  const uint16_t* group_scale = nullptr;
 
   bool empty() const { return data == nullptr; }
+  // Bytes from one row to the next in `data`.
+  int64_t row_bytes() const;
+  // Bytes of the stored matrix with its scales.
+  int64_t stored_bytes() const;
   // One element as float (slow; for references and tests).
   float at(int64_t row, int64_t col) const;
 };

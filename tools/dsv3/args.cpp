@@ -30,6 +30,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& va
         if (i + 1 >= argv.size()) throw Error("flag " + arg + " needs a value");
         values_[arg] = argv[++i];
       }
+      all_values_[arg].push_back(values_[arg]);
     } else if (switch_flags.count(arg)) {
       if (has_inline_value) throw Error("flag " + arg + " takes no value");
       switches_.insert(arg);
@@ -52,6 +53,11 @@ std::string Args::require(const std::string& flag) const {
   auto it = values_.find(flag);
   if (it == values_.end()) throw Error("missing required flag " + flag);
   return it->second;
+}
+
+std::vector<std::string> Args::get_all(const std::string& flag) const {
+  auto it = all_values_.find(flag);
+  return it == all_values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 long long Args::get_int(const std::string& flag, long long fallback) const {

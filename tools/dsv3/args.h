@@ -20,12 +20,15 @@ class Args {
   bool has(const std::string& flag) const;
   std::string get(const std::string& flag, const std::string& fallback = "") const;
   std::string require(const std::string& flag) const;  // throws when absent
+  // Every value given to a repeatable flag, in order (get() returns the last).
+  std::vector<std::string> get_all(const std::string& flag) const;
   long long get_int(const std::string& flag, long long fallback) const;
   double get_double(const std::string& flag, double fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> all_values_;
   std::set<std::string> switches_;
   std::vector<std::string> positional_;
 };

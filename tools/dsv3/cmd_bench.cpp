@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "args.h"
+#include "bench_formats.h"
 #include "commands.h"
 #include "generate/sampler.h"
 #include "kernels/activation_precision.h"
@@ -84,10 +85,12 @@ int run_bench(const CommandArgs& argv) {
             {"--json", "--help"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
-                 "usage: dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T]\n"
-                 "       [--activations f32|bf16|auto] [--json]\n");
+                 "usage: dsv3 bench -m DIR [-m DIR2 ...] [--prompt N] [--gen N] [--ctx-depth D]\n"
+                 "       [--threads T] [--activations f32|bf16|auto] [--json]\n");
     return 0;
   }
+  // Several models (e.g. one per weight format): one row each, see cmd_bench_formats.cpp.
+  if (args.get_all("--model").size() > 1) return run_bench_models(args);
   const std::string dir = args.require("--model");
   const int64_t prompt_tokens = args.get_int("--prompt", 512);
   const int64_t gen_tokens = args.get_int("--gen", 32);

@@ -18,5 +18,7 @@ int run_generate(const CommandArgs& args);
 int run_chat(const CommandArgs& args);
 int run_serve(const CommandArgs& args);
 int run_bench(const CommandArgs& args);
+int run_quantize(const CommandArgs& args);
+int run_quant_accuracy(const CommandArgs& args);
 
 }  // namespace dsv3::cli

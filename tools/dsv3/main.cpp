@@ -27,6 +27,9 @@ const Command kCommands[] = {
     {"chat", "interactive multi-turn chat", dsv3::cli::run_chat},
     {"serve", "OpenAI-compatible HTTP server with continuous batching", dsv3::cli::run_serve},
     {"bench", "prefill/decode speed against the machine's roofline", dsv3::cli::run_bench},
+    {"quantize", "rewrite a checkpoint with q8 or q4 linear weights", dsv3::cli::run_quantize},
+    {"quant-accuracy", "next-token KL and top-1 agreement of models vs a reference",
+     dsv3::cli::run_quant_accuracy},
 };
 
 void print_usage() {

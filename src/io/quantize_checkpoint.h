@@ -1,0 +1,34 @@
+// `dsv3 quantize`: a checkpoint directory (F32, F16, BF16 or FP8 e4m3 block-scaled) rewritten
+// with every linear weight in Q8 or Q4 (tensor/block_quant.h). Embeddings (model.embed_tokens,
+// and an MTP layer's embed_tokens), norms, the MoE router (mlp.gate.weight and its
+// e_score_correction_bias), biases and a classification head (score.weight) keep their
+// original values: copied as they are, or, if stored as FP8, dequantized to BF16. Everything
+// else in the directory (tokenizer files, generation_config.json, ...) is copied; config.json
+// gets the quantization_config describing the format.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tensor/dtype.h"
+
+namespace dsv3 {
+
+struct QuantizeSummary {
+  int64_t quantized_tensors = 0;
+  int64_t kept_tensors = 0;
+  int64_t input_bytes = 0;   // tensor data read
+  int64_t output_bytes = 0;  // tensor data written
+  int64_t shards = 0;
+};
+
+// Whether `dsv3 quantize` converts tensor `name` of this shape (a 2-D linear weight).
+bool is_quantized_linear(const std::string& name, int64_t dims);
+
+// Writes the quantized checkpoint (format DType::Q8 or DType::Q4) to out_dir (created; tensor
+// files of at most ~2 GB each, with model.safetensors.index.json when more than one). Throws
+// dsv3::Error on unreadable input, an already block-quantized input or an unwritable out_dir.
+QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string& out_dir,
+                                    DType format);
+
+}  // namespace dsv3

@@ -1,0 +1,23 @@
+// kernels::matmul for the block-quantized Q8 / Q4 weights (tensor/block_quant.h): each token's
+// activations are quantized to int16 per group of 32 columns with their own scale (so a token's
+// result never depends on its batch), every group's integer dot product is exact, and
+//   out[t][r] = sum over groups g of float(dot_g(q_w[r], q_x[t])) * (scale_w[r][g] * scale_x[t][g])
+// The AVX-512 kernels (simd/quant_avx512.cpp: vpmaddwd for Q8, VNNI vpdpbusd for Q4) sum the
+// groups in 16 float lanes; the portable kernel here one group after the other (also used for
+// Q4 on AVX-512 CPUs without VNNI). Only matmul() calls these.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/weight_matrix.h"
+
+namespace dsv3::kernels {
+
+// Throws dsv3::Error unless w is a consistent Q8/Q4 matrix (scales present, scale_cols right).
+void validate_quant_weight(const WeightMatrix& w);
+// out[t][r] for a validated Q8/Q4 w, n_tokens >= 1, w.rows >= 1, w.cols >= 1.
+void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
+// Whether quant_matmul uses an AVX-512 kernel for this format with the active kernel set.
+bool quant_simd_active(DType dtype);
+
+}  // namespace dsv3::kernels

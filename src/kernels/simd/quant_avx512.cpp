@@ -1,0 +1,239 @@
+// The Q8 / Q4 matrix kernels for AVX-512 (F, BW, VL; Q4 also VNNI). Each token's activations
+// come as int16 codes per group of 32 columns (kernels/quant_matmul.cpp); every group's integer
+// dot product with the weight codes is exact, then scaled and added in float:
+//   Q8: one group is one vector of 32 int16 (weight codes sign-extended), vpmaddwd sums pairs
+//       into 16 int32 lanes (|sum| < 2^24), and for every (row r, token t) of the register tile
+//       acc[r][t] = fma(float(ints), w_scale[r][g] * x_scale[t][g], acc[r][t]).
+//   Q4: 64 columns (two groups) at a time: the unsigned nibbles (q + 8) times the activation
+//       codes split in bytes, q_x = 256 * high + low: ints = (vpdpbusd(0, w, high) << 8) +
+//       vpdpbusd(offsets, w, low) (lanes 0-7 one group, 8-15 the next, |lane| < 2^24), then
+//       acc[r][t] = fma(float(ints), w_scales[r][s] * x_scales[t][s], acc[r][t]) by lanes.
+// out[t][r] = reduce_add(acc[r][t]) in the fixed order of simd/avx512.cpp. The sequence is the
+// same whatever the tile, the panel, the batch or the thread: batch invariant.
+
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/simd/quant_kernels.h"
+#include "tensor/block_quant.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+
+namespace dsv3::kernels::simd {
+namespace {
+
+float reduce_add(__m512 v) {
+  // Fixed pairwise order: (lo 256 + hi 256), then halves again, down to one lane.
+  __m256 sum8 = _mm256_add_ps(_mm512_castps512_ps256(v),
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
+  __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+  __m128 sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
+  return _mm_cvtss_f32(sum1);
+}
+
+// One float16 scale, broadcast.
+__m512 broadcast_scale(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_set1_epi16(short(*p))); }
+
+// Group g of every row of the tile (weights as int16, their scales) against every token.
+template <int kRows, int kTokens>
+inline void group_step(const QuantMatmulJob& job, int64_t token, int64_t g,
+                       const __m512i (&weights)[kRows], const __m512 (&scales)[kRows],
+                       __m512 (&acc)[kRows][kTokens]) {
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t) {
+    const __m512i x = _mm512_loadu_si512(job.x_codes + (token + t) * job.x_stride + g * kQuantGroup);
+    const __m512 x_scale = _mm512_set1_ps(job.x_scales[(token + t) * job.x_groups + g]);
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 ints = _mm512_cvtepi32_ps(_mm512_madd_epi16(weights[i], x));
+      acc[i][t] = _mm512_fmadd_ps(ints, _mm512_mul_ps(scales[i], x_scale), acc[i][t]);
+    }
+  }
+}
+
+// Q8: out[token + t][row + i] for i < kRows, t < kTokens.
+struct Q8Tile {
+  template <int kRows, int kTokens>
+  static void dot(const QuantMatmulJob& job, int64_t row, int64_t token);
+};
+
+template <int kRows, int kTokens>
+void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
+  const WeightMatrix& w = *job.w;
+  const int64_t row_bytes = w.row_bytes();
+  const auto* first_row = static_cast<const uint8_t*>(w.data) + row * row_bytes;
+  const uint16_t* first_scales = w.group_scale + row * w.scale_cols;
+  // The rows of the tile after next come next in memory: prefetching them while this tile
+  // streams keeps enough reads in flight for the few short streams of a tile.
+  const uint8_t* ahead = first_row + 2 * kRows * row_bytes;
+  const bool prefetch = row + 3 * kRows <= w.rows;
+
+  __m512 acc[kRows][kTokens];
+#pragma GCC unroll 8
+  for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+    for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+
+  {
+    for (int64_t g = 0; g * kQuantGroup < w.cols; ++g) {
+      const int64_t c = g * kQuantGroup;
+      const int64_t n = w.cols - c < kQuantGroup ? w.cols - c : kQuantGroup;
+      const __mmask32 mask = n == 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
+      __m512i weights[kRows];
+      __m512 scales[kRows];
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) {
+        if (prefetch && g % 2 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + i * row_bytes + c), _MM_HINT_T1);
+        weights[i] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, first_row + i * row_bytes + c));
+        scales[i] = broadcast_scale(first_scales + i * w.scale_cols + g);
+      }
+      group_step<kRows, kTokens>(job, token, g, weights, scales, acc);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t)
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i) job.out[(token + t) * w.rows + row + i] = reduce_add(acc[i][t]);
+}
+
+// Rows [row_begin, row_end) for tokens [token, token + kTokens): tiles of kRows, then single rows.
+template <class Tile, int kTokens>
+void dot_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token) {
+  constexpr int kRows = kTokens <= 4 ? 4 : 2;  // kRows * kTokens accumulators <= 16
+  int64_t r = row_begin;
+  for (; r + kRows <= row_end; r += kRows) Tile::template dot<kRows, kTokens>(job, r, token);
+  for (; r < row_end; ++r) Tile::template dot<1, kTokens>(job, r, token);
+}
+
+constexpr int kMaxTileTokens = 8;
+
+// Calls body(std::integral_constant<int, n>) for a run-time n in [1, kMax].
+template <int kMax, class Body>
+inline void with_token_count(int64_t n, Body&& body) {
+  if constexpr (kMax >= 1) {
+    if (n == kMax) return body(std::integral_constant<int, kMax>());
+    return with_token_count<kMax - 1>(n, body);
+  }
+}
+
+template <class Tile>
+void quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end) {
+  const int64_t panel = job.n_tokens <= kMaxTileTokens ? row_end - row_begin : job.panel_rows;
+  for (int64_t row0 = row_begin; row0 < row_end; row0 += panel) {
+    const int64_t row1 = row_end - row0 < panel ? row_end : row0 + panel;
+    for (int64_t token = 0; token < job.n_tokens; token += kMaxTileTokens) {
+      const int64_t n = job.n_tokens - token < kMaxTileTokens ? job.n_tokens - token : kMaxTileTokens;
+      with_token_count<kMaxTileTokens>(n, [&](auto tokens) {
+        dot_rows<Tile, decltype(tokens)::value>(job, row0, row1, token);
+      });
+    }
+  }
+}
+
+}  // namespace
+
+void avx512_quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end) {
+  quant_rows<Q8Tile>(job, row_begin, row_end);
+}
+
+}  // namespace dsv3::kernels::simd
+
+#pragma GCC pop_options
+
+// The Q4 kernel needs VNNI: compiled in its own target region, so the Q8 kernel above never
+// contains a VNNI instruction.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
+
+namespace dsv3::kernels::simd {
+namespace {
+
+// Lanes 0-7 = lane `first` of `scales`, lanes 8-15 = lane `first + 1`.
+__m512 spread_pair(__m128 scales, int first) {
+  const __m512i index = first == 0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+                                   : _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  return _mm512_permutexvar_ps(index, _mm512_castps128_ps512(scales));
+}
+
+// Step s (64 columns, two groups) of every row of the tile (unsigned nibbles, lane scales)
+// against every token.
+template <int kRows, int kTokens>
+inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s, const __m512i (&codes)[kRows],
+                    const __m512 (&scales)[kRows], __m512 (&acc)[kRows][kTokens]) {
+  const int64_t steps = job.x_stride / 64;
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t) {
+    const int64_t byte_index = (token + t) * job.x_stride + s * 64;
+    const int64_t lane_index = ((token + t) * steps + s) * 16;
+    const __m512i high = _mm512_loadu_si512(job.x_high + byte_index);
+    const __m512i low = _mm512_loadu_si512(job.x_low + byte_index);
+    const __m512i offsets = _mm512_loadu_si512(job.x_lane_offsets + lane_index);
+    const __m512 x_scales = _mm512_loadu_ps(job.x_lane_scales + lane_index);
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i) {
+      const __m512i high_ints = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[i], high);
+      const __m512i ints = _mm512_add_epi32(_mm512_slli_epi32(high_ints, 8),
+                                            _mm512_dpbusd_epi32(offsets, codes[i], low));
+      acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(scales[i], x_scales), acc[i][t]);
+    }
+  }
+}
+
+struct Q4Tile {
+  template <int kRows, int kTokens>
+  static void dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
+    const WeightMatrix& w = *job.w;
+    const int64_t row_bytes = w.row_bytes();
+    const auto* first_row = static_cast<const uint8_t*>(w.data) + row * row_bytes;
+    const uint16_t* first_scales = w.group_scale + row * w.scale_cols;
+    const uint8_t* ahead = first_row + 2 * kRows * row_bytes;
+    const bool prefetch = row + 3 * kRows <= w.rows;
+    __m512 acc[kRows][kTokens];
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+      for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+    const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+    for (int64_t chunk = 0; chunk * kQ4ChunkCols < w.cols; ++chunk) {
+      const int64_t n_scales = w.scale_cols - 4 * chunk < 4 ? w.scale_cols - 4 * chunk : 4;
+      __m512i low[kRows], high[kRows];
+      __m512 low_scales[kRows], high_scales[kRows];
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) {
+        const int64_t offset = i * row_bytes + chunk * kQ4ChunkBytes;
+        if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(ahead + offset), _MM_HINT_T1);
+        const __m512i packed = _mm512_loadu_si512(first_row + offset);
+        low[i] = _mm512_and_si512(packed, low_nibbles);
+        high[i] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
+        const __m128 chunk_scales = _mm_cvtph_ps(
+            _mm_maskz_loadu_epi16(__mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 4 * chunk));
+        low_scales[i] = spread_pair(chunk_scales, 0);
+        high_scales[i] = spread_pair(chunk_scales, 2);
+      }
+      q4_step<kRows, kTokens>(job, token, 2 * chunk, low, low_scales, acc);
+      q4_step<kRows, kTokens>(job, token, 2 * chunk + 1, high, high_scales, acc);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < kTokens; ++t)
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) job.out[(token + t) * w.rows + row + i] = reduce_add(acc[i][t]);
+  }
+};
+
+}  // namespace
+
+void avx512_vnni_q4_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end) {
+  quant_rows<Q4Tile>(job, row_begin, row_end);
+}
+
+}  // namespace dsv3::kernels::simd
+
+#pragma GCC pop_options

@@ -1,0 +1,39 @@
+// The Q8 / Q4 matrix kernel for AVX-512 (simd/quant_avx512.cpp), called by
+// kernels/quant_matmul.cpp with the activations already quantized per token.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/weight_matrix.h"
+
+namespace dsv3::kernels::simd {
+
+struct QuantMatmulJob {
+  const WeightMatrix* w = nullptr;
+  // Token t's int16 codes at x_codes + t * x_stride (x_stride a multiple of 128, zero past
+  // cols) and its scales per group of 32 columns at x_scales + t * x_groups.
+  const int16_t* x_codes = nullptr;
+  int64_t x_stride = 0;
+  const float* x_scales = nullptr;
+  int64_t x_groups = 0;
+  // Q4 only (avx512_vnni_q4_rows): the codes split as q = 256 * high + low, both int8, and per
+  // token and step s of 64 columns ([n_tokens][x_stride / 64][16]): 16 floats, lanes 0-7 the
+  // scale of group 2s and lanes 8-15 that of group 2s+1; 16 int32, lanes 0 and 8 holding
+  // -8 * (sum of the group's codes) and the others 0 (the Q4 nibbles enter vpdpbusd unsigned,
+  // q + 8, and this start value takes the 8 back).
+  const int8_t* x_high = nullptr;
+  const int8_t* x_low = nullptr;
+  const float* x_lane_scales = nullptr;
+  const int32_t* x_lane_offsets = nullptr;
+  int64_t n_tokens = 0;
+  float* out = nullptr;  // [n_tokens][w->rows]
+  // Rows per panel: all tokens pass over one panel (kept in L2) before the next.
+  int64_t panel_rows = 0;
+};
+
+// Q8 rows [row_begin, row_end) of out, all tokens (vpmaddwd). Requires AVX-512 F/BW/VL.
+void avx512_quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end);
+// Q4 rows (vpdpbusd on the unpacked nibbles). Requires AVX-512 F/BW/VL and VNNI.
+void avx512_vnni_q4_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end);
+
+}  // namespace dsv3::kernels::simd

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# `dsv3 quantize` end to end on the tiny preset: F32 and FP8 checkpoints quantized to q8 and q4,
+# loaded back, and compared with the F32 model by `dsv3 quant-accuracy` (next-token KL and top-1
+# agreement over a fixed sequence) with thresholds; lying quantized files must fail cleanly.
+#
+# usage: bash tests/quantize_test.sh DSV3_BINARY BUILD_DIR
+set -uo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: bash tests/quantize_test.sh DSV3_BINARY BUILD_DIR" >&2
+  exit 2
+fi
+DSV3=$1
+BUILD_DIR=$2
+PYTHON=/usr/bin/python3
+[[ -x $PYTHON ]] || PYTHON=python3
+
+mkdir -p "$BUILD_DIR"
+WORK=$(mktemp -d "$BUILD_DIR/quantize.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+"$DSV3" make-tiny "$WORK/f32" --preset tiny --dtype f32 --seed 7 2>/dev/null || { echo "make-tiny failed" >&2; exit 1; }
+"$DSV3" make-tiny "$WORK/fp8" --preset tiny --dtype fp8 --seed 7 2>/dev/null || { echo "make-tiny failed" >&2; exit 1; }
+for type in q8 q4; do
+  "$DSV3" quantize -m "$WORK/f32" -o "$WORK/$type" --type $type || fail "quantize f32 -> $type"
+  "$DSV3" quantize -m "$WORK/fp8" -o "$WORK/fp8-$type" --type $type || fail "quantize fp8 -> $type"
+done
+[[ -f $WORK/q8/tokenizer.json || ! -f $WORK/f32/tokenizer.json ]] || fail "tokenizer files not copied"
+$PYTHON - "$WORK" <<'PYTHON' || fail "quantized layout"
+import json, struct, sys
+work = sys.argv[1]
+config = json.load(open(f"{work}/q4/config.json"))
+q = config["quantization_config"]
+assert q["quant_method"] == "dsv3" and q["fmt"] == "q4" and q["weight_block_size"] == [1, 32], q
+raw = open(f"{work}/q4/model.safetensors", "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + n])
+assert header["model.layers.0.mlp.down_proj.weight"]["dtype"] == "U8"
+assert header["model.layers.0.mlp.down_proj.weight"]["shape"] == [192, 3 * 64]  # 384 cols
+assert header["model.layers.0.mlp.down_proj.weight_scale"]["shape"] == [192, 12]
+assert header["lm_head.weight"]["dtype"] == "U8"
+assert header["model.embed_tokens.weight"]["dtype"] == "F32"
+assert header["model.layers.1.mlp.gate.weight"]["dtype"] == "F32"  # the router stays
+assert header["model.layers.1.mlp.gate.e_score_correction_bias"]["dtype"] == "F32"
+PYTHON
+
+# Thresholds for the tiny preset (hidden 192, 3 layers, random weights): its next-token
+# distributions over 129280 tokens are nearly flat, so top-1 flips on tiny logit changes; the
+# mean KL is the sharper check (a wrong scale or index gives KL > 1). Measured: q8 0.0009 / 97.9%,
+# q4 0.042 / 47%, fp8 0.017 / 77%.
+accuracy() {  # accuracy MIN_TOP1 MAX_MEAN_KL DIR...
+  local min=$1 max_kl=$2
+  shift 2
+  "$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 96 --min-top1 "$min" --max-mean-kl "$max_kl" "$@" ||
+    fail "accuracy of $* below top-1 $min% or above mean KL $max_kl"
+}
+accuracy 95 0.003 "$WORK/q8"
+accuracy 35 0.06 "$WORK/q4" "$WORK/fp8-q4"
+accuracy 65 0.03 "$WORK/fp8" "$WORK/fp8-q8"
+
+# The same result whichever kernels run (the integer parts are exact; sums in another order).
+for isa in scalar avx2; do
+  DSV3_KERNELS=$isa "$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 96 --max-mean-kl 0.003 "$WORK/q8" \
+    >/dev/null 2>"$WORK/isa.err" || { grep -q "does not support" "$WORK/isa.err" || fail "q8 with DSV3_KERNELS=$isa"; }
+done
+
+# Lying files: each must fail with exit code 1 and a one-line error naming the problem.
+expect_error() {  # expect_error DIR PATTERN
+  local out
+  out=$("$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 4 "$1" 2>&1 >/dev/null)
+  local code=$?
+  [[ $code -eq 1 ]] || fail "$1: exit code $code, expected 1 ($out)"
+  [[ $out == *"$2"* ]] || fail "$1: error \"$out\" does not mention \"$2\""
+}
+cp -r "$WORK/q8" "$WORK/no-config"
+$PYTHON - "$WORK/no-config/config.json" <<'PYTHON'
+import json, sys
+c = json.load(open(sys.argv[1])); del c["quantization_config"]; json.dump(c, open(sys.argv[1], "w"))
+PYTHON
+expect_error "$WORK/no-config" 'quant_method "dsv3"'
+cp -r "$WORK/q8" "$WORK/wrong-fmt"
+sed -i 's/"fmt": "q8"/"fmt": "q4"/' "$WORK/wrong-fmt/config.json"
+expect_error "$WORK/wrong-fmt" "expected U8"
+cp -r "$WORK/q8" "$WORK/bad-scale"
+$PYTHON - "$WORK/bad-scale/model.safetensors" <<'PYTHON'
+import json, struct, sys
+path = sys.argv[1]
+raw = open(path, "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + n])
+entry = header["model.layers.0.self_attn.o_proj.weight_scale"]
+rows, groups = entry["shape"]
+entry["shape"] = [groups, rows]  # same bytes, transposed shape
+text = json.dumps(header).encode()
+text += b" " * ((8 - len(text) % 8) % 8)
+open(path, "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+PYTHON
+expect_error "$WORK/bad-scale" "o_proj.weight_scale has shape"
+out=$("$DSV3" quantize -m "$WORK/q8" -o "$WORK/again" --type q4 2>&1)
+[[ $? -eq 1 && $out == *"already quantized"* ]] || fail "re-quantizing: $out"
+
+if [[ $failures -gt 0 ]]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "quantize test passed"

@@ -1,0 +1,124 @@
+// dsv3 quant-accuracy --reference REF_DIR DIR... [--tokens N] [--min-top1 PCT] [--max-mean-kl X]
+// How far quantized models are from a reference (the F32 checkpoint they came from): over one
+// fixed token sequence, fed teacher-forced, the KL divergence KL(P_ref || P_model) of every
+// position's next-token distribution (mean and max, in nats) and the share of positions whose
+// most likely next token agrees. Exits 1 when a model misses a threshold (for tests).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <vector>
+
+#include "args.h"
+#include "commands.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "sampling_flags.h"
+#include "util/error.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+// Deterministic token ids spread over the vocabulary (the same for every model).
+std::vector<int32_t> fixed_tokens(int64_t count, int64_t vocab) {
+  std::vector<int32_t> ids(static_cast<size_t>(count));
+  uint64_t state = 987654321;
+  for (auto& id : ids) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    id = int32_t((state >> 33) % uint64_t(vocab));
+  }
+  ids[0] = 0;
+  return ids;
+}
+
+// log-softmax of one row, in double.
+std::vector<double> log_probabilities(const float* logits, int64_t vocab) {
+  const double largest = *std::max_element(logits, logits + vocab);
+  double sum = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - largest);
+  const double log_sum = largest + std::log(sum);
+  std::vector<double> out(static_cast<size_t>(vocab));
+  for (int64_t i = 0; i < vocab; ++i) out[i] = double(logits[i]) - log_sum;
+  return out;
+}
+
+struct Agreement {
+  double mean_kl = 0, max_kl = 0, top1 = 0;
+};
+
+Agreement compare(const std::vector<float>& reference, const std::vector<float>& logits,
+                  int64_t positions, int64_t vocab) {
+  Agreement result;
+  int64_t agree = 0;
+  for (int64_t p = 0; p < positions; ++p) {
+    const float* ref_row = reference.data() + p * vocab;
+    const float* row = logits.data() + p * vocab;
+    const std::vector<double> log_p = log_probabilities(ref_row, vocab);
+    const std::vector<double> log_q = log_probabilities(row, vocab);
+    double kl = 0.0;
+    for (int64_t i = 0; i < vocab; ++i) kl += std::exp(log_p[i]) * (log_p[i] - log_q[i]);
+    result.mean_kl += kl / double(positions);
+    result.max_kl = std::max(result.max_kl, kl);
+    agree += std::max_element(ref_row, ref_row + vocab) - ref_row == std::max_element(row, row + vocab) - row;
+  }
+  result.top1 = 100.0 * double(agree) / double(positions);
+  return result;
+}
+
+std::vector<float> all_logits(const std::string& dir, const std::vector<int32_t>& ids,
+                              std::string* weights_dtype) {
+  CausalLM model = CausalLM::from_pretrained(dir);
+  LatentCache cache = model.new_cache(int64_t(ids.size()) + 1);
+  *weights_dtype = std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype));
+  return model.forward(std::span(ids), cache, 0);
+}
+
+}  // namespace
+
+int run_quant_accuracy(const CommandArgs& argv) {
+  Args args(argv, {"--reference", "--tokens", "--min-top1", "--max-mean-kl", "--threads"},
+            {"--json", "--help"});
+  if (args.has("--help") || args.positional().empty()) {
+    std::fprintf(stderr,
+                 "usage: dsv3 quant-accuracy --reference REF_DIR DIR... [--tokens N] "
+                 "[--min-top1 PCT] [--max-mean-kl X] [--json]\n");
+    return args.has("--help") ? 0 : 2;
+  }
+  const std::string reference_dir = args.require("--reference");
+  const int64_t tokens = args.get_int("--tokens", 128);
+  if (tokens < 2) throw Error("--tokens must be >= 2");
+  const double min_top1 = args.get_double("--min-top1", 0.0);
+  const double max_mean_kl = args.get_double("--max-mean-kl", INFINITY);
+  apply_thread_flag(args);
+
+  std::string reference_dtype;
+  const int64_t vocab = Config::from_file(reference_dir + "/config.json").vocab_size;
+  const std::vector<int32_t> ids = fixed_tokens(tokens, vocab);
+  const std::vector<float> reference = all_logits(reference_dir, ids, &reference_dtype);
+
+  bool all_pass = true;
+  nlohmann::json rows = nlohmann::json::array();
+  if (!args.has("--json"))
+    std::printf("%-40s %-8s %12s %12s %8s   (reference %s, %s, %lld tokens)\n", "model", "weights",
+                "mean KL", "max KL", "top-1 %", reference_dir.c_str(), reference_dtype.c_str(),
+                (long long)tokens);
+  for (const std::string& dir : args.positional()) {
+    std::string dtype;
+    const std::vector<float> logits = all_logits(dir, ids, &dtype);
+    if (logits.size() != reference.size()) throw Error(dir + ": vocabulary differs from the reference");
+    const Agreement a = compare(reference, logits, tokens, vocab);
+    const bool pass = a.top1 >= min_top1 && a.mean_kl <= max_mean_kl;
+    all_pass = all_pass && pass;
+    rows.push_back({{"model", dir}, {"weights_dtype", dtype}, {"mean_kl", a.mean_kl},
+                    {"max_kl", a.max_kl}, {"top1_pct", a.top1}, {"pass", pass}});
+    if (!args.has("--json"))
+      std::printf("%-40s %-8s %12.3g %12.3g %8.2f%s\n", dir.c_str(), dtype.c_str(), a.mean_kl,
+                  a.max_kl, a.top1, pass ? "" : "   FAIL");
+  }
+  if (args.has("--json")) std::printf("%s\n", rows.dump().c_str());
+  return all_pass ? 0 : 1;
+}
+
+}  // namespace dsv3::cli
