@@ -765,37 +765,51 @@ TEST(Ops, DotAndAxpyMatchReference) {
 }
 
 TEST(Matmul, GroupGivesTheBitsOfMatmul) {
-  // Several products of different shapes, formats and token counts (stream and panel forms)
-  // in one group, for 1 and 2 threads: each out bitwise what matmul alone gives.
+  // Several products of different shapes, formats and token counts (stream and panel forms,
+  // float-activation items among bf16 ones) in one group, for 1 to 3 threads: each out bitwise
+  // what matmul (or matmul_f32_activations) alone gives.
   KernelSettingsGuard guard;
   uint32_t seed = 7000;
+  struct Shape {
+    DType dtype;
+    int64_t rows, cols, n_tokens;
+    bool float_activations;
+  };
+  const Shape shapes[] = {
+      {DType::BF16, 37, 300, 1, false}, {DType::F32, 1, 7, 1, false},
+      {DType::F8_E4M3, 129, 256, 3, false}, {DType::F16, 101, 65, 9, false},
+      {DType::BF16, 48, 64, 1, true},   {DType::F32, 97, 33, 8, false},
+      {DType::Q8, 67, 96, 1, false},    {DType::Q4, 70, 130, 2, false},
+      {DType::Q8, 33, 64, 12, false},   {DType::BF16, 50, 70, 20, true}};
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
-    std::vector<RandomWeights> weights;
-    std::vector<std::vector<float>> inputs, expected;
-    const std::tuple<DType, int64_t, int64_t, int64_t> shapes[] = {
-        {DType::BF16, 37, 300, 1}, {DType::F32, 1, 7, 1},   {DType::F8_E4M3, 129, 256, 3},
-        {DType::F16, 101, 65, 9},  {DType::BF16, 48, 64, 1}, {DType::F32, 97, 33, 8}};
-    for (auto [dtype, rows, cols, n_tokens] : shapes) {
-      weights.push_back(random_weights(dtype, rows, cols, ++seed));
-      inputs.push_back(random_floats(n_tokens * cols, ++seed));
-      expected.emplace_back(size_t(n_tokens * rows));
-      matmul(weights.back().w, inputs.back().data(), n_tokens, expected.back().data());
-    }
-    for (int threads : {1, 2, 3}) {
-      ThreadPool::global().set_num_threads(threads);
-      std::vector<std::vector<float>> outputs;
-      std::vector<MatmulItem> items;
-      for (size_t i = 0; i < weights.size(); ++i) {
-        const int64_t n_tokens = std::get<3>(shapes[i]);
-        outputs.emplace_back(expected[i].size(), NAN);
-        items.push_back({&weights[i].w, inputs[i].data(), n_tokens, outputs.back().data()});
+    for (ActivationPrecision precision : {ActivationPrecision::kAuto, ActivationPrecision::kF32}) {
+      set_activation_precision(precision);
+      std::vector<RandomWeights> weights;
+      std::vector<std::vector<float>> inputs, expected;
+      for (const Shape& shape : shapes) {
+        weights.push_back(random_weights(shape.dtype, shape.rows, shape.cols, ++seed));
+        inputs.push_back(random_floats(shape.n_tokens * shape.cols, ++seed));
+        expected.emplace_back(size_t(shape.n_tokens * shape.rows));
+        (shape.float_activations ? matmul_f32_activations : matmul)(
+            weights.back().w, inputs.back().data(), shape.n_tokens, expected.back().data());
       }
-      matmul_group(items);
-      for (size_t i = 0; i < weights.size(); ++i)
-        EXPECT_EQ(0, std::memcmp(outputs[i].data(), expected[i].data(),
-                                 expected[i].size() * sizeof(float)))
-            << isa_name(isa) << " item " << i << " threads " << threads;
+      for (int threads : {1, 2, 3}) {
+        ThreadPool::global().set_num_threads(threads);
+        std::vector<std::vector<float>> outputs;
+        std::vector<MatmulItem> items;
+        for (size_t i = 0; i < weights.size(); ++i) {
+          outputs.emplace_back(expected[i].size(), NAN);
+          items.push_back({&weights[i].w, inputs[i].data(), shapes[i].n_tokens,
+                           outputs.back().data(), shapes[i].float_activations});
+        }
+        matmul_group(items);
+        for (size_t i = 0; i < weights.size(); ++i)
+          EXPECT_EQ(0, std::memcmp(outputs[i].data(), expected[i].data(),
+                                   expected[i].size() * sizeof(float)))
+              << isa_name(isa) << " " << activation_precision_name(precision) << " item " << i
+              << " threads " << threads;
+      }
     }
   }
 }

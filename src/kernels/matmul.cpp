@@ -183,6 +183,11 @@ void dequantize_row(const WeightMatrix& w, int64_t row, float* out) {
 MatmulPath choose_matmul_path(const WeightMatrix& w, int64_t n_tokens,
                               bool allow_bf16_activations) {
   MatmulPath path;
+  if (is_block_quantized(w.dtype)) {
+    path.kernel = n_tokens <= kMaxStreamTokens ? MatmulKernel::kQuantStream
+                                               : MatmulKernel::kQuantPanel;
+    return path;
+  }
   path.bf16_activations = allow_bf16_activations && rounds_activations_to_bf16(w);
   const bool stream = n_tokens <= kMaxStreamTokens;
   if (path.bf16_activations && active_isa() == KernelIsa::kAvx512 && cpu_has_avx512_bf16()) {
@@ -229,6 +234,7 @@ struct StreamProduct {
   MatmulPath path;
   const float* x = nullptr;         // kReference, kFloatStream: [n_tokens][w->cols]
   const uint16_t* x_bf16 = nullptr;  // kBf16Stream: [n_tokens][x_stride]
+  QuantRowsJob quant;                // kQuantStream: the quantized activations
   int64_t x_stride = 0;
   int64_t n_tokens = 0;
   float* out = nullptr;
@@ -263,8 +269,11 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
       job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
       return simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
     }
+    case MatmulKernel::kQuantStream:
+      return quant_rows(product.quant, row_begin, row_end);
     case MatmulKernel::kFloatPanel:
     case MatmulKernel::kBf16Panel:
+    case MatmulKernel::kQuantPanel:
       return;  // never stream products
   }
 }
@@ -340,6 +349,7 @@ void run_stream_products(std::span<const MatmulItem> items, std::span<const Matm
   std::vector<StreamProduct>& products = t_stream_products;
   products.clear();
   int64_t n_tasks = 0;
+  size_t quant_slot = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const MatmulItem& item = items[i];
     const WeightMatrix& w = *item.w;
@@ -357,6 +367,8 @@ void run_stream_products(std::span<const MatmulItem> items, std::span<const Matm
       }
       product.x_bf16 = bf16_next;
       bf16_next += aligned(item.n_tokens * product.x_stride);
+    } else if (paths[i].kernel == MatmulKernel::kQuantStream) {
+      product.quant = prepare_quant_rows(w, item.x, item.n_tokens, item.out, quant_slot++);
     } else if (paths[i].bf16_activations) {
       // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
       round_through_bf16(item.x, item.n_tokens * w.cols, rounded_next);
@@ -407,11 +419,15 @@ void run_panel_product(const MatmulPath& path, const MatmulItem& item) {
   if (path.kernel == MatmulKernel::kBf16Panel) {
     return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out);
   }
+  if (path.kernel == MatmulKernel::kQuantPanel) {
+    return quant_matmul(*item.w, item.x, item.n_tokens, item.out);
+  }
   matmul_float_panel(path, *item.w, item.x, item.n_tokens, item.out);
 }
 
 bool is_panel(const MatmulPath& path) {
-  return path.kernel == MatmulKernel::kFloatPanel || path.kernel == MatmulKernel::kBf16Panel;
+  return path.kernel == MatmulKernel::kFloatPanel || path.kernel == MatmulKernel::kBf16Panel ||
+         path.kernel == MatmulKernel::kQuantPanel;
 }
 
 thread_local std::vector<MatmulItem> t_stream_items;
@@ -432,10 +448,6 @@ void matmul_group(std::span<const MatmulItem> items) {
   stream_paths.clear();
   for (const MatmulItem& item : items) {
     if (trivial_product(*item.w, item.n_tokens, item.out)) continue;
-    if (is_block_quantized(item.w->dtype)) {
-      quant_matmul(*item.w, item.x, item.n_tokens, item.out);
-      continue;
-    }
     const MatmulPath path =
         choose_matmul_path(*item.w, item.n_tokens, !item.float_activations);
     if (is_panel(path)) {

@@ -1,6 +1,7 @@
 #include "kernels/quant_matmul.h"
 
 #include <algorithm>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,9 @@ std::string describe(const WeightMatrix& w) {
          std::to_string(w.cols) + "]";
 }
 
-// The activations of one call, quantized per token; per-thread buffers grown on demand and
+}  // namespace
+
+// The activations of one product, quantized per token; per-thread buffers grown on demand and
 // kept, so a warm decode step allocates nothing.
 struct QuantizedActivations {
   std::vector<int16_t> codes;  // [n_tokens][stride]
@@ -38,7 +41,8 @@ struct QuantizedActivations {
   int64_t stride = 0;  // codes per token: cols rounded up to 128
   int64_t groups = 0;  // scale groups per token: stride / 32
 };
-thread_local QuantizedActivations t_activations;
+
+namespace {
 
 template <class T>
 void grow(std::vector<T>& buffer, int64_t count) {
@@ -131,17 +135,28 @@ bool quant_simd_active(DType dtype) {
   return active_isa() == KernelIsa::kAvx512 && (dtype == DType::Q8 || cpu_has_avx512_vnni());
 }
 
-void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
-  const bool simd = quant_simd_active(w.dtype);
-  QuantizedActivations& activations = t_activations;
-  quantize_tokens(w, x, n_tokens, simd && w.dtype == DType::Q4, activations);
-  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
-  if (!simd) {
-    ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-      quant_rows_portable(w, activations, n_tokens, task_begin * kRowsPerTask,
-                          std::min(w.rows, task_end * kRowsPerTask), out);
-    });
-    return;
+QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
+                                float* out, size_t slot) {
+  // std::deque: slots already handed out stay where they are when more are added.
+  thread_local std::deque<QuantizedActivations> t_slots;
+  while (t_slots.size() <= slot) t_slots.emplace_back();
+  QuantizedActivations& activations = t_slots[slot];
+  QuantRowsJob job;
+  job.w = &w;
+  job.activations = &activations;
+  job.n_tokens = n_tokens;
+  job.out = out;
+  job.simd = quant_simd_active(w.dtype);
+  quantize_tokens(w, x, n_tokens, job.simd && w.dtype == DType::Q4, activations);
+  return job;
+}
+
+void quant_rows(const QuantRowsJob& rows_job, int64_t row_begin, int64_t row_end) {
+  const WeightMatrix& w = *rows_job.w;
+  const QuantizedActivations& activations = *rows_job.activations;
+  if (!rows_job.simd) {
+    return quant_rows_portable(w, activations, rows_job.n_tokens, row_begin, row_end,
+                               rows_job.out);
   }
   simd::QuantMatmulJob job;
   job.w = &w;
@@ -153,17 +168,19 @@ void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float
   job.x_low = activations.low.data();
   job.x_lane_scales = activations.lane_scales.data();
   job.x_lane_offsets = activations.lane_offsets.data();
-  job.n_tokens = n_tokens;
-  job.out = out;
+  job.n_tokens = rows_job.n_tokens;
+  job.out = rows_job.out;
   job.panel_rows = std::max<int64_t>(kRowsPerTask, kPanelBytes / std::max<int64_t>(w.row_bytes(), 1) /
                                                        kRowsPerTask * kRowsPerTask);
+  if (w.dtype == DType::Q8) return simd::avx512_quant_rows(job, row_begin, row_end);
+  simd::avx512_vnni_q4_rows(job, row_begin, row_end);
+}
+
+void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+  const QuantRowsJob job = prepare_quant_rows(w, x, n_tokens, out, 0);
+  const int64_t n_tasks = (w.rows + kRowsPerTask - 1) / kRowsPerTask;
   ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-    const int64_t row_begin = task_begin * kRowsPerTask;
-    const int64_t row_end = std::min(w.rows, task_end * kRowsPerTask);
-    if (w.dtype == DType::Q8)
-      simd::avx512_quant_rows(job, row_begin, row_end);
-    else
-      simd::avx512_vnni_q4_rows(job, row_begin, row_end);
+    quant_rows(job, task_begin * kRowsPerTask, std::min(w.rows, task_end * kRowsPerTask));
   });
 }
 

@@ -4,7 +4,7 @@
 //   out[t][r] = sum over groups g of float(dot_g(q_w[r], q_x[t])) * (scale_w[r][g] * scale_x[t][g])
 // The AVX-512 kernels (simd/quant_avx512.cpp: vpmaddwd for Q8, VNNI vpdpbusd for Q4) sum the
 // groups in 16 float lanes; the portable kernel here one group after the other (also used for
-// Q4 on AVX-512 CPUs without VNNI). Only matmul() calls these.
+// Q4 on AVX-512 CPUs without VNNI). Only kernels/matmul.cpp calls these.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +15,24 @@ namespace dsv3::kernels {
 
 // Throws dsv3::Error unless w is a consistent Q8/Q4 matrix (scales present, scale_cols right).
 void validate_quant_weight(const WeightMatrix& w);
+// The activations of a product quantized per token (quant_matmul.cpp).
+struct QuantizedActivations;
+
+// A Q8/Q4 product whose activations are quantized, ready for any thread to compute any rows.
+struct QuantRowsJob {
+  const WeightMatrix* w = nullptr;
+  const QuantizedActivations* activations = nullptr;
+  int64_t n_tokens = 0;
+  float* out = nullptr;  // [n_tokens][w->rows]
+  bool simd = false;     // the AVX-512 kernels (quant_simd_active)
+};
+// Quantizes x ([n_tokens][w.cols]) into the calling thread's activation buffer number `slot`
+// (one per product of a group; kept between calls) for a validated Q8/Q4 w.
+QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
+                                float* out, size_t slot);
+// Rows [row_begin, row_end) of job.out, all tokens.
+void quant_rows(const QuantRowsJob& job, int64_t row_begin, int64_t row_end);
+
 // out[t][r] for a validated Q8/Q4 w, n_tokens >= 1, w.rows >= 1, w.cols >= 1.
 void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 // Whether quant_matmul uses an AVX-512 kernel for this format with the active kernel set.
