@@ -766,8 +766,9 @@ TEST(Ops, DotAndAxpyMatchReference) {
 
 TEST(Matmul, GroupGivesTheBitsOfMatmul) {
   // Several products of different shapes, formats and token counts (stream and panel forms,
-  // float-activation items among bf16 ones) in one group, for 1 to 3 threads: each out bitwise
-  // what matmul (or matmul_f32_activations) alone gives.
+  // float-activation items among bf16 ones, panel products split over the threads or taken
+  // whole by them) in one group, for 1 to 3 threads: each out bitwise what matmul (or
+  // matmul_f32_activations) alone gives.
   KernelSettingsGuard guard;
   uint32_t seed = 7000;
   struct Shape {
@@ -780,7 +781,11 @@ TEST(Matmul, GroupGivesTheBitsOfMatmul) {
       {DType::F8_E4M3, 129, 256, 3, false}, {DType::F16, 101, 65, 9, false},
       {DType::BF16, 48, 64, 1, true},   {DType::F32, 97, 33, 8, false},
       {DType::Q8, 67, 96, 1, false},    {DType::Q4, 70, 130, 2, false},
-      {DType::Q8, 33, 64, 12, false},   {DType::BF16, 50, 70, 20, true}};
+      {DType::Q8, 33, 64, 12, false},   {DType::BF16, 50, 70, 20, true},
+      // Enough many-token products for the threads to take whole products.
+      {DType::BF16, 40, 70, 9, false},  {DType::F32, 33, 50, 10, false},
+      {DType::Q4, 20, 64, 11, false},   {DType::F8_E4M3, 129, 256, 9, false},
+      {DType::BF16, 64, 64, 16, false}};
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (ActivationPrecision precision : {ActivationPrecision::kAuto, ActivationPrecision::kF32}) {

@@ -433,6 +433,33 @@ bool is_panel(const MatmulPath& path) {
 thread_local std::vector<MatmulItem> t_stream_items;
 thread_local std::vector<MatmulPath> t_stream_paths;
 
+struct PanelProduct {
+  const MatmulItem* item;
+  MatmulPath path;
+};
+thread_local std::vector<PanelProduct> t_panel_products;
+
+// Many-token products. With several per thread (the routed experts of a prefill: dozens of
+// products of a few dozen tokens each) every thread takes whole products, biggest first, and
+// runs each alone (the pool calls inside run on the calling thread): no synchronisation per
+// product and long stretches of work per thread. Otherwise each product is split over the
+// threads. Either way every output is the same canonical dot product.
+void run_panel_products(std::vector<PanelProduct>& products) {
+  ThreadPool& pool = ThreadPool::global();
+  if (int64_t(products.size()) < 2 * int64_t(pool.num_threads())) {
+    for (const PanelProduct& product : products) run_panel_product(product.path, *product.item);
+    return;
+  }
+  auto work = [](const PanelProduct& product) {
+    return product.item->n_tokens * product.item->w->rows * product.item->w->cols;
+  };
+  std::stable_sort(products.begin(), products.end(),
+                   [&](const PanelProduct& a, const PanelProduct& b) { return work(a) > work(b); });
+  pool.parallel_claim(int64_t(products.size()), [&](int64_t i) {
+    run_panel_product(products[size_t(i)].path, *products[size_t(i)].item);
+  });
+}
+
 }  // namespace
 
 void matmul_group(std::span<const MatmulItem> items) {
@@ -444,19 +471,22 @@ void matmul_group(std::span<const MatmulItem> items) {
   // (panel form) runs on its own.
   std::vector<MatmulItem>& stream_items = t_stream_items;
   std::vector<MatmulPath>& stream_paths = t_stream_paths;
+  std::vector<PanelProduct>& panel_products = t_panel_products;
   stream_items.clear();
   stream_paths.clear();
+  panel_products.clear();
   for (const MatmulItem& item : items) {
     if (trivial_product(*item.w, item.n_tokens, item.out)) continue;
     const MatmulPath path =
         choose_matmul_path(*item.w, item.n_tokens, !item.float_activations);
     if (is_panel(path)) {
-      run_panel_product(path, item);
+      panel_products.push_back({&item, path});
       continue;
     }
     stream_items.push_back(item);
     stream_paths.push_back(path);
   }
+  run_panel_products(panel_products);
   if (!stream_items.empty()) run_stream_products(stream_items, stream_paths);
 }
 
