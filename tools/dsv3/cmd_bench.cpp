@@ -11,6 +11,7 @@
 #include "args.h"
 #include "bench_formats.h"
 #include "commands.h"
+#include "spread_token_ids.h"
 #include "generate/sampler.h"
 #include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
@@ -45,17 +46,6 @@ double peak_rss_mb() {
   return double(usage.ru_maxrss) / 1024.0;
 }
 
-// Deterministic token ids spread over the vocabulary.
-std::vector<int32_t> prompt_ids(int64_t count, int64_t vocab) {
-  std::vector<int32_t> ids(count);
-  uint64_t state = 12345;
-  for (auto& id : ids) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    id = int32_t((state >> 33) % uint64_t(vocab));
-  }
-  ids[0] = 0;
-  return ids;
-}
 
 // Feeds `ids` in pieces of at most `chunk` tokens; returns the last logits.
 std::vector<float> prefill(const CausalLM& model, std::span<const int32_t> ids, LatentCache& cache,
@@ -117,7 +107,7 @@ int run_bench(const CommandArgs& argv) {
 
   const int64_t capacity = std::max(prompt_tokens, depth) + gen_tokens + 1;
   LatentCache cache = model.new_cache(capacity);
-  const std::vector<int32_t> prompt = prompt_ids(prompt_tokens, config.vocab_size);
+  const std::vector<int32_t> prompt = spread_token_ids(prompt_tokens, config.vocab_size, 12345);
 
   note("warming up (touching every weight once) ...");
   prefill(model, prompt, cache, prompt_tokens);
@@ -141,7 +131,7 @@ int run_bench(const CommandArgs& argv) {
   if (depth > 0) {
     note("decode at context depth ...");
     cache.clear();
-    const std::vector<int32_t> long_prompt = prompt_ids(depth, config.vocab_size);
+    const std::vector<int32_t> long_prompt = spread_token_ids(depth, config.vocab_size, 12345);
     logits = prefill(model, long_prompt, cache, 512);
     depth_decode_tok_s = double(gen_tokens) / decode(model, argmax(logits), cache, gen_tokens);
   }

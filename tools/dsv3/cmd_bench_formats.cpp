@@ -13,6 +13,7 @@
 #include "model/footprint.h"
 #include "model/model.h"
 #include "sampling_flags.h"
+#include "spread_token_ids.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -41,17 +42,6 @@ double safetensors_mb(const std::string& dir) {
   return bytes / 1e6;
 }
 
-// The prompt of cmd_bench.cpp: deterministic ids spread over the vocabulary.
-std::vector<int32_t> bench_prompt(int64_t count, int64_t vocab) {
-  std::vector<int32_t> ids(static_cast<size_t>(count));
-  uint64_t state = 12345;
-  for (auto& id : ids) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    id = int32_t((state >> 33) % uint64_t(vocab));
-  }
-  ids[0] = 0;
-  return ids;
-}
 
 struct ModelRow {
   std::string dir, weights_dtype;
@@ -67,7 +57,7 @@ ModelRow measure(const std::string& dir, int64_t prompt_tokens, int64_t gen_toke
   row.weights_dtype = std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype));
   row.bytes_per_token_mb = double(model_footprint(model.config(), model.model().weights()).decode_bytes_per_token) / 1e6;
   LatentCache cache = model.new_cache(prompt_tokens + gen_tokens + 1);
-  const std::vector<int32_t> prompt = bench_prompt(prompt_tokens, model.config().vocab_size);
+  const std::vector<int32_t> prompt = spread_token_ids(prompt_tokens, model.config().vocab_size, 12345);
   model.forward(prompt, cache, 1);  // warm-up: touches every weight
   cache.clear();
   auto start = Clock::now();

@@ -12,6 +12,7 @@
 
 #include "args.h"
 #include "commands.h"
+#include "spread_token_ids.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "sampling_flags.h"
@@ -21,17 +22,6 @@ namespace dsv3::cli {
 
 namespace {
 
-// Deterministic token ids spread over the vocabulary (the same for every model).
-std::vector<int32_t> fixed_tokens(int64_t count, int64_t vocab) {
-  std::vector<int32_t> ids(static_cast<size_t>(count));
-  uint64_t state = 987654321;
-  for (auto& id : ids) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    id = int32_t((state >> 33) % uint64_t(vocab));
-  }
-  ids[0] = 0;
-  return ids;
-}
 
 // log-softmax of one row, in double.
 std::vector<double> log_probabilities(const float* logits, int64_t vocab) {
@@ -95,7 +85,7 @@ int run_quant_accuracy(const CommandArgs& argv) {
 
   std::string reference_dtype;
   const int64_t vocab = Config::from_file(reference_dir + "/config.json").vocab_size;
-  const std::vector<int32_t> ids = fixed_tokens(tokens, vocab);
+  const std::vector<int32_t> ids = spread_token_ids(tokens, vocab, 987654321);
   const std::vector<float> reference = all_logits(reference_dir, ids, &reference_dtype);
 
   bool all_pass = true;
