@@ -256,6 +256,30 @@ void BM_MatvecBf16(benchmark::State& state) {
   dsv3::kernels::set_activation_precision(previous);
 }
 
+// Prefill of one MoE layer's routed experts: `experts` distinct BF16 [rows][cols] matrices
+// (64 of the bench shape are 64 MB, past the L3, so their weights come from DRAM as in the
+// model), each times its own `tokens` rows of activations, all in one matmul_group (the form
+// moe_forward uses). Args: experts, rows, cols, tokens per expert, threads. GFLOP/s.
+void BM_ExpertGroupBf16(benchmark::State& state) {
+  const int64_t experts = state.range(0), rows = state.range(1), cols = state.range(2);
+  const int64_t n_tokens = state.range(3);
+  ThreadPool::global().set_num_threads(int(state.range(4)));
+  WeightSet weights(DType::BF16, rows, cols, size_t(experts));
+  const std::vector<float> x = random_floats(size_t(cols * n_tokens * experts), 1);
+  std::vector<float> out(static_cast<size_t>(rows * n_tokens * experts));
+  std::vector<dsv3::kernels::MatmulItem> items;
+  for (int64_t e = 0; e < experts; ++e)
+    items.push_back({&weights.matrices[size_t(e)], x.data() + e * n_tokens * cols, n_tokens,
+                     out.data() + e * n_tokens * rows});
+  for (auto _ : state) {
+    dsv3::kernels::matmul_group(items);
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double flops = 2.0 * double(rows * cols) * double(n_tokens * experts);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // Args: n, threads (rows of a [64][n] activation block normalised in parallel, as in prefill).
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -384,6 +408,13 @@ BENCHMARK(BM_MatvecBf16)
     ->ArgNames({"rows", "cols", "tokens", "threads", "bf16"})
     ->ArgsProduct({{2816}, {1024}, {1, 4, 8}, {1, 2}, {0, 1}})
     ->ArgsProduct({{129280}, {1024}, {1}, {2}, {0, 1}})
+    ->UseRealTime();
+
+BENCHMARK(BM_ExpertGroupBf16)
+    ->ArgNames({"experts", "rows", "cols", "tokens", "threads"})
+    ->ArgsProduct({{128}, {512}, {1024}, {48}, {2}})
+    ->ArgsProduct({{64}, {1024}, {512}, {48}, {2}})
+    ->ArgsProduct({{2}, {512}, {1024}, {48}, {2}})
     ->UseRealTime();
 
 BENCHMARK(BM_RmsNorm)
