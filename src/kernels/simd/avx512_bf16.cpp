@@ -79,12 +79,14 @@ __m128 reduce_add4(__m512 a, __m512 b, __m512 c, __m512 d) {
 // The canonical dot products of kRows weight rows (from matrix row `row`) with kTokens tokens
 // (from token `token`): each weight vector is loaded once for all tokens, each token vector
 // once for all rows.
+// With kPrefetch, the tile also prefetches (into L2) the kRows rows that start `ahead_rows`
+// rows further on, spread over its column steps.
 template <int kRows, int kTokens, bool kPrefetch>
-inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token) {
+inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token, int64_t ahead_rows) {
   const int64_t cols = job.w->cols;
   const uint16_t* weights = static_cast<const uint16_t*>(job.w->data) + row * cols;
   const uint16_t* x = job.x_bf16 + token * job.x_stride;
-  const char* prefetch_base = reinterpret_cast<const char*>(weights + 2 * kRows * cols);
+  const char* prefetch_base = reinterpret_cast<const char*>(weights + ahead_rows * cols);
 
   __m512 acc[kRows][kTokens];
 #pragma GCC unroll 8
@@ -146,11 +148,14 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token) {
 }
 
 // Rows [row_begin, row_end) x tokens [token, token + kTokens): tiles of kRows, then single rows.
+// (ahead_rows as in dot_tile: 0 without kPrefetch.)
 template <int kRows, int kTokens, bool kPrefetch>
-void dot_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token) {
+void dot_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token,
+              int64_t ahead_rows) {
   int64_t row = row_begin;
-  for (; row + kRows <= row_end; row += kRows) dot_tile<kRows, kTokens, kPrefetch>(job, row, token);
-  for (; row < row_end; ++row) dot_tile<1, kTokens, kPrefetch>(job, row, token);
+  for (; row + kRows <= row_end; row += kRows)
+    dot_tile<kRows, kTokens, kPrefetch>(job, row, token, ahead_rows);
+  for (; row < row_end; ++row) dot_tile<1, kTokens, kPrefetch>(job, row, token, ahead_rows);
 }
 
 template <int kMax, class Body>
@@ -166,18 +171,30 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     // Decode: the weights stream from memory once, up to 8 tokens riding along.
     with_token_count<kMaxStreamTokens>(job.n_tokens, [&](auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
-      dot_rows<kTokens <= 4 ? 4 : 3, kTokens, true>(job, row_begin, row_end, 0);
+      constexpr int kRows = kTokens <= 4 ? 4 : 3;
+      dot_rows<kRows, kTokens, true>(job, row_begin, row_end, 0, 2 * kRows);
     });
     return;
   }
   // Prefill: a panel of rows stays in L2 while every token passes over it; each token tile
-  // stays in L1 across the panel's row tiles.
+  // stays in L1 across the panel's row tiles. The weights come from DRAM (an expert's are
+  // touched once per layer), so they are prefetched rather than waited for: the first panel
+  // two row tiles ahead during its first pass, every next panel as a whole during the second
+  // pass over the current one (n_tokens > kMaxStreamTokens guarantees two passes).
   for (int64_t row0 = row_begin; row0 < row_end; row0 += job.panel_rows) {
     const int64_t row1 = row_end - row0 < job.panel_rows ? row_end : row0 + job.panel_rows;
-    for (int64_t token = 0; token < job.n_tokens; token += kTileTokens) {
+    const bool next_panel = row1 < row_end;
+    for (int64_t token = 0, pass = 0; token < job.n_tokens; token += kTileTokens, ++pass) {
       const int64_t n = job.n_tokens - token < kTileTokens ? job.n_tokens - token : kTileTokens;
       with_token_count<kTileTokens>(n, [&](auto tokens) {
-        dot_rows<kTileRows, decltype(tokens)::value, false>(job, row0, row1, token);
+        constexpr int kTokens = decltype(tokens)::value;
+        if (pass == 0 && row0 == row_begin) {
+          dot_rows<kTileRows, kTokens, true>(job, row0, row1, token, 2 * kTileRows);
+        } else if (pass == 1 && next_panel) {
+          dot_rows<kTileRows, kTokens, true>(job, row0, row1, token, row1 - row0);
+        } else {
+          dot_rows<kTileRows, kTokens, false>(job, row0, row1, token, 0);
+        }
       });
     }
   }
