@@ -7,7 +7,9 @@
 #include "kernels/attention_ops.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "model/row_ranges.h"
 #include "tensor/thread_pool.h"
+#include "util/phase_profile.h"
 
 namespace dsv3 {
 
@@ -114,6 +116,7 @@ std::vector<int64_t>& thread_key_counts(int64_t size) {
 void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, const Group& group,
                      const TokenBatch& batch, const float* q, float scale, float* attention_out) {
   AttentionScratch& scratch = attention_scratch();
+  profile::Phase phase("attn.absorbed");
   const int64_t tokens = group.count;
   // Per head: q_nope of every token [h][tokens][nope] -> W_UK^T q_nope [h][tokens][rank], all
   // heads in one group of products.
@@ -199,8 +202,10 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
   const int64_t kv_width = s.heads * (s.nope + s.v);
   scratch.keys_values.resize(slots * kv_width);  // [slot][head][nope + v]
   // Float activations in the products that differ between the absorbed and expanded forms.
+  profile::Phase phase("attn.kv_b");
   kernels::matmul_f32_activations(w.kv_b_proj, scratch.latents.data(), slots,
                                   scratch.keys_values.data());
+  phase.next("attn.kv_layout");
 
   // Per head, contiguous rows: keys [h][slot][nope + rope] (laid out as the queries) and
   // values [h][slot][v].
@@ -221,6 +226,7 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
 
   // Tasks of (head, block of queries): the scores of a block against the keys its last token
   // sees, then each token's own causal count of them.
+  phase.next("attn.scores+values");
   constexpr int64_t kQueryBlock = 32;
   const int64_t blocks = (group.count + kQueryBlock - 1) / kQueryBlock;
   const int64_t q_stride = s.heads * s.head_dim, out_stride = s.heads * s.v;
@@ -253,6 +259,7 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   const Shape s(config);
   const int64_t tokens = batch.tokens;
   AttentionScratch& scratch = attention_scratch();
+  profile::Phase phase("attn.q_a+kv_a");
 
   // Queries q = q_b(norm(q_a(x))) or q_proj(x), [tokens][heads][nope + rope], and the compressed
   // keys and values kv = kv_a(x): both products of x in one group.
@@ -269,28 +276,36 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   if (config.q_lora_rank) {
     const int64_t q_rank = *config.q_lora_rank;
     float* q_latent = scratch.q_latent.data();
-    for (int64_t t = 0; t < tokens; ++t)
-      kernels::rms_norm(q_latent + t * q_rank, w.q_a_layernorm.weight.data(), q_rank,
-                        w.q_a_layernorm.eps, q_latent + t * q_rank);
+    for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t)
+        kernels::rms_norm(q_latent + t * q_rank, w.q_a_layernorm.weight.data(), q_rank,
+                          w.q_a_layernorm.eps, q_latent + t * q_rank);
+    });
+    phase.next("attn.q_b");
     kernels::matmul(w.q_b_proj, q_latent, tokens, scratch.q.data());
   } else {
     std::copy_n(scratch.q_latent.data(), tokens * s.heads * s.head_dim, scratch.q.data());
   }
   float* q = scratch.q.data();
+  phase.next("attn.rope_cache");
 
   // One latent per token (normed) plus the shared rope key, into the cache; the rope parts of
   // key and queries rotated by the token's position.
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float* kv_t = scratch.kv.data() + t * (s.rank + s.rope);
-    float* slot = batch.caches[t]->row(layer, batch.slots[t]);
-    kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
-    std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
-    const Rope::Rotation rotation = rope.rotation(batch.positions[t], batch.sequence_length);
-    rope.apply(rotation, slot + s.rank, 1, s.rope);
-    rope.apply(rotation, q + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
-  }
+  const float* kv = scratch.kv.data();
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* kv_t = kv + t * (s.rank + s.rope);
+      float* slot = batch.caches[t]->row(layer, batch.slots[t]);
+      kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
+      std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
+      const Rope::Rotation rotation = rope.rotation(batch.positions[t], batch.sequence_length);
+      rope.apply(rotation, slot + s.rank, 1, s.rope);
+      rope.apply(rotation, q + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
+    }
+  });
 
   // Attention per sequence, in the cheaper form unless one is asked for.
+  phase.stop();
   const float scale = float(rope.softmax_scale());
   scratch.attention_out.resize(tokens * s.heads * s.v);
   for (const Group& group : group_by_cache(batch)) {
@@ -301,6 +316,7 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
     else
       attend_absorbed(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
   }
+  phase.next("attn.o_proj");
   linear(w.o_proj, scratch.attention_out.data(), tokens, out);
 }
 

@@ -5,6 +5,8 @@
 #include "kernels/ops.h"
 #include "model/mlp.h"
 #include "model/moe.h"
+#include "model/row_ranges.h"
+#include "util/phase_profile.h"
 
 namespace dsv3 {
 
@@ -12,8 +14,17 @@ namespace {
 
 void rms_norm_rows(const RmsNormWeights& norm, const float* x, int64_t tokens, int64_t width,
                    float* out) {
-  for (int64_t t = 0; t < tokens; ++t)
-    kernels::rms_norm(x + t * width, norm.weight.data(), width, norm.eps, out + t * width);
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      kernels::rms_norm(x + t * width, norm.weight.data(), width, norm.eps, out + t * width);
+  });
+}
+
+// hidden += branch, row by row.
+void add_rows(const float* branch, int64_t tokens, int64_t width, float* hidden) {
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin * width; i < end * width; ++i) hidden[i] += branch[i];
+  });
 }
 
 }  // namespace
@@ -21,20 +32,30 @@ void rms_norm_rows(const RmsNormWeights& norm, const float* x, int64_t tokens, i
 void decoder_layer_forward(const Config& config, const Rope& rope, const DecoderLayerWeights& weights,
                            int64_t layer, const TokenBatch& batch, float* hidden) {
   const int64_t tokens = batch.tokens, width = config.hidden_size;
-  thread_local std::vector<float> normed, branch;  // grown once, then reused by every call
+  thread_local std::vector<float> thread_normed, thread_branch;  // grown once, then reused
+  std::vector<float>& normed = thread_normed;
+  std::vector<float>& branch = thread_branch;
   normed.resize(tokens * width);
   branch.resize(tokens * width);
 
-  rms_norm_rows(weights.input_layernorm, hidden, tokens, width, normed.data());
+  {
+    profile::Phase phase("norm+residual");
+    rms_norm_rows(weights.input_layernorm, hidden, tokens, width, normed.data());
+  }
   mla_attention(config, rope, weights.self_attn, layer, normed.data(), batch, branch.data());
-  for (int64_t i = 0; i < tokens * width; ++i) hidden[i] += branch[i];
-
-  rms_norm_rows(weights.post_attention_layernorm, hidden, tokens, width, normed.data());
-  if (weights.is_moe)
+  {
+    profile::Phase phase("norm+residual");
+    add_rows(branch.data(), tokens, width, hidden);
+    rms_norm_rows(weights.post_attention_layernorm, hidden, tokens, width, normed.data());
+  }
+  if (weights.is_moe) {
     moe_forward(config, weights.moe, normed.data(), tokens, branch.data());
-  else
+  } else {
+    profile::Phase phase("mlp.dense");
     mlp_forward(weights.mlp, normed.data(), tokens, branch.data());
-  for (int64_t i = 0; i < tokens * width; ++i) hidden[i] += branch[i];
+  }
+  profile::Phase phase("norm+residual");
+  add_rows(branch.data(), tokens, width, hidden);
 }
 
 }  // namespace dsv3

@@ -6,7 +6,9 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/decoder_layer.h"
+#include "model/row_ranges.h"
 #include "util/error.h"
+#include "util/phase_profile.h"
 
 namespace dsv3 {
 
@@ -130,9 +132,15 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
   }
   for (const auto& sequence : sequences) sequence.cache->advance(token_count(sequence, width));
 
-  for (int64_t row = 0; row < tokens; ++row)
-    kernels::rms_norm(hidden.data() + row * width, weights_->norm.weight.data(), width,
-                      weights_->norm.eps, hidden.data() + row * width);
+  {
+    profile::Phase phase("norm+residual");
+    float* rows = hidden.data();
+    for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row)
+        kernels::rms_norm(rows + row * width, weights_->norm.weight.data(), width,
+                          weights_->norm.eps, rows + row * width);
+    });
+  }
   if (record_hidden) trace->hidden_states.push_back(hidden);
   return hidden;
 }
@@ -149,6 +157,7 @@ CausalLM::CausalLM(std::shared_ptr<Model> model) : model_(std::move(model)) {
 
 std::vector<float> CausalLM::logits_of(const float* hidden, int64_t rows) const {
   std::vector<float> logits(rows * config().vocab_size);
+  profile::Phase phase("lm_head");
   kernels::matmul(model_->weights().lm_head, hidden, rows, logits.data());
   return logits;
 }

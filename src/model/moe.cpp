@@ -6,6 +6,8 @@
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "model/row_ranges.h"
+#include "util/phase_profile.h"
 
 namespace dsv3 {
 
@@ -24,50 +26,65 @@ void top_k_indices(const float* values, int64_t n, int64_t k, std::vector<int64_
 
 }  // namespace
 
-void route_tokens(const Config& config, const RouterWeights& gate, const float* x, int64_t tokens,
-                  Routing& routing) {
+namespace {
+
+// One token's choice from its router logits: top_k expert ids and weights.
+void route_token(const Config& config, const RouterWeights& gate, const float* logits,
+                 int32_t* expert_ids, float* expert_weights) {
   const int64_t experts = config.n_routed_experts;
   const int64_t groups = config.n_group, per_group = config.experts_per_group();
-  routing.top_k = config.num_experts_per_tok;
-  routing.expert_ids.resize(tokens * routing.top_k);
-  routing.expert_weights.resize(tokens * routing.top_k);
-
+  const int64_t top_k = config.num_experts_per_tok;
   // Scratch kept by the thread: no allocation per call once warm.
-  thread_local std::vector<float> logits, scores, choice, group_scores;
+  thread_local std::vector<float> scores, choice, group_scores;
   thread_local std::vector<int64_t> best, kept_groups, chosen;
   thread_local std::vector<uint8_t> group_kept;
-  logits.resize(tokens * experts);
-  kernels::matmul(gate.weight, x, tokens, logits.data());
   scores.resize(experts);
   choice.resize(experts);
   group_scores.resize(groups);
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int64_t e = 0; e < experts; ++e) {
-      scores[e] = 1.0f / (1.0f + std::exp(-logits[t * experts + e]));
-      choice[e] = scores[e] + gate.e_score_correction_bias[e];  // bias steers choice only
-    }
-    // A group's score is the sum of its two best experts; keep the best topk_group groups.
-    for (int64_t g = 0; g < groups; ++g) {
-      top_k_indices(choice.data() + g * per_group, per_group, 2, best);
-      group_scores[g] = choice[g * per_group + best[0]] + choice[g * per_group + best[1]];
-    }
-    group_kept.assign(groups, 0);
-    top_k_indices(group_scores.data(), groups, config.topk_group, kept_groups);
-    for (int64_t g : kept_groups) group_kept[g] = 1;
-    // transformers fills the experts of dropped groups with 0.0 (not -inf).
-    for (int64_t e = 0; e < experts; ++e)
-      if (!group_kept[e / per_group]) choice[e] = 0.0f;
-    top_k_indices(choice.data(), experts, routing.top_k, chosen);
-
-    float sum = 0.0f;
-    for (int64_t k = 0; k < routing.top_k; ++k) sum += scores[chosen[k]];
-    const float denominator = config.norm_topk_prob ? sum + 1e-20f : 1.0f;
-    for (int64_t k = 0; k < routing.top_k; ++k) {
-      routing.expert_ids[t * routing.top_k + k] = int32_t(chosen[k]);
-      routing.expert_weights[t * routing.top_k + k] =
-          scores[chosen[k]] / denominator * float(config.routed_scaling_factor);
-    }
+  for (int64_t e = 0; e < experts; ++e) {
+    scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));
+    choice[e] = scores[e] + gate.e_score_correction_bias[e];  // bias steers choice only
   }
+  // A group's score is the sum of its two best experts; keep the best topk_group groups.
+  for (int64_t g = 0; g < groups; ++g) {
+    top_k_indices(choice.data() + g * per_group, per_group, 2, best);
+    group_scores[g] = choice[g * per_group + best[0]] + choice[g * per_group + best[1]];
+  }
+  group_kept.assign(groups, 0);
+  top_k_indices(group_scores.data(), groups, config.topk_group, kept_groups);
+  for (int64_t g : kept_groups) group_kept[g] = 1;
+  // transformers fills the experts of dropped groups with 0.0 (not -inf).
+  for (int64_t e = 0; e < experts; ++e)
+    if (!group_kept[e / per_group]) choice[e] = 0.0f;
+  top_k_indices(choice.data(), experts, top_k, chosen);
+
+  float sum = 0.0f;
+  for (int64_t k = 0; k < top_k; ++k) sum += scores[chosen[k]];
+  const float denominator = config.norm_topk_prob ? sum + 1e-20f : 1.0f;
+  for (int64_t k = 0; k < top_k; ++k) {
+    expert_ids[k] = int32_t(chosen[k]);
+    expert_weights[k] = scores[chosen[k]] / denominator * float(config.routed_scaling_factor);
+  }
+}
+
+}  // namespace
+
+void route_tokens(const Config& config, const RouterWeights& gate, const float* x, int64_t tokens,
+                  Routing& routing) {
+  const int64_t experts = config.n_routed_experts;
+  routing.top_k = config.num_experts_per_tok;
+  routing.expert_ids.resize(tokens * routing.top_k);
+  routing.expert_weights.resize(tokens * routing.top_k);
+  thread_local std::vector<float> thread_logits;
+  std::vector<float>& logits = thread_logits;  // (see MoeScratch)
+  logits.resize(tokens * experts);
+  kernels::matmul(gate.weight, x, tokens, logits.data());
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      route_token(config, gate, logits.data() + t * experts,
+                  routing.expert_ids.data() + t * routing.top_k,
+                  routing.expert_weights.data() + t * routing.top_k);
+  });
 }
 
 Routing route_tokens(const Config& config, const RouterWeights& gate, const float* x,
@@ -77,25 +94,50 @@ Routing route_tokens(const Config& config, const RouterWeights& gate, const floa
   return routing;
 }
 
+namespace {
+
+// The buffers of one moe_forward call, grown on demand and kept by the calling thread: once
+// warm, a step allocates nothing. Lambdas run on the pool reach them through a reference (a
+// thread_local named inside a lambda would be the worker's own, empty one).
+struct MoeScratch {
+  Routing routing;
+  std::vector<int64_t> expert_first;         // [expert + 1]: first packed position of each
+  std::vector<int64_t> expert_of_row_order;  // packed position -> (token, choice) row
+  std::vector<int64_t> packed_position;      // (token, choice) row -> packed position
+  std::vector<int64_t> fill;
+  std::vector<float> packed_in, gate, up, packed_out, shared_gate, shared_up, shared_out;
+  std::vector<kernels::MatmulItem> projections, down_projections;
+};
+
+}  // namespace
+
 void moe_forward(const Config& config, const MoeWeights& weights, const float* x, int64_t tokens,
                  float* out) {
+  thread_local MoeScratch thread_scratch;
+  MoeScratch& scratch = thread_scratch;
   const int64_t hidden = config.hidden_size;
-  thread_local Routing routing;
+  profile::Phase phase("moe.route");
+  Routing& routing = scratch.routing;
   route_tokens(config, weights.gate, x, tokens, routing);
+  const int64_t top_k = routing.top_k;
 
   // The (token, choice) rows routed to each expert, experts in order: each active expert runs
   // once over its rows, packed together.
-  thread_local std::vector<int64_t> expert_of_row_order, expert_first;
-  const int64_t routed_rows = tokens * routing.top_k;
+  phase.next("moe.gather");
+  const int64_t routed_rows = tokens * top_k;
+  std::vector<int64_t>& expert_first = scratch.expert_first;
+  std::vector<int64_t>& expert_of_row_order = scratch.expert_of_row_order;
+  std::vector<int64_t>& packed_position = scratch.packed_position;
   expert_first.assign(config.n_routed_experts + 1, 0);
   for (int64_t row = 0; row < routed_rows; ++row) expert_first[routing.expert_ids[row] + 1]++;
   for (int64_t e = 0; e < config.n_routed_experts; ++e) expert_first[e + 1] += expert_first[e];
-  expert_of_row_order.resize(routed_rows);  // packed position -> (token, choice) row
-  {
-    thread_local std::vector<int64_t> fill;
-    fill.assign(expert_first.begin(), expert_first.end() - 1);
-    for (int64_t row = 0; row < routed_rows; ++row)
-      expert_of_row_order[fill[routing.expert_ids[row]]++] = row;
+  expert_of_row_order.resize(routed_rows);
+  packed_position.resize(routed_rows);
+  scratch.fill.assign(expert_first.begin(), expert_first.end() - 1);
+  for (int64_t row = 0; row < routed_rows; ++row) {
+    const int64_t position = scratch.fill[routing.expert_ids[row]]++;
+    expert_of_row_order[position] = row;
+    packed_position[row] = position;
   }
 
   // Packed inputs, then the gate and up projections of every active expert and of the shared
@@ -103,17 +145,22 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
   const int64_t intermediate = config.moe_intermediate_size;
   const int64_t shared_intermediate =
       weights.has_shared_experts ? weights.shared_experts.gate_proj.rows : 0;
-  thread_local std::vector<float> packed_in, gate, up, packed_out, shared_gate, shared_up,
-      shared_out;
+  std::vector<float>& packed_in = scratch.packed_in;
+  std::vector<float>& gate = scratch.gate;
+  std::vector<float>& up = scratch.up;
+  std::vector<float>& packed_out = scratch.packed_out;
   packed_in.resize(routed_rows * hidden);
   gate.resize(routed_rows * intermediate);
   up.resize(routed_rows * intermediate);
   packed_out.resize(routed_rows * hidden);
-  for (int64_t i = 0; i < routed_rows; ++i)
-    std::copy_n(x + expert_of_row_order[i] / routing.top_k * hidden, hidden,
-                packed_in.data() + i * hidden);
+  for_row_ranges(routed_rows, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      std::copy_n(x + expert_of_row_order[i] / top_k * hidden, hidden,
+                  packed_in.data() + i * hidden);
+  });
 
-  thread_local std::vector<kernels::MatmulItem> projections, down_projections;
+  std::vector<kernels::MatmulItem>& projections = scratch.projections;
+  std::vector<kernels::MatmulItem>& down_projections = scratch.down_projections;
   projections.clear();
   down_projections.clear();
   for (int64_t e = 0; e < config.n_routed_experts; ++e) {
@@ -127,6 +174,9 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
     down_projections.push_back({&expert.down_proj, gate.data() + first * intermediate, n,
                                 packed_out.data() + first * hidden});
   }
+  std::vector<float>& shared_gate = scratch.shared_gate;
+  std::vector<float>& shared_up = scratch.shared_up;
+  std::vector<float>& shared_out = scratch.shared_out;
   if (weights.has_shared_experts) {
     shared_gate.resize(tokens * shared_intermediate);
     shared_up.resize(tokens * shared_intermediate);
@@ -136,21 +186,46 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
     projections.push_back({&shared.up_proj, x, tokens, shared_up.data()});
     down_projections.push_back({&shared.down_proj, shared_gate.data(), tokens, shared_out.data()});
   }
+  phase.next("moe.gate_up");
   kernels::matmul_group(projections);
-  kernels::silu_mul(gate.data(), up.data(), routed_rows * intermediate);
-  if (weights.has_shared_experts)
-    kernels::silu_mul(shared_gate.data(), shared_up.data(), tokens * shared_intermediate);
-  kernels::matmul_group(down_projections);
-
-  // Weighted sum of the experts' outputs per token, experts in order, then the shared experts.
-  std::fill(out, out + tokens * hidden, 0.0f);
-  for (int64_t i = 0; i < routed_rows; ++i) {
-    const int64_t row = expert_of_row_order[i], token = row / routing.top_k;
-    const float weight = routing.expert_weights[row];
-    for (int64_t j = 0; j < hidden; ++j) out[token * hidden + j] += weight * packed_out[i * hidden + j];
+  phase.next("moe.silu");
+  for_row_ranges(routed_rows, [&](int64_t begin, int64_t end) {
+    kernels::silu_mul(gate.data() + begin * intermediate, up.data() + begin * intermediate,
+                      (end - begin) * intermediate);
+  });
+  if (weights.has_shared_experts) {
+    for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+      kernels::silu_mul(shared_gate.data() + begin * shared_intermediate,
+                        shared_up.data() + begin * shared_intermediate,
+                        (end - begin) * shared_intermediate);
+    });
   }
-  if (weights.has_shared_experts)
-    for (int64_t i = 0; i < tokens * hidden; ++i) out[i] += shared_out[i];
+  phase.next("moe.down");
+  kernels::matmul_group(down_projections);
+  phase.next("moe.scatter");
+
+  // Weighted sum of the experts' outputs per token, experts in order (a token's rows in packed
+  // order), then the shared experts.
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<int64_t> rows;  // this thread's own: one token's packed rows
+    for (int64_t token = begin; token < end; ++token) {
+      rows.assign(packed_position.begin() + token * top_k,
+                  packed_position.begin() + (token + 1) * top_k);
+      std::sort(rows.begin(), rows.end());
+      float* token_out = out + token * hidden;
+      std::fill(token_out, token_out + hidden, 0.0f);
+      for (int64_t k = 0; k < top_k; ++k) {
+        const int64_t i = rows[size_t(k)];
+        const float weight = routing.expert_weights[expert_of_row_order[i]];
+        const float* expert_out = packed_out.data() + i * hidden;
+        for (int64_t j = 0; j < hidden; ++j) token_out[j] += weight * expert_out[j];
+      }
+      if (weights.has_shared_experts) {
+        const float* shared = shared_out.data() + token * hidden;
+        for (int64_t j = 0; j < hidden; ++j) token_out[j] += shared[j];
+      }
+    }
+  });
 }
 
 }  // namespace dsv3

@@ -1,9 +1,13 @@
-// dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--activations P] [--json]
+// dsv3 bench -m DIR [--prompt N] [--gen N] [--ctx-depth D] [--threads T] [--activations P]
+//            [--repeat R] [--profile] [--json]
 // Prefill and decode speed on a checkpoint, next to this machine's limits: its measured read
 // bandwidth gives the decode roofline (weight bytes read per token / bandwidth) and its
-// measured arithmetic peak the prefill one.
+// measured arithmetic peak the prefill one. With --repeat, prefill and decode run R times and
+// the medians are reported (with the range); --profile adds the wall time per phase of the
+// forward pass (util/phase_profile.h) for the last run.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -21,6 +25,7 @@
 #include "sampling_flags.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
+#include "util/phase_profile.h"
 
 namespace dsv3::cli {
 
@@ -68,15 +73,35 @@ double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t 
   return seconds_since(start);
 }
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// The phase totals recorded since the last reset, one line each, `divisor` runs averaged.
+void print_phases(const char* title, double divisor) {
+  const std::vector<profile::PhaseTotal> totals = profile::totals();
+  double sum = 0;
+  for (const profile::PhaseTotal& total : totals) sum += total.seconds;
+  std::printf("%s (%.2f ms in phases)\n", title, 1e3 * sum / divisor);
+  for (const profile::PhaseTotal& total : totals)
+    std::printf("  %-22s %9.2f ms %5.1f%%\n", total.name.c_str(), 1e3 * total.seconds / divisor,
+                100.0 * total.seconds / sum);
+}
+
 }  // namespace
 
 int run_bench(const CommandArgs& argv) {
-  Args args(argv, {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations"},
-            {"--json", "--help"}, {{"-m", "--model"}});
+  Args args(argv,
+            {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations",
+             "--repeat"},
+            {"--json", "--profile", "--help"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 bench -m DIR [-m DIR2 ...] [--prompt N] [--gen N] [--ctx-depth D]\n"
-                 "       [--threads T] [--activations f32|bf16|auto] [--json]\n");
+                 "       [--threads T] [--activations f32|bf16|auto] [--repeat R] [--profile]\n"
+                 "       [--json]\n");
     return 0;
   }
   // Several models (e.g. one per weight format): one row each, see cmd_bench_formats.cpp.
@@ -85,8 +110,10 @@ int run_bench(const CommandArgs& argv) {
   const int64_t prompt_tokens = args.get_int("--prompt", 512);
   const int64_t gen_tokens = args.get_int("--gen", 32);
   const int64_t depth = args.get_int("--ctx-depth", 0);
-  if (prompt_tokens < 1 || gen_tokens < 1 || depth < 0)
-    throw Error("--prompt and --gen must be >= 1, --ctx-depth >= 0");
+  const int64_t repeats = args.get_int("--repeat", 1);
+  const bool profiling = args.has("--profile");
+  if (prompt_tokens < 1 || gen_tokens < 1 || depth < 0 || repeats < 1 || repeats > 1000)
+    throw Error("--prompt, --gen and --repeat (up to 1000) must be >= 1, --ctx-depth >= 0");
   apply_thread_flag(args);
   apply_activation_flag(args);
   const bool json_output = args.has("--json");
@@ -113,26 +140,40 @@ int run_bench(const CommandArgs& argv) {
   prefill(model, prompt, cache, prompt_tokens);
   cache.clear();
 
-  note("prefill ...");
-  auto start = Clock::now();
-  const double cpu_start = cpu_seconds();
-  std::vector<float> logits = prefill(model, prompt, cache, prompt_tokens);
-  const int32_t first = argmax(logits);
-  const double prefill_seconds = seconds_since(start);
-  // On a shared host other processes take CPU time from ours: the share of the threads' wall
-  // time they ran (spinning included) tells whether a figure was measured on free cores.
-  const double prefill_cpu_share =
-      (cpu_seconds() - cpu_start) / (prefill_seconds * ThreadPool::global().num_threads());
-
-  note("decode ...");
-  const double decode_seconds = decode(model, first, cache, gen_tokens);
+  note("prefill and decode ...");
+  // Each run: prefill the prompt into an empty cache, then decode gen_tokens greedily.
+  std::vector<double> prefill_runs, decode_runs, cpu_share_runs;
+  for (int64_t run = 0; run < repeats; ++run) {
+    const bool profile_this_run = profiling && run + 1 == repeats;
+    cache.clear();
+    profile::set_enabled(profile_this_run);
+    profile::reset();
+    auto start = Clock::now();
+    const double cpu_start = cpu_seconds();
+    std::vector<float> logits = prefill(model, prompt, cache, prompt_tokens);
+    const int32_t first = argmax(logits);
+    const double seconds = seconds_since(start);
+    prefill_runs.push_back(seconds);
+    // On a shared host other processes take CPU time from ours: the share of the threads' wall
+    // time they ran (spinning included) tells whether a figure was measured on free cores.
+    cpu_share_runs.push_back((cpu_seconds() - cpu_start) /
+                             (seconds * ThreadPool::global().num_threads()));
+    if (profile_this_run && !json_output) print_phases("prefill phases", 1.0);
+    profile::reset();
+    decode_runs.push_back(decode(model, first, cache, gen_tokens));
+    if (profile_this_run && !json_output) print_phases("decode phases per token", double(gen_tokens));
+    profile::set_enabled(false);
+  }
+  const double prefill_seconds = median(prefill_runs);
+  const double decode_seconds = median(decode_runs);
+  const double prefill_cpu_share = median(cpu_share_runs);
 
   double depth_decode_tok_s = 0;
   if (depth > 0) {
     note("decode at context depth ...");
     cache.clear();
     const std::vector<int32_t> long_prompt = spread_token_ids(depth, config.vocab_size, 12345);
-    logits = prefill(model, long_prompt, cache, 512);
+    std::vector<float> logits = prefill(model, long_prompt, cache, 512);
     depth_decode_tok_s = double(gen_tokens) / decode(model, argmax(logits), cache, gen_tokens);
   }
 
@@ -180,7 +221,17 @@ int run_bench(const CommandArgs& argv) {
       {"prefill_peak_pct", 100.0 * prefill_gflops / peak},
       {"prefill_cpu_share", prefill_cpu_share},
       {"flops_per_prompt_token", footprint.flops_per_token},
+      {"repeat", repeats},
   };
+  // Every run's figures, so the spread behind the medians is visible.
+  auto rates = [](std::vector<double> seconds, int64_t tokens) {
+    for (double& value : seconds) value = double(tokens) / value;
+    return seconds;
+  };
+  const std::vector<double> prefill_rates = rates(prefill_runs, prompt_tokens);
+  const std::vector<double> decode_rates = rates(decode_runs, gen_tokens);
+  result["prefill_tok_s_runs"] = prefill_rates;
+  result["decode_tok_s_runs"] = decode_rates;
   if (json_output) {
     std::printf("%s\n", result.dump().c_str());
     return 0;
@@ -197,6 +248,13 @@ int run_bench(const CommandArgs& argv) {
       "%.0f ms\n",
       (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
       dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3);
+  auto print_range = [&](const std::vector<double>& values) {
+    if (values.size() < 2) return;
+    std::printf("                 (median of %zu runs: %.1f to %.1f tok/s)\n", values.size(),
+                *std::min_element(values.begin(), values.end()),
+                *std::max_element(values.begin(), values.end()));
+  };
+  print_range(prefill_rates);
   if (prefill_cpu_share < 0.9)
     std::printf(
         "                 (the threads ran only %.0f%% of the prefill's wall time: a busy host)\n",
@@ -206,6 +264,7 @@ int run_bench(const CommandArgs& argv) {
       "per token)\n",
       (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
       footprint.decode_bytes_per_token / 1e6);
+  print_range(decode_rates);
   if (depth > 0)
     std::printf("decode at %-6lld %.1f tok/s (%.1f%% of decode at depth 0)\n", (long long)depth,
                 depth_decode_tok_s, 100.0 * depth_decode_tok_s / decode_tok_s);

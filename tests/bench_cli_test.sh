@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# `dsv3 bench` end to end on the tiny preset: the --json object carries every documented field
+# with sane values, --repeat reports each run, --profile prints the phases of the forward pass
+# (their shares adding up to 100 %), and bad flags are clear errors.
+#
+# usage: bash tests/bench_cli_test.sh DSV3_BINARY BUILD_DIR
+set -uo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: bash tests/bench_cli_test.sh DSV3_BINARY BUILD_DIR" >&2
+  exit 2
+fi
+DSV3=$1
+BUILD_DIR=$2
+PYTHON=/usr/bin/python3
+[[ -x $PYTHON ]] || PYTHON=python3
+
+mkdir -p "$BUILD_DIR"
+WORK=$(mktemp -d "$BUILD_DIR/bench_cli.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+"$DSV3" make-tiny "$WORK/tiny" --preset tiny --dtype bf16 --seed 3 2>/dev/null || { echo "make-tiny failed" >&2; exit 1; }
+
+"$DSV3" bench -m "$WORK/tiny" --prompt 24 --gen 3 --repeat 3 --json >"$WORK/bench.json" 2>"$WORK/bench.err" ||
+  fail "bench --json: $(cat "$WORK/bench.err")"
+$PYTHON - "$WORK/bench.json" <<'PYTHON' || fail "bench --json fields"
+import json, sys
+result = json.load(open(sys.argv[1]))
+for key in ["prefill_tok_s", "decode_tok_s", "ttft_ms", "peak_rss_mb", "cache_bytes_per_token",
+            "bandwidth_gb_s", "weight_bytes_per_token", "roofline_decode_tok_s", "peak_gflops",
+            "prefill_gflops"]:
+    assert key in result and result[key] > 0, (key, result.get(key))
+assert result["repeat"] == 3, result["repeat"]
+for key in ["prefill_tok_s_runs", "decode_tok_s_runs"]:
+    runs = result[key]
+    assert len(runs) == 3 and all(r > 0 for r in runs), (key, runs)
+# The reported figure is the median run.
+assert sorted(result["prefill_tok_s_runs"])[1] == result["prefill_tok_s"], result
+PYTHON
+
+"$DSV3" bench -m "$WORK/tiny" --prompt 24 --gen 3 --profile >"$WORK/profile.txt" 2>/dev/null ||
+  fail "bench --profile"
+$PYTHON - "$WORK/profile.txt" <<'PYTHON' || fail "bench --profile phases: $(cat "$WORK/profile.txt")"
+import re, sys
+text = open(sys.argv[1]).read()
+for title in ["prefill phases", "decode phases per token"]:
+    assert title in text, title
+    lines = text.split(title, 1)[1].splitlines()[1:]
+    block = []
+    for line in lines:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    shares = [float(re.search(r"ms +([0-9.]+)%", line).group(1)) for line in block]
+    names = [line.split()[0] for line in block]
+    assert "lm_head" in names and "attn.o_proj" in names, names
+    assert abs(sum(shares) - 100.0) < 1.0, shares
+PYTHON
+
+for bad in "--repeat 0" "--repeat x" "--gen 0"; do
+  # shellcheck disable=SC2086
+  if "$DSV3" bench -m "$WORK/tiny" $bad >/dev/null 2>"$WORK/bad.err"; then
+    fail "bench $bad succeeded"
+  elif ! grep -q "error" "$WORK/bad.err"; then
+    fail "bench $bad: no error message"
+  fi
+done
+
+if [[ $failures -ne 0 ]]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "bench cli: all checks passed"
