@@ -116,7 +116,7 @@ std::vector<int64_t>& thread_key_counts(int64_t size) {
 void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, const Group& group,
                      const TokenBatch& batch, const float* q, float scale, float* attention_out) {
   AttentionScratch& scratch = attention_scratch();
-  profile::Phase phase("attn.absorbed");
+  profile::Phase phase("attn.absorb_q");
   const int64_t tokens = group.count;
   // Per head: q_nope of every token [h][tokens][nope] -> W_UK^T q_nope [h][tokens][rank], all
   // heads in one group of products.
@@ -133,6 +133,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
                                 kFloatActivations});
   }
   kernels::matmul_group(scratch.products);
+  phase.next("attn.attend");
 
   // One query per token and head laid out as a cache row, [W_UK^T q_nope, q_rope]: a score is
   // then one dot product with the row [latent_s, k_rope_s].
@@ -146,15 +147,19 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
                   query + s.rank);
     }
 
-  // Units of (token, kHeadsPerUnit heads) claimed by whichever thread is free: a unit's heads
-  // share one pass over the cache rows.
-  constexpr int64_t kHeadsPerUnit = 4;
-  const int64_t head_units = (s.heads + kHeadsPerUnit - 1) / kHeadsPerUnit;
+  // Units of (token, heads_per_unit heads) claimed by whichever thread is free: a unit's heads
+  // share one pass over the cache rows, so there are as few as keep every thread busy (one per
+  // thread for a single token). The cache is re-read from memory by every unit (the weights
+  // streamed in between evict it), which at 4 heads per unit cost a tenth of a decode step at
+  // depth 512. Each head's scores and sums are the same whatever its unit.
+  const int64_t threads = ThreadPool::global().num_threads();
+  const int64_t heads_per_unit = (s.heads + threads - 1) / threads;
+  const int64_t head_units = (s.heads + heads_per_unit - 1) / heads_per_unit;
   scratch.latent_out.resize(tokens * s.heads * s.rank);
   const float* cache_rows = group.cache->row(layer, 0);
   ThreadPool::global().parallel_claim(tokens * head_units, [&](int64_t unit) {
-    const int64_t i = unit / head_units, h0 = (unit % head_units) * kHeadsPerUnit;
-    const int64_t h1 = std::min(s.heads, h0 + kHeadsPerUnit);
+    const int64_t i = unit / head_units, h0 = (unit % head_units) * heads_per_unit;
+    const int64_t h1 = std::min(s.heads, h0 + heads_per_unit);
     const int64_t n_heads = h1 - h0, t = group.first + i;
     const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
     float* scores = thread_scores(n_heads * visible).data();
@@ -171,6 +176,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
                                     s.rank);
   });
 
+  phase.next("attn.value_up");
   // Per head: W_UV times the weighted latent, all heads in one group of products.
   scratch.latent_heads.resize(s.heads * tokens * s.rank);
   scratch.value_heads.resize(s.heads * tokens * s.v);
@@ -205,7 +211,6 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
   profile::Phase phase("attn.kv_b");
   kernels::matmul_f32_activations(w.kv_b_proj, scratch.latents.data(), slots,
                                   scratch.keys_values.data());
-  phase.next("attn.kv_layout");
 
   // Per head, contiguous rows: keys [h][slot][nope + rope] (laid out as the queries) and
   // values [h][slot][v].
@@ -226,7 +231,7 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
 
   // Tasks of (head, block of queries): the scores of a block against the keys its last token
   // sees, then each token's own causal count of them.
-  phase.next("attn.scores+values");
+  phase.next("attn.attend");
   constexpr int64_t kQueryBlock = 32;
   const int64_t blocks = (group.count + kQueryBlock - 1) / kQueryBlock;
   const int64_t q_stride = s.heads * s.head_dim, out_stride = s.heads * s.v;
