@@ -63,6 +63,19 @@ accuracy 95 0.003 "$WORK/q8"
 accuracy 35 0.06 "$WORK/q4" "$WORK/fp8-q4"
 accuracy 65 0.03 "$WORK/fp8" "$WORK/fp8-q8"
 
+# The JSON rows carry top-5 agreement (never below top-1) and how decisive the reference is.
+"$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 32 --json "$WORK/q8" "$WORK/q4" >"$WORK/acc.json" ||
+  fail "quant-accuracy --json"
+$PYTHON - "$WORK/acc.json" <<'PYTHON' || fail "quant-accuracy --json fields"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert len(rows) == 2, rows
+for row in rows:
+    assert 0 <= row["top1_pct"] <= row["top5_pct"] <= 100, row
+    assert 0 < row["reference_top1_probability"] <= 1, row
+assert rows[0]["top5_pct"] >= 95, rows[0]
+PYTHON
+
 # The same result whichever kernels run (the integer parts are exact; sums in another order).
 for isa in scalar avx2; do
   DSV3_KERNELS=$isa "$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 96 --max-mean-kl 0.003 "$WORK/q8" \
