@@ -62,6 +62,21 @@ for title in ["prefill phases", "decode phases per token"]:
     assert abs(sum(shares) - 100.0) < 1.0, shares
 PYTHON
 
+# Several models: loaded together, measured in turn, one row each with run-by-run ratios.
+"$DSV3" quantize -m "$WORK/tiny" -o "$WORK/tiny-q8" --type q8 >/dev/null 2>&1 || fail "quantize"
+"$DSV3" bench -m "$WORK/tiny" -m "$WORK/tiny-q8" --prompt 16 --gen 3 --repeat 2 --json \
+  >"$WORK/models.json" 2>"$WORK/models.err" || fail "bench -m -m: $(cat "$WORK/models.err")"
+$PYTHON - "$WORK/models.json" <<'PYTHON' || fail "bench -m -m --json fields"
+import json, sys
+result = json.load(open(sys.argv[1]))
+assert result["repeat"] == 2, result
+first, second = result["models"]
+assert first["decode_vs_first_runs"] == [1.0, 1.0], first
+assert second["weights_dtype"] == "Q8" and len(second["decode_vs_first_runs"]) == 2, second
+for row in (first, second):
+    assert row["decode_tok_s"] > 0 and row["prefill_tok_s"] > 0 and row["file_mb"] > 0, row
+PYTHON
+
 for bad in "--repeat 0" "--repeat x" "--gen 0"; do
   # shellcheck disable=SC2086
   if "$DSV3" bench -m "$WORK/tiny" $bad >/dev/null 2>"$WORK/bad.err"; then
@@ -70,6 +85,10 @@ for bad in "--repeat 0" "--repeat x" "--gen 0"; do
     fail "bench $bad: no error message"
   fi
 done
+
+if "$DSV3" bench -m "$WORK/tiny" -m "$WORK/tiny-q8" --profile >/dev/null 2>"$WORK/bad.err"; then
+  fail "bench --profile with two models succeeded"
+fi
 
 if [[ $failures -ne 0 ]]; then
   echo "$failures failure(s)" >&2

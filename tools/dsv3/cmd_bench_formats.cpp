@@ -1,7 +1,9 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 #include "generate/sampler.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/machine_probe.h"
+#include "model/config.h"
 #include "model/footprint.h"
 #include "model/model.h"
 #include "sampling_flags.h"
@@ -43,66 +46,103 @@ double safetensors_mb(const std::string& dir) {
 }
 
 
+// One loaded model and its figures, one entry per run.
 struct ModelRow {
   std::string dir, weights_dtype;
   double file_mb = 0, resident_mb = 0, bytes_per_token_mb = 0;
-  double prefill_tok_s = 0, decode_tok_s = 0;
+  std::unique_ptr<CausalLM> model;
+  std::vector<double> prefill_tok_s, decode_tok_s;
 };
 
-ModelRow measure(const std::string& dir, int64_t prompt_tokens, int64_t gen_tokens) {
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+// Loads `dir` and touches every weight once (a warm-up prefill); resident_mb is what the
+// process grew by.
+ModelRow load(const std::string& dir, const std::vector<int32_t>& prompt) {
   ModelRow row;
   row.dir = dir;
   row.file_mb = safetensors_mb(dir);
-  CausalLM model = CausalLM::from_pretrained(dir);
+  const double resident_before = resident_mb();
+  row.model = std::make_unique<CausalLM>(CausalLM::from_pretrained(dir));
+  const CausalLM& model = *row.model;
   row.weights_dtype = std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype));
   row.bytes_per_token_mb = double(model_footprint(model.config(), model.model().weights()).decode_bytes_per_token) / 1e6;
-  LatentCache cache = model.new_cache(prompt_tokens + gen_tokens + 1);
-  const std::vector<int32_t> prompt = spread_token_ids(prompt_tokens, model.config().vocab_size, 12345);
-  model.forward(prompt, cache, 1);  // warm-up: touches every weight
-  cache.clear();
+  LatentCache cache = model.new_cache(int64_t(prompt.size()) + 1);
+  model.forward(prompt, cache, 1);
+  row.resident_mb = resident_mb() - resident_before;
+  return row;
+}
+
+// One run: prefill the prompt into an empty cache, then decode gen_tokens greedily.
+void run_once(ModelRow& row, const std::vector<int32_t>& prompt, int64_t gen_tokens) {
+  const CausalLM& model = *row.model;
+  LatentCache cache = model.new_cache(int64_t(prompt.size()) + gen_tokens + 1);
   auto start = Clock::now();
   std::vector<float> logits = model.forward(prompt, cache, 1);
-  row.prefill_tok_s = double(prompt_tokens) / seconds_since(start);
+  row.prefill_tok_s.push_back(double(prompt.size()) / seconds_since(start));
   int32_t token = argmax(logits);
   start = Clock::now();
   for (int64_t i = 0; i < gen_tokens; ++i) {
     logits = model.forward(std::span(&token, 1), cache, 1);
     token = argmax(logits);
   }
-  row.decode_tok_s = double(gen_tokens) / seconds_since(start);
-  row.resident_mb = resident_mb();
-  return row;
+  row.decode_tok_s.push_back(double(gen_tokens) / seconds_since(start));
 }
 
 }  // namespace
 
+// All models stay loaded and every run measures each in turn (round robin), so a slow minute
+// of a shared host falls on all of them alike and the ratios between models stay fair.
 int run_bench_models(const Args& args) {
   const std::vector<std::string> dirs = args.get_all("--model");
   const int64_t prompt_tokens = args.get_int("--prompt", 512);
   const int64_t gen_tokens = args.get_int("--gen", 32);
-  if (prompt_tokens < 1 || gen_tokens < 1) throw Error("--prompt and --gen must be >= 1");
+  const int64_t repeats = args.get_int("--repeat", 1);
+  if (prompt_tokens < 1 || gen_tokens < 1 || repeats < 1 || repeats > 1000)
+    throw Error("--prompt, --gen and --repeat (up to 1000) must be >= 1");
   if (args.has("--ctx-depth")) throw Error("--ctx-depth takes one model");
+  if (args.has("--profile")) throw Error("--profile takes one model");
   apply_thread_flag(args);
   const bool json_output = args.has("--json");
   if (!json_output) std::fprintf(stderr, "measuring memory bandwidth ...\n");
   const double bandwidth = kernels::measure_read_bandwidth();
   std::vector<ModelRow> rows;
   for (const std::string& dir : dirs) {
-    if (!json_output) std::fprintf(stderr, "%s ...\n", dir.c_str());
-    rows.push_back(measure(dir, prompt_tokens, gen_tokens));
+    if (!json_output) std::fprintf(stderr, "loading %s ...\n", dir.c_str());
+    const int64_t vocab = Config::from_file(dir + "/config.json").vocab_size;
+    rows.push_back(load(dir, spread_token_ids(prompt_tokens, vocab, 12345)));
   }
+  for (int64_t run = 0; run < repeats; ++run) {
+    if (!json_output) std::fprintf(stderr, "run %lld of %lld ...\n", (long long)run + 1, (long long)repeats);
+    for (ModelRow& row : rows) {
+      run_once(row, spread_token_ids(prompt_tokens, row.model->config().vocab_size, 12345),
+               gen_tokens);
+    }
+  }
+  const double first_decode = median(rows[0].decode_tok_s);
   nlohmann::json result = nlohmann::json::array();
   for (const ModelRow& row : rows) {
     const double roofline = bandwidth * 1e3 / row.bytes_per_token_mb;
+    const double decode = median(row.decode_tok_s);
+    // The ratio to the first model within each run, then its median over the runs.
+    std::vector<double> ratios;
+    for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
+      ratios.push_back(row.decode_tok_s[run] / rows[0].decode_tok_s[run]);
     result.push_back({{"model", row.dir},
                       {"weights_dtype", row.weights_dtype},
                       {"file_mb", row.file_mb},
                       {"resident_mb", row.resident_mb},
                       {"weight_mb_per_token", row.bytes_per_token_mb},
-                      {"prefill_tok_s", row.prefill_tok_s},
-                      {"decode_tok_s", row.decode_tok_s},
-                      {"decode_vs_first", row.decode_tok_s / rows[0].decode_tok_s},
-                      {"decode_roofline_pct", 100.0 * row.decode_tok_s / roofline}});
+                      {"prefill_tok_s", median(row.prefill_tok_s)},
+                      {"decode_tok_s", decode},
+                      {"decode_vs_first", decode / first_decode},
+                      {"decode_vs_first_runs", ratios},
+                      {"decode_tok_s_runs", row.decode_tok_s},
+                      {"decode_roofline_pct", 100.0 * decode / roofline}});
   }
   if (json_output) {
     std::printf("%s\n", nlohmann::json{{"threads", ThreadPool::global().num_threads()},
@@ -110,14 +150,17 @@ int run_bench_models(const Args& args) {
                                        {"bandwidth_gb_s", bandwidth},
                                        {"prompt_tokens", prompt_tokens},
                                        {"gen_tokens", gen_tokens},
+                                       {"repeat", repeats},
                                        {"models", result}}
                                 .dump()
                                 .c_str());
     return 0;
   }
-  std::printf("%d threads, %s kernels, read bandwidth %.1f GB/s, prompt %lld, gen %lld\n",
+  std::printf("%d threads, %s kernels, read bandwidth %.1f GB/s, prompt %lld, gen %lld%s\n",
               ThreadPool::global().num_threads(), std::string(kernels::isa_name(kernels::active_isa())).c_str(),
-              bandwidth, (long long)prompt_tokens, (long long)gen_tokens);
+              bandwidth, (long long)prompt_tokens, (long long)gen_tokens,
+              repeats > 1 ? (", medians of " + std::to_string(repeats) + " runs, models in turn").c_str()
+                          : "");
   std::printf("%-36s %-8s %9s %9s %9s %11s %10s %8s %9s\n", "model", "weights", "file MB", "RSS MB",
               "MB/token", "prefill t/s", "decode t/s", "vs first", "roofline");
   for (const auto& row : result) {
@@ -127,6 +170,14 @@ int run_bench_models(const Args& args) {
                 row["weight_mb_per_token"].get<double>(), row["prefill_tok_s"].get<double>(),
                 row["decode_tok_s"].get<double>(), row["decode_vs_first"].get<double>(),
                 row["decode_roofline_pct"].get<double>());
+  }
+  if (repeats > 1) {
+    std::printf("decode vs first, run by run:\n");
+    for (const auto& row : result) {
+      std::printf("  %-34s", row["model"].get<std::string>().c_str());
+      for (double ratio : row["decode_vs_first_runs"]) std::printf(" %.2fx", ratio);
+      std::printf("\n");
+    }
   }
   return 0;
 }
