@@ -15,7 +15,6 @@
 #include "args.h"
 #include "bench_formats.h"
 #include "commands.h"
-#include "spread_token_ids.h"
 #include "generate/sampler.h"
 #include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
@@ -23,6 +22,7 @@
 #include "model/footprint.h"
 #include "model/model.h"
 #include "sampling_flags.h"
+#include "spread_token_ids.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 #include "util/phase_profile.h"
@@ -50,7 +50,6 @@ double peak_rss_mb() {
   getrusage(RUSAGE_SELF, &usage);
   return double(usage.ru_maxrss) / 1024.0;
 }
-
 
 // Feeds `ids` in pieces of at most `chunk` tokens; returns the last logits.
 std::vector<float> prefill(const CausalLM& model, std::span<const int32_t> ids, LatentCache& cache,
@@ -93,10 +92,10 @@ void print_phases(const char* title, double divisor) {
 }  // namespace
 
 int run_bench(const CommandArgs& argv) {
-  Args args(argv,
-            {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations",
-             "--repeat"},
-            {"--json", "--profile", "--help"}, {{"-m", "--model"}});
+  Args args(
+      argv,
+      {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations", "--repeat"},
+      {"--json", "--profile", "--help"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 bench -m DIR [-m DIR2 ...] [--prompt N] [--gen N] [--ctx-depth D]\n"
@@ -161,7 +160,8 @@ int run_bench(const CommandArgs& argv) {
     if (profile_this_run && !json_output) print_phases("prefill phases", 1.0);
     profile::reset();
     decode_runs.push_back(decode(model, first, cache, gen_tokens));
-    if (profile_this_run && !json_output) print_phases("decode phases per token", double(gen_tokens));
+    if (profile_this_run && !json_output)
+      print_phases("decode phases per token", double(gen_tokens));
     profile::set_enabled(false);
   }
   const double prefill_seconds = median(prefill_runs);

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <memory>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "bench_formats.h"
@@ -45,7 +45,6 @@ double safetensors_mb(const std::string& dir) {
   return bytes / 1e6;
 }
 
-
 // One loaded model and its figures, one entry per run.
 struct ModelRow {
   std::string dir, weights_dtype;
@@ -69,8 +68,10 @@ ModelRow load(const std::string& dir, const std::vector<int32_t>& prompt) {
   const double resident_before = resident_mb();
   row.model = std::make_unique<CausalLM>(CausalLM::from_pretrained(dir));
   const CausalLM& model = *row.model;
-  row.weights_dtype = std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype));
-  row.bytes_per_token_mb = double(model_footprint(model.config(), model.model().weights()).decode_bytes_per_token) / 1e6;
+  row.weights_dtype =
+      std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype));
+  row.bytes_per_token_mb =
+      double(model_footprint(model.config(), model.model().weights()).decode_bytes_per_token) / 1e6;
   LatentCache cache = model.new_cache(int64_t(prompt.size()) + 1);
   model.forward(prompt, cache, 1);
   row.resident_mb = resident_mb() - resident_before;
@@ -117,7 +118,8 @@ int run_bench_models(const Args& args) {
     rows.push_back(load(dir, spread_token_ids(prompt_tokens, vocab, 12345)));
   }
   for (int64_t run = 0; run < repeats; ++run) {
-    if (!json_output) std::fprintf(stderr, "run %lld of %lld ...\n", (long long)run + 1, (long long)repeats);
+    if (!json_output)
+      std::fprintf(stderr, "run %lld of %lld ...\n", (long long)run + 1, (long long)repeats);
     for (ModelRow& row : rows) {
       run_once(row, spread_token_ids(prompt_tokens, row.model->config().vocab_size, 12345),
                gen_tokens);
@@ -145,31 +147,34 @@ int run_bench_models(const Args& args) {
                       {"decode_roofline_pct", 100.0 * decode / roofline}});
   }
   if (json_output) {
-    std::printf("%s\n", nlohmann::json{{"threads", ThreadPool::global().num_threads()},
-                                       {"kernels", std::string(kernels::isa_name(kernels::active_isa()))},
-                                       {"bandwidth_gb_s", bandwidth},
-                                       {"prompt_tokens", prompt_tokens},
-                                       {"gen_tokens", gen_tokens},
-                                       {"repeat", repeats},
-                                       {"models", result}}
-                                .dump()
-                                .c_str());
+    std::printf("%s\n",
+                nlohmann::json{{"threads", ThreadPool::global().num_threads()},
+                               {"kernels", std::string(kernels::isa_name(kernels::active_isa()))},
+                               {"bandwidth_gb_s", bandwidth},
+                               {"prompt_tokens", prompt_tokens},
+                               {"gen_tokens", gen_tokens},
+                               {"repeat", repeats},
+                               {"models", result}}
+                    .dump()
+                    .c_str());
     return 0;
   }
   std::printf("%d threads, %s kernels, read bandwidth %.1f GB/s, prompt %lld, gen %lld%s\n",
-              ThreadPool::global().num_threads(), std::string(kernels::isa_name(kernels::active_isa())).c_str(),
-              bandwidth, (long long)prompt_tokens, (long long)gen_tokens,
-              repeats > 1 ? (", medians of " + std::to_string(repeats) + " runs, models in turn").c_str()
-                          : "");
+              ThreadPool::global().num_threads(),
+              std::string(kernels::isa_name(kernels::active_isa())).c_str(), bandwidth,
+              (long long)prompt_tokens, (long long)gen_tokens,
+              repeats > 1
+                  ? (", medians of " + std::to_string(repeats) + " runs, models in turn").c_str()
+                  : "");
   std::printf("%-36s %-8s %9s %9s %9s %11s %10s %8s %9s\n", "model", "weights", "file MB", "RSS MB",
               "MB/token", "prefill t/s", "decode t/s", "vs first", "roofline");
   for (const auto& row : result) {
     std::printf("%-36s %-8s %9.0f %9.0f %9.0f %11.1f %10.1f %7.2fx %8.1f%%\n",
-                row["model"].get<std::string>().c_str(), row["weights_dtype"].get<std::string>().c_str(),
-                row["file_mb"].get<double>(), row["resident_mb"].get<double>(),
-                row["weight_mb_per_token"].get<double>(), row["prefill_tok_s"].get<double>(),
-                row["decode_tok_s"].get<double>(), row["decode_vs_first"].get<double>(),
-                row["decode_roofline_pct"].get<double>());
+                row["model"].get<std::string>().c_str(),
+                row["weights_dtype"].get<std::string>().c_str(), row["file_mb"].get<double>(),
+                row["resident_mb"].get<double>(), row["weight_mb_per_token"].get<double>(),
+                row["prefill_tok_s"].get<double>(), row["decode_tok_s"].get<double>(),
+                row["decode_vs_first"].get<double>(), row["decode_roofline_pct"].get<double>());
   }
   if (repeats > 1) {
     std::printf("decode vs first, run by run:\n");
