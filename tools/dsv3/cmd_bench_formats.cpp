@@ -78,7 +78,8 @@ ModelRow load(const std::string& dir, const std::vector<int32_t>& prompt) {
   return row;
 }
 
-// One run: prefill the prompt into an empty cache, then decode gen_tokens greedily.
+// One run: prefill the prompt into an empty cache, then decode gen_tokens greedily from an
+// empty cache.
 void run_once(ModelRow& row, const std::vector<int32_t>& prompt, int64_t gen_tokens) {
   const CausalLM& model = *row.model;
   LatentCache cache = model.new_cache(int64_t(prompt.size()) + gen_tokens + 1);
@@ -86,6 +87,7 @@ void run_once(ModelRow& row, const std::vector<int32_t>& prompt, int64_t gen_tok
   std::vector<float> logits = model.forward(prompt, cache, 1);
   row.prefill_tok_s.push_back(double(prompt.size()) / seconds_since(start));
   int32_t token = argmax(logits);
+  cache.clear();  // decode from depth 0, as `dsv3 bench` with one model
   start = Clock::now();
   for (int64_t i = 0; i < gen_tokens; ++i) {
     logits = model.forward(std::span(&token, 1), cache, 1);
