@@ -17,6 +17,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -79,12 +80,13 @@ __m128 reduce_add4(__m512 a, __m512 b, __m512 c, __m512 d) {
 // The canonical dot products of kRows weight rows (from matrix row `row`) with kTokens tokens
 // (from token `token`): each weight vector is loaded once for all tokens, each token vector
 // once for all rows.
+// With kPrefetch, the tile also prefetches the kRows * cols weights from `prefetch_base` on.
 template <int kRows, int kTokens, bool kPrefetch>
-inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token) {
+inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
+                     const char* prefetch_base = nullptr) {
   const int64_t cols = job.w->cols;
   const uint16_t* weights = static_cast<const uint16_t*>(job.w->data) + row * cols;
   const uint16_t* x = job.x_bf16 + token * job.x_stride;
-  const char* prefetch_base = reinterpret_cast<const char*>(weights + 2 * kRows * cols);
 
   __m512 acc[kRows][kTokens];
 #pragma GCC unroll 8
@@ -106,7 +108,6 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token) {
   int64_t c = 0;
   for (; c + kColsPerVector <= cols; c += kColsPerVector) {
     if constexpr (kPrefetch) {
-      // As in the float stream form: read ahead through the tile after next.
       const char* ahead = prefetch_base + c * kRows * 2;
 #pragma GCC unroll 8
       for (int b = 0; b < kRows * kColsPerVector * 2; b += 64) __builtin_prefetch(ahead + b, 0, 2);
@@ -146,11 +147,39 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token) {
 }
 
 // Rows [row_begin, row_end) x tokens [token, token + kTokens): tiles of kRows, then single rows.
-template <int kRows, int kTokens, bool kPrefetch>
+template <int kRows, int kTokens>
 void dot_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token) {
   int64_t row = row_begin;
-  for (; row + kRows <= row_end; row += kRows) dot_tile<kRows, kTokens, kPrefetch>(job, row, token);
-  for (; row < row_end; ++row) dot_tile<1, kTokens, kPrefetch>(job, row, token);
+  for (; row + kRows <= row_end; row += kRows) dot_tile<kRows, kTokens, false>(job, row, token);
+  for (; row < row_end; ++row) dot_tile<1, kTokens, false>(job, row, token);
+}
+
+// Bytes a stream tile reads ahead of itself: two tiles. Further ahead was measured slower.
+template <int kRows>
+int64_t prefetch_distance(const Bf16MatmulJob& job) {
+  return 2 * kRows * job.w->cols * int64_t(sizeof(uint16_t));
+}
+
+// dot_rows for few tokens, the weights streaming from memory: each tile prefetches the bytes
+// prefetch_distance ahead of it, which near row_end lie in job.prefetch_next (when given) so
+// that the stream runs on into the thread's next range.
+template <int kRows, int kTokens>
+void stream_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
+  const int64_t row_bytes = job.w->cols * int64_t(sizeof(uint16_t));
+  const char* weights = static_cast<const char*>(job.w->data);
+  const char* range_end = weights + row_end * row_bytes;
+  const char* next = static_cast<const char*>(job.prefetch_next);
+  auto prefetch_base = [&](int64_t row) {
+    const char* ahead = weights + row * row_bytes + prefetch_distance<kRows>(job);
+    if (next == nullptr || ahead < range_end) return ahead;
+    const int64_t past = ahead - range_end;
+    // Beyond the next range too: a harmless hint at the bytes right after it.
+    return next + std::min(past, job.prefetch_next_bytes);
+  };
+  int64_t row = row_begin;
+  for (; row + kRows <= row_end; row += kRows)
+    dot_tile<kRows, kTokens, true>(job, row, 0, prefetch_base(row));
+  for (; row < row_end; ++row) dot_tile<1, kTokens, true>(job, row, 0, prefetch_base(row));
 }
 
 template <int kMax, class Body>
@@ -166,7 +195,7 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     // Decode: the weights stream from memory once, up to 8 tokens riding along.
     with_token_count<kMaxStreamTokens>(job.n_tokens, [&](auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
-      dot_rows<kTokens <= 4 ? 4 : 3, kTokens, true>(job, row_begin, row_end, 0);
+      stream_rows<kTokens <= 4 ? 4 : 3, kTokens>(job, row_begin, row_end);
     });
     return;
   }
@@ -177,7 +206,7 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     for (int64_t token = 0; token < job.n_tokens; token += kTileTokens) {
       const int64_t n = job.n_tokens - token < kTileTokens ? job.n_tokens - token : kTileTokens;
       with_token_count<kTileTokens>(n, [&](auto tokens) {
-        dot_rows<kTileRows, decltype(tokens)::value, false>(job, row0, row1, token);
+        dot_rows<kTileRows, decltype(tokens)::value>(job, row0, row1, token);
       });
     }
   }
