@@ -83,6 +83,7 @@ int run_bench_models(const Args& args) {
   if (prompt_tokens < 1 || gen_tokens < 1) throw Error("--prompt and --gen must be >= 1");
   if (args.has("--ctx-depth")) throw Error("--ctx-depth takes one model");
   apply_thread_flag(args);
+  apply_weight_memory_flag(args);
   const bool json_output = args.has("--json");
   if (!json_output) std::fprintf(stderr, "measuring memory bandwidth ...\n");
   const double bandwidth = kernels::measure_read_bandwidth();
