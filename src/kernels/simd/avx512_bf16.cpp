@@ -77,6 +77,15 @@ __m128 reduce_add4(__m512 a, __m512 b, __m512 c, __m512 d) {
       _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
 }
 
+// The locality hint of the stream tiles' prefetches: into L1 (prefetcht0) for up to 3 tokens,
+// into L2 (prefetcht1) for more. Measured on groups of expert-sized BF16 matrices (14 x
+// [512,1024] then 7 x [1024,512], 600 MB on 2 MB pages) against a plain read of the same
+// memory: with 1-3 tokens prefetcht0 streamed at 0.85-0.97 of the plain read, prefetcht1 at
+// 0.79-0.92 (and at 0.56, 32.5 of 59 GB/s, when the host gave ~59); with 4 and 6 tokens
+// prefetcht0 lost (0.76 vs 0.80, 0.82 vs 0.92): two tiles ahead, the current tile and the
+// tokens' activations (2 KB each at 1024 columns) then no longer fit in a 32 KB L1 together.
+constexpr int prefetch_locality(int tokens) { return tokens <= 3 ? 3 : 2; }
+
 // The canonical dot products of kRows weight rows (from matrix row `row`) with kTokens tokens
 // (from token `token`): each weight vector is loaded once for all tokens, each token vector
 // once for all rows.
@@ -110,7 +119,8 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
     if constexpr (kPrefetch) {
       const char* ahead = prefetch_base + c * kRows * 2;
 #pragma GCC unroll 8
-      for (int b = 0; b < kRows * kColsPerVector * 2; b += 64) __builtin_prefetch(ahead + b, 0, 3);
+      for (int b = 0; b < kRows * kColsPerVector * 2; b += 64)
+        __builtin_prefetch(ahead + b, 0, prefetch_locality(kTokens));
     }
     __m512bh weight_vectors[kRows];
 #pragma GCC unroll 8
@@ -155,9 +165,6 @@ void dot_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int6
 }
 
 // Bytes a stream tile reads ahead of itself: two tiles. Further ahead was measured slower.
-// The prefetches go to L1 (prefetcht0): with prefetcht1 (to L2) groups of expert matrices on
-// 2 MB pages streamed at 0.56-0.83 of a plain read of the same memory, with prefetcht0 at
-// 0.85-0.92 (prefetchnta 0.83-0.91), and at the fast moments of this host 50 GB/s instead of 32.
 template <int kRows>
 int64_t prefetch_distance(const Bf16MatmulJob& job) {
   return 2 * kRows * job.w->cols * int64_t(sizeof(uint16_t));
