@@ -819,6 +819,50 @@ TEST(Matmul, GroupGivesTheBitsOfMatmul) {
   }
 }
 
+TEST(Matmul, DecodeGroupGivesTheBitsOfMatmulForAnyThreadCount) {
+  // Many few-token products, as the experts of a decode step (whole matrices and pieces of one
+  // row task, more tasks than threads and fewer): the threads start on their own spans of row
+  // tasks and take halves of each other's spans at the end, and every out is still bitwise
+  // what matmul alone gives. Repeated, so that the races between owners and thieves vary.
+  KernelSettingsGuard guard;
+  uint32_t seed = 9000;
+  const int64_t rows[] = {512, 512, 1024, 1, 47, 48, 49, 200, 96, 3, 700, 512, 130};
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : {DType::BF16, DType::F32}) {
+      std::vector<RandomWeights> weights;
+      std::vector<std::vector<float>> inputs, expected;
+      for (size_t i = 0; i < std::size(rows); ++i) {
+        const int64_t cols = i % 3 == 0 ? 256 : 96, n_tokens = 1 + int64_t(i % 2);
+        weights.push_back(random_weights(dtype, rows[i], cols, ++seed));
+        inputs.push_back(random_floats(n_tokens * cols, ++seed));
+        expected.emplace_back(size_t(n_tokens * rows[i]));
+        matmul(weights.back().w, inputs.back().data(), n_tokens, expected.back().data());
+      }
+      for (int threads : {1, 2, 3, 4}) {
+        ThreadPool::global().set_num_threads(threads);
+        for (int repeat = 0; repeat < 20; ++repeat) {
+          // Only the first few products on some repeats: fewer tasks than threads too.
+          const size_t count = repeat % 4 == 3 ? 2 : weights.size();
+          std::vector<std::vector<float>> outputs;
+          std::vector<MatmulItem> items;
+          for (size_t i = 0; i < count; ++i) {
+            outputs.emplace_back(expected[i].size(), NAN);
+            items.push_back({&weights[i].w, inputs[i].data(), int64_t(expected[i].size()) / rows[i],
+                             outputs.back().data()});
+          }
+          matmul_group(items);
+          for (size_t i = 0; i < count; ++i)
+            ASSERT_EQ(0, std::memcmp(outputs[i].data(), expected[i].data(),
+                                     expected[i].size() * sizeof(float)))
+                << isa_name(isa) << " " << dtype_name(dtype) << " item " << i << " threads "
+                << threads << " repeat " << repeat;
+        }
+      }
+    }
+  }
+}
+
 TEST(Matmul, GroupRejectsAnItemWithoutWeight) {
   float x = 0.0f, out = 0.0f;
   const MatmulItem items[] = {{nullptr, &x, 1, &out}};

@@ -1,5 +1,6 @@
 // safetensors reading and writing: round trips for every dtype, sharded checkpoints, and hostile
 // files that must each be refused with a dsv3::Error naming the problem (never a crash).
+#include "io/file_memory.h"
 #include "io/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -227,6 +228,30 @@ TEST_F(SafetensorsTest, SingleFileCheckpoint) {
   Checkpoint copy = checkpoint;
   checkpoint = Checkpoint();
   EXPECT_EQ(std::memcmp(copy.require("b", {4}).data, pattern_bytes(16, 1).data(), 16), 0);
+}
+
+TEST_F(SafetensorsTest, MappedAndCopiedFilesHoldTheSameBytes) {
+  // Mapped in place, copied onto huge pages (--no-mmap), and auto (a copy for a file this
+  // small): the same tensors with the same bytes, readable after the checkpoint is copied.
+  const FileMemory previous = file_memory();
+  const std::vector<TensorToWrite> tensors = {make_tensor("a", DType::BF16, {3, 5}),
+                                              make_tensor("b", DType::F32, {1000}),
+                                              make_tensor("c", DType::I8, {7})};
+  write_safetensors(path("model.safetensors"), tensors);
+  for (FileMemory memory : {FileMemory::kMapped, FileMemory::kHugePageCopy, FileMemory::kAuto}) {
+    set_file_memory(memory);
+    EXPECT_EQ(file_memory(), memory);
+    Checkpoint checkpoint = Checkpoint::open(dir_);
+    Checkpoint copy = checkpoint;
+    checkpoint = Checkpoint();
+    for (const TensorToWrite& tensor : tensors) {
+      const TensorEntry& entry = copy.require(tensor.name, tensor.shape);
+      ASSERT_EQ(entry.nbytes, tensor.bytes.size());
+      EXPECT_EQ(std::memcmp(entry.data, tensor.bytes.data(), entry.nbytes), 0)
+          << tensor.name << " memory " << int(memory);
+    }
+  }
+  set_file_memory(previous);
 }
 
 void write_text(const std::string& file, const std::string& text) {

@@ -16,6 +16,7 @@
 #include <set>
 #include <sstream>
 
+#include "io/file_memory.h"
 #include "util/error.h"
 
 namespace dsv3 {
@@ -156,12 +157,17 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     throw Error(path + ": file is " + std::to_string(file_size) +
                 " bytes, too short for a safetensors header (at least 8)");
   }
-  void* mapping = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int mmap_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (mapping == MAP_FAILED) throw Error(path + ": cannot mmap: " + std::strerror(mmap_errno));
+  FileBytes file_bytes;
+  try {
+    file_bytes = load_file_bytes(fd, file_size, file_memory(), path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);  // a mapping keeps the file alive; a copy does not need it
+  void* mapping = file_bytes.data;
   file->mapping_ = mapping;  // owned from here: the destructor unmaps, also on a throw below
-  file->mapping_size_ = file_size;
+  file->mapping_size_ = file_bytes.mapped_bytes;
   const auto* bytes = static_cast<const unsigned char*>(mapping);
 
   uint64_t header_length = 0;

@@ -1,6 +1,7 @@
 // safetensors files (https://github.com/huggingface/safetensors format): memory-mapped, with the
 // header validated completely before any tensor is handed out, and sharded checkpoints through
-// model.safetensors.index.json. Tensors are views into the mapping: nothing is copied.
+// model.safetensors.index.json. Tensors are views into the mapping (or into a copy on huge pages,
+// see io/file_memory.h): nothing is copied per tensor.
 #pragma once
 
 #include <cstddef>

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,6 @@ namespace {
 // Rows per parallel task: a multiple of the rows of every register tile, so single-row tiles
 // occur only at the ends of the threads' row ranges.
 constexpr int64_t kRowsPerTask = 48;
-// Most row tasks one claim takes (16 x 48 rows of 1024 BF16 columns = 1.5 MB, tens of
-// microseconds): long enough to stream, short enough that a thread preempted in the middle
-// of its claim leaves the rest of the product to the others.
-constexpr int64_t kMaxTasksPerClaim = 16;
 // Bytes of weights per panel of the panel form: kept in L2 (1 MB per core and up) together
 // with a tile of tokens while every token passes over it.
 constexpr int64_t kPanelBytes = int64_t(192) << 10;
@@ -243,8 +240,14 @@ struct StreamProduct {
 
 int64_t row_tasks(const WeightMatrix& w) { return (w.rows + kRowsPerTask - 1) / kRowsPerTask; }
 
-// Rows [row_begin, row_end) of one stream product.
-void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_end) {
+// Rows [row_begin, row_end) of one stream product; `next` is where the thread goes on streaming
+// afterwards (Bf16MatmulJob::prefetch_next).
+struct WeightBytes {
+  const void* data = nullptr;
+  int64_t bytes = 0;
+};
+void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_end,
+                  WeightBytes next) {
   const WeightMatrix& w = *product.w;
   switch (product.path.kernel) {
     case MatmulKernel::kReference:
@@ -267,6 +270,8 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
       job.n_tokens = product.n_tokens;
       job.out = product.out;
       job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
+      job.prefetch_next = next.data;
+      job.prefetch_next_bytes = next.bytes;
       return simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
     }
     case MatmulKernel::kQuantStream:
@@ -278,45 +283,138 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
   }
 }
 
-// Tasks [task_begin, task_end) of the products (in task order, products[p] the one holding
-// task_begin).
-void run_tasks(std::span<const StreamProduct> products, size_t p, int64_t task_begin,
-               int64_t task_end) {
+// The product holding `task` (products in task order).
+size_t product_of_task(std::span<const StreamProduct> products, int64_t task) {
+  const auto after = std::upper_bound(
+      products.begin(), products.end(), task,
+      [](int64_t t, const StreamProduct& product) { return t < product.first_task; });
+  return size_t(after - products.begin()) - 1;
+}
+
+// The weight bytes of rows [row_begin, row_end) of a product, where the kernel reads them as
+// one stretch (BF16 rows); none otherwise.
+WeightBytes weight_bytes(const StreamProduct& product, int64_t row_begin, int64_t row_end) {
+  if (product.path.kernel != MatmulKernel::kBf16Stream) return {};
+  const int64_t row_bytes = product.w->cols * int64_t(sizeof(uint16_t));
+  return {static_cast<const char*>(product.w->data) + row_begin * row_bytes,
+          (row_end - row_begin) * row_bytes};
+}
+
+// The weight bytes of the rows of tasks [task, task_end) in the product holding `task`.
+WeightBytes task_bytes(std::span<const StreamProduct> products, int64_t task, int64_t task_end) {
+  const StreamProduct& product = products[product_of_task(products, task)];
+  const int64_t last_task = std::min(task_end, product.first_task + row_tasks(*product.w));
+  return weight_bytes(product, (task - product.first_task) * kRowsPerTask,
+                      std::min(product.w->rows, (last_task - product.first_task) * kRowsPerTask));
+}
+
+// Tasks [task_begin, task_end) of the products (in task order); then the thread is expected to
+// go on with tasks [next_begin, next_end) (none when next_begin == next_end), whose first
+// weights are prefetched while the last rows before them run.
+void run_tasks(std::span<const StreamProduct> products, int64_t task_begin, int64_t task_end,
+               int64_t next_begin, int64_t next_end) {
+  size_t p = product_of_task(products, task_begin);
   for (int64_t task = task_begin; task < task_end; ++p) {
     const StreamProduct& product = products[p];
     const int64_t last_task = std::min(task_end, product.first_task + row_tasks(*product.w));
     const int64_t row_begin = (task - product.first_task) * kRowsPerTask;
     const int64_t row_end =
         std::min(product.w->rows, (last_task - product.first_task) * kRowsPerTask);
-    product_rows(product, row_begin, row_end);
+    WeightBytes next;
+    if (last_task < task_end) {
+      next = task_bytes(products, last_task, task_end);
+    } else if (next_begin < next_end) {
+      next = task_bytes(products, next_begin, next_end);
+    }
+    product_rows(product, row_begin, row_end, next);
     task = last_task;
   }
 }
 
-// Runs every row task of the products on the pool. The threads claim runs of consecutive
-// tasks from a shared counter, long runs first and shorter ones towards the end (guided
-// self-scheduling): each thread streams long contiguous stretches of weights, and a thread
-// that is late (woken late, or preempted on a busy host) leaves its share to the others
-// instead of holding everyone up (parallel_share: nobody waits for a thread that has not
-// started). Which thread computes a row never changes its bits.
+// The tasks [begin, end) one thread works through, packed in one word so that the owner taking
+// tasks from the front and a thief taking half from the back agree by one compare-exchange;
+// one cache line each, so the owners' claims do not contend.
+struct alignas(64) TaskSpan {
+  std::atomic<uint64_t> tasks{0};
+};
+uint64_t pack_span(int64_t begin, int64_t end) { return (uint64_t(begin) << 32) | uint64_t(end); }
+int64_t span_begin(uint64_t span) { return int64_t(span >> 32); }
+int64_t span_end(uint64_t span) { return int64_t(span & 0xffffffffu); }
+
+// Tasks an owner takes from the front of its span at a time (4 x 48 rows of 1024 BF16 columns =
+// 384 KB, about 25 microseconds): the most a thread that loses its core holds up the others.
+constexpr int64_t kTasksPerOwnerClaim = 4;
+
+// Takes the back half of the fullest other span into `own` (which is empty); false when every
+// span is empty.
+bool steal_half(std::span<TaskSpan> spans, size_t own) {
+  for (;;) {
+    size_t victim = own;
+    uint64_t victim_span = 0;
+    int64_t most = 0;
+    for (size_t i = 0; i < spans.size(); ++i) {
+      const uint64_t span = spans[i].tasks.load(std::memory_order_relaxed);
+      if (i != own && span_end(span) - span_begin(span) > most) {
+        most = span_end(span) - span_begin(span);
+        victim = i;
+        victim_span = span;
+      }
+    }
+    if (victim == own) return false;
+    const int64_t begin = span_begin(victim_span), end = span_end(victim_span);
+    const int64_t middle = begin + most / 2;
+    if (spans[victim].tasks.compare_exchange_weak(victim_span, pack_span(begin, middle),
+                                                  std::memory_order_relaxed)) {
+      spans[own].tasks.store(pack_span(middle, end), std::memory_order_relaxed);
+      return true;
+    }
+  }
+}
+
+thread_local std::unique_ptr<TaskSpan[]> t_task_spans;
+thread_local size_t t_task_span_count = 0;
+
+// Runs every row task of the products on the pool. Each thread starts on its own contiguous
+// span of tasks and works through it in order, a few tasks per claim, prefetching the next
+// ones as it goes: each thread's weights stream without a break, across matrix boundaries too.
+// A thread done with its span takes the back half of the fullest other span, so a thread that
+// is late (woken late, or preempted on a busy host) leaves its share to the others instead of
+// holding everyone up (parallel_share: nobody waits for a thread that has not started). Which
+// thread computes a row never changes its bits.
 void run_row_tasks(std::span<const StreamProduct> products, int64_t n_tasks) {
   ThreadPool& pool = ThreadPool::global();
   const int64_t threads = std::min<int64_t>(pool.num_threads(), n_tasks);
   if (threads <= 1) {
-    run_tasks(products, 0, 0, n_tasks);
+    run_tasks(products, 0, n_tasks, 0, 0);
     return;
   }
-  std::atomic<int64_t> next_task{0};
-  pool.parallel_share(threads, [&](int64_t, int64_t) {
-    size_t p = 0;
+  if (t_task_span_count < size_t(threads)) {
+    t_task_spans = std::make_unique<TaskSpan[]>(size_t(threads));
+    t_task_span_count = size_t(threads);
+  }
+  const std::span<TaskSpan> spans(t_task_spans.get(), size_t(threads));
+  for (int64_t i = 0; i < threads; ++i) {
+    int64_t begin, end;
+    ThreadPool::chunk_range(n_tasks, threads, i, &begin, &end);
+    spans[size_t(i)].tasks.store(pack_span(begin, end), std::memory_order_relaxed);
+  }
+  pool.parallel_share(threads, [&](int64_t own_index, int64_t) {
+    const size_t own = size_t(own_index);
+    std::atomic<uint64_t>& own_tasks = spans[own].tasks;
     for (;;) {
-      int64_t begin = next_task.load(std::memory_order_relaxed), run;
+      uint64_t span = own_tasks.load(std::memory_order_relaxed);
+      int64_t begin, take, end;
       do {
-        if (begin >= n_tasks) return;
-        run = std::clamp<int64_t>((n_tasks - begin) / (2 * threads), 1, kMaxTasksPerClaim);
-      } while (!next_task.compare_exchange_weak(begin, begin + run, std::memory_order_relaxed));
-      while (p + 1 < products.size() && products[p + 1].first_task <= begin) ++p;
-      run_tasks(products, p, begin, std::min(n_tasks, begin + run));
+        begin = span_begin(span), end = span_end(span);
+        take = std::min(kTasksPerOwnerClaim, end - begin);
+      } while (take > 0 && !own_tasks.compare_exchange_weak(span, pack_span(begin + take, end),
+                                                            std::memory_order_relaxed));
+      if (take <= 0) {
+        if (!steal_half(spans, own)) return;
+        continue;
+      }
+      run_tasks(products, begin, begin + take, begin + take,
+                std::min(end, begin + take + kTasksPerOwnerClaim));
     }
   });
 }

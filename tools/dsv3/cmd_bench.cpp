@@ -95,12 +95,12 @@ int run_bench(const CommandArgs& argv) {
   Args args(
       argv,
       {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations", "--repeat"},
-      {"--json", "--profile", "--help"}, {{"-m", "--model"}});
+      {"--json", "--profile", "--help", "--mmap", "--no-mmap"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 bench -m DIR [-m DIR2 ...] [--prompt N] [--gen N] [--ctx-depth D]\n"
                  "       [--threads T] [--activations f32|bf16|auto] [--repeat R] [--profile]\n"
-                 "       [--json]\n");
+                 "       [--mmap | --no-mmap] [--json]\n");
     return 0;
   }
   // Several models (e.g. one per weight format): one row each, see cmd_bench_formats.cpp.
@@ -115,6 +115,7 @@ int run_bench(const CommandArgs& argv) {
     throw Error("--prompt, --gen and --repeat (up to 1000) must be >= 1, --ctx-depth >= 0");
   apply_thread_flag(args);
   apply_activation_flag(args);
+  apply_weight_memory_flag(args);
   const bool json_output = args.has("--json");
   auto note = [&](const char* text) {
     if (!json_output) std::fprintf(stderr, "%s\n", text);

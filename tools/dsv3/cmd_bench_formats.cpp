@@ -110,6 +110,7 @@ int run_bench_models(const Args& args) {
   if (args.has("--ctx-depth")) throw Error("--ctx-depth takes one model");
   if (args.has("--profile")) throw Error("--profile takes one model");
   apply_thread_flag(args);
+  apply_weight_memory_flag(args);
   const bool json_output = args.has("--json");
   if (!json_output) std::fprintf(stderr, "measuring memory bandwidth ...\n");
   const double bandwidth = kernels::measure_read_bandwidth();

@@ -78,17 +78,20 @@ nlohmann::ordered_json message(const std::string& role, const std::string& conte
 int run_generate(const CommandArgs& argv) {
   auto value_flags = kGenerationFlags;
   value_flags.insert({"-p", "--prompt", "--prompt-ids", "--system"});
-  Args args(argv, value_flags, {"--chat", "--ids", "--help"}, kGenerationAliases);
+  Args args(argv, value_flags, {"--chat", "--ids", "--help", "--mmap", "--no-mmap"},
+            kGenerationAliases);
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 generate -m DIR (-p TEXT | --prompt-ids 0,5,17) [--chat] [--system TEXT]\n"
                  "         [-n N] [--temp T] [--top-p P] [--top-k K] [--min-p P] [--repeat-penalty R]\n"
-                 "         [--seed S] [--stop STR] [--ctx N] [--threads T] [--activations f32|bf16|auto] [--ids]\n");
+                 "         [--seed S] [--stop STR] [--ctx N] [--threads T] [--activations f32|bf16|auto] [--ids]\n"
+                 "         [--mmap | --no-mmap]\n");
     return 0;
   }
   const std::string dir = args.require("--model");
   apply_thread_flag(args);
   apply_activation_flag(args);
+  apply_weight_memory_flag(args);
   const bool has_text = args.has("-p") || args.has("--prompt");
   if (has_text == args.has("--prompt-ids")) throw Error("give exactly one of -p TEXT or --prompt-ids");
 

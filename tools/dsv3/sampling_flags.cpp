@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "io/file_memory.h"
 #include "kernels/activation_precision.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
@@ -38,6 +39,12 @@ void apply_thread_flag(const Args& args) {
   const int64_t threads = args.get_int("--threads", 0);
   if (threads < 0) throw Error("--threads must not be negative");
   ThreadPool::global().set_num_threads(int(threads));
+}
+
+void apply_weight_memory_flag(const Args& args) {
+  if (args.has("--mmap") && args.has("--no-mmap")) throw Error("--mmap and --no-mmap exclude each other");
+  if (args.has("--mmap")) set_file_memory(FileMemory::kMapped);
+  if (args.has("--no-mmap")) set_file_memory(FileMemory::kHugePageCopy);
 }
 
 void apply_activation_flag(const Args& args) {

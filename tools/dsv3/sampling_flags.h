@@ -33,4 +33,10 @@ void apply_activation_flag(const Args& args);
 // The usage line of that flag.
 inline constexpr const char* kActivationFlagUsage = "[--activations f32|bf16|auto]";
 
+// Applies --no-mmap (weights copied onto 2 MB pages: faster decode, seconds of loading, a
+// private copy) or --mmap (weights used in place from the page cache); neither: DSV3_NO_MMAP,
+// else a copy when the weights take at most half of the available memory (io/file_memory.h).
+void apply_weight_memory_flag(const Args& args);
+inline constexpr const char* kWeightMemoryFlagUsage = "[--mmap | --no-mmap]";
+
 }  // namespace dsv3::cli

@@ -65,6 +65,11 @@ struct Bf16MatmulJob {
   int64_t n_tokens = 0;
   float* out = nullptr;    // [n_tokens][w->rows]
   int64_t panel_rows = 0;  // weight rows kept in L2 while all tokens pass (many tokens)
+  // Few tokens (decode): the bytes this thread streams next after the rows asked for (the start
+  // of its next row range, often in another matrix), or nullptr. The software prefetch runs on
+  // into them instead of past the end of the range, so the next range does not start cold.
+  const void* prefetch_next = nullptr;
+  int64_t prefetch_next_bytes = 0;
 };
 // Weight rows per register tile of the bf16 kernel's prefill loop (panel_rows is a multiple).
 inline constexpr int kBf16TileRows = 4;
