@@ -14,6 +14,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/simd/isa_kernels.h"
+#include "kernels/simd/quant_kernels.h"
 #include "kernels/quant_matmul.h"
 #include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
@@ -588,6 +589,62 @@ TEST(Matmul, QuantizedKernelsAgreeAcrossInstructionSets) {
           }
         }
       }
+    }
+  }
+}
+
+// The AVX-512 activation quantization and Q4 byte layout are bitwise the scalar forms, at odd
+// sizes, on values over 20 binades, groups of zeros, NaN, infinities, values near FLT_MAX or
+// denormal, and values exactly half-way between two codes (round to even).
+TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
+  if (!isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  std::mt19937 rng(31);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t cols : {1, 5, 16, 17, 31, 32, 33, 63, 64, 100, 128, 129, 300, 1000}) {
+    for (int pattern = 0; pattern < 6; ++pattern) {
+      std::vector<float> x(static_cast<size_t>(cols));
+      for (auto& v : x) v = normal(rng) * std::ldexp(1.0f, int(rng() % 20) - 10);
+      if (pattern == 1) std::fill(x.begin(), x.begin() + std::min<int64_t>(cols, 40), 0.0f);
+      if (pattern == 2) x[size_t(cols / 2)] = NAN;
+      if (pattern == 3) {
+        x[size_t(cols - 1)] = -INFINITY;
+        x[0] = cols > 1 ? 3e38f : x[0];
+      }
+      if (pattern == 4) {
+        // Half-way values: the group's largest is kActivationCodeMax, so x * inverse == x.
+        for (int64_t c = 0; c < cols; ++c) x[size_t(c)] = float(c % 7) - 3.5f;
+        for (int64_t c = 0; c < cols; c += kQuantGroup) x[size_t(c)] = float(kActivationCodeMax);
+      }
+      if (pattern == 5) {
+        for (auto& v : x) v = -0.0f;
+        x[0] = 1e-40f;  // a denormal largest
+      }
+      const int64_t stride = (cols + kQ4ChunkCols - 1) / kQ4ChunkCols * kQ4ChunkCols;
+      const int64_t groups = stride / kQuantGroup;
+      std::vector<int16_t> scalar_codes(static_cast<size_t>(stride), 0), simd_codes(static_cast<size_t>(stride), 0);
+      std::vector<float> scalar_scales(static_cast<size_t>(groups), 0.0f), simd_scales(static_cast<size_t>(groups), 0.0f);
+      quantize_activations(x.data(), cols, scalar_codes.data(), scalar_scales.data());
+      simd::avx512_quantize_activations(x.data(), cols, simd_codes.data(), simd_scales.data());
+      const std::string label = "cols " + std::to_string(cols) + " pattern " + std::to_string(pattern);
+      EXPECT_EQ(scalar_codes, simd_codes) << label;
+      EXPECT_EQ(0, std::memcmp(scalar_scales.data(), simd_scales.data(), scalar_scales.size() * 4))
+          << label;
+
+      std::vector<int8_t> scalar_high(static_cast<size_t>(stride)), scalar_low(static_cast<size_t>(stride));
+      std::vector<int8_t> simd_high(static_cast<size_t>(stride)), simd_low(static_cast<size_t>(stride));
+      std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)), simd_lane_scales(static_cast<size_t>(groups * 8));
+      std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)), simd_offsets(static_cast<size_t>(groups * 8));
+      split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride, scalar_high.data(),
+                             scalar_low.data(), scalar_lane_scales.data(), scalar_offsets.data());
+      simd::avx512_split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride,
+                                          simd_high.data(), simd_low.data(),
+                                          simd_lane_scales.data(), simd_offsets.data());
+      EXPECT_EQ(scalar_high, simd_high) << label;
+      EXPECT_EQ(scalar_low, simd_low) << label;
+      EXPECT_EQ(scalar_offsets, simd_offsets) << label;
+      EXPECT_EQ(0, std::memcmp(scalar_lane_scales.data(), simd_lane_scales.data(),
+                               scalar_lane_scales.size() * 4))
+          << label;
     }
   }
 }

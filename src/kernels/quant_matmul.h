@@ -33,6 +33,13 @@ QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n
 // Rows [row_begin, row_end) of job.out, all tokens.
 void quant_rows(const QuantRowsJob& job, int64_t row_begin, int64_t row_end);
 
+// The Q4 VNNI kernel's layout of one token's activation codes (`stride` codes, a multiple of
+// 128, zero past cols; stride / 32 scales), see simd::QuantMatmulJob: q = 256 * high + low,
+// 8 lane scales and 8 lane offsets per group. The portable form, the reference of
+// simd::avx512_split_activation_bytes.
+void split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
+                            int8_t* high, int8_t* low, float* lane_scales, int32_t* lane_offsets);
+
 // out[t][r] for a validated Q8/Q4 w, n_tokens >= 1, w.rows >= 1, w.cols >= 1.
 void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 // Whether quant_matmul uses an AVX-512 kernel for this format with the active kernel set.
