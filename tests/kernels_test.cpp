@@ -876,6 +876,40 @@ TEST(Matmul, GroupGivesTheBitsOfMatmul) {
   }
 }
 
+TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
+  // Products reading one x share its quantization in a group: formats mixed, and products on the
+  // same pointer with other columns or another token count (which must not share) among them.
+  KernelSettingsGuard guard;
+  uint32_t seed = 7500;
+  struct Shape {
+    DType dtype;
+    int64_t rows, cols, n_tokens;
+  };
+  const Shape shapes[] = {{DType::Q8, 40, 130, 1}, {DType::Q4, 33, 130, 1}, {DType::Q4, 70, 130, 1},
+                          {DType::Q8, 20, 97, 1},  {DType::Q4, 50, 65, 1},  {DType::Q8, 40, 130, 2},
+                          {DType::Q4, 45, 130, 2}, {DType::Q8, 29, 130, 1}, {DType::BF16, 30, 130, 1}};
+  const std::vector<float> x = random_floats(2 * 130, ++seed);
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    std::vector<RandomWeights> weights;
+    std::vector<std::vector<float>> expected, outputs;
+    std::vector<MatmulItem> items;
+    for (const Shape& shape : shapes) {
+      weights.push_back(random_weights(shape.dtype, shape.rows, shape.cols, ++seed));
+      expected.emplace_back(size_t(shape.n_tokens * shape.rows));
+      matmul(weights.back().w, x.data(), shape.n_tokens, expected.back().data());
+    }
+    for (size_t i = 0; i < weights.size(); ++i) {
+      outputs.emplace_back(expected[i].size(), NAN);
+      items.push_back({&weights[i].w, x.data(), shapes[i].n_tokens, outputs.back().data()});
+    }
+    matmul_group(items);
+    for (size_t i = 0; i < weights.size(); ++i)
+      EXPECT_EQ(0, std::memcmp(outputs[i].data(), expected[i].data(), expected[i].size() * sizeof(float)))
+          << isa_name(isa) << " item " << i;
+  }
+}
+
 TEST(Matmul, GroupRejectsAnItemWithoutWeight) {
   float x = 0.0f, out = 0.0f;
   const MatmulItem items[] = {{nullptr, &x, 1, &out}};

@@ -154,6 +154,15 @@ bool quant_simd_active(DType dtype) {
   return active_isa() == KernelIsa::kAvx512 && (dtype == DType::Q8 || cpu_has_avx512_vnni());
 }
 
+namespace {
+
+// Whether w's kernel reads the Q4 VNNI byte layout besides the codes.
+bool needs_byte_layout(const WeightMatrix& w) {
+  return w.dtype == DType::Q4 && quant_simd_active(w.dtype);
+}
+
+}  // namespace
+
 QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                                 float* out, size_t slot) {
   // std::deque: slots already handed out stay where they are when more are added.
@@ -166,7 +175,19 @@ QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n
   job.n_tokens = n_tokens;
   job.out = out;
   job.simd = quant_simd_active(w.dtype);
-  quantize_tokens(w, x, n_tokens, job.simd && w.dtype == DType::Q4, activations);
+  quantize_tokens(w, x, n_tokens, needs_byte_layout(w), activations);
+  return job;
+}
+
+bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b) {
+  return a.cols == b.cols && needs_byte_layout(a) == needs_byte_layout(b);
+}
+
+QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& w, float* out) {
+  QuantRowsJob job = prepared;
+  job.w = &w;
+  job.out = out;
+  job.simd = quant_simd_active(w.dtype);
   return job;
 }
 

@@ -30,6 +30,12 @@ struct QuantRowsJob {
 // (one per product of a group; kept between calls) for a validated Q8/Q4 w.
 QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                                 float* out, size_t slot);
+// Whether the products of a and b (validated Q8/Q4 matrices) quantize their activations alike
+// (the same columns, the same layout): products of both on one x can share one quantization.
+bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b);
+// The job of w's product on the activations `prepared` already quantized (prepared.w and w
+// quantize them alike), writing to out.
+QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& w, float* out);
 // Rows [row_begin, row_end) of job.out, all tokens.
 void quant_rows(const QuantRowsJob& job, int64_t row_begin, int64_t row_end);
 
