@@ -12,6 +12,7 @@
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_transposed.h"
 #include "kernels/ops.h"
 #include "kernels/simd/isa_kernels.h"
 #include "kernels/simd/quant_kernels.h"
@@ -646,6 +647,66 @@ TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
                                scalar_lane_scales.size() * 4))
           << label;
     }
+  }
+}
+
+// x times W (W applied transposed, read from its rows): every format and instruction set against
+// the double reference within float rounding of the row sums, at odd sizes; several items in one
+// group give each item's result alone, bitwise, whatever the thread count.
+TEST(MatmulTransposed, MatchesReferenceAndGroupsAreBitwiseAlone) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 9000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : {DType::Q8, DType::Q4, DType::BF16}) {
+      for (int64_t rows : {1, 3, 64, 65}) {
+        for (int64_t cols : {1, 17, 31, 100, 128, 129, 256, 300}) {
+          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+          const WeightMatrix& w = weights.w;
+          for (int64_t n_tokens : {1, 3}) {
+            const std::vector<float> x = random_floats(n_tokens * rows, ++seed);
+            std::vector<float> fast(size_t(n_tokens * cols), NAN), reference(fast.size());
+            const TransposedMatmulItem item{&w, x.data(), n_tokens, fast.data()};
+            matmul_transposed_group(std::span(&item, 1));
+            matmul_transposed_reference(w, x.data(), n_tokens, reference.data());
+            for (int64_t t = 0; t < n_tokens; ++t) {
+              for (int64_t c = 0; c < cols; ++c) {
+                double magnitude = 0.0;
+                for (int64_t r = 0; r < rows; ++r)
+                  magnitude += std::fabs(double(x[size_t(t * rows + r)]) * w.at(r, c));
+                const size_t index = size_t(t * cols + c);
+                ASSERT_NEAR(fast[index], reference[index], 1e-6 * rows * magnitude + 1e-30)
+                    << describe(isa, dtype, rows, cols, n_tokens) << " out[" << t << "][" << c << "]";
+              }
+            }
+          }
+        }
+      }
+    }
+    // A group of differently shaped items, each bitwise what it gives alone.
+    std::vector<RandomWeights> group_weights;
+    std::vector<std::vector<float>> inputs, alone, grouped;
+    std::vector<TransposedMatmulItem> items;
+    for (int i = 0; i < 6; ++i) {
+      const int64_t rows = 20 + 9 * i, cols = 50 + 70 * i, n_tokens = 1 + i % 3;
+      group_weights.push_back(random_weights(i % 2 ? DType::Q4 : DType::Q8, rows, cols, ++seed));
+      inputs.push_back(random_floats(n_tokens * rows, ++seed));
+      alone.emplace_back(size_t(n_tokens * cols));
+      grouped.emplace_back(size_t(n_tokens * cols), NAN);
+    }
+    for (int i = 0; i < 6; ++i) {
+      const WeightMatrix& w = group_weights[size_t(i)].w;
+      const int64_t n_tokens = int64_t(inputs[size_t(i)].size()) / w.rows;
+      const TransposedMatmulItem item{&w, inputs[size_t(i)].data(), n_tokens, alone[size_t(i)].data()};
+      ThreadPool::global().set_num_threads(1);
+      matmul_transposed_group(std::span(&item, 1));
+      items.push_back({&w, inputs[size_t(i)].data(), n_tokens, grouped[size_t(i)].data()});
+    }
+    ThreadPool::global().set_num_threads(3);
+    matmul_transposed_group(items);
+    for (int i = 0; i < 6; ++i)
+      EXPECT_EQ(0, std::memcmp(alone[size_t(i)].data(), grouped[size_t(i)].data(), alone[size_t(i)].size() * 4))
+          << isa_name(isa) << " item " << i;
   }
 }
 
