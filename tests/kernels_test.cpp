@@ -622,19 +622,26 @@ TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
       }
       const int64_t stride = (cols + kQ4ChunkCols - 1) / kQ4ChunkCols * kQ4ChunkCols;
       const int64_t groups = stride / kQuantGroup;
-      std::vector<int16_t> scalar_codes(static_cast<size_t>(stride), 0), simd_codes(static_cast<size_t>(stride), 0);
-      std::vector<float> scalar_scales(static_cast<size_t>(groups), 0.0f), simd_scales(static_cast<size_t>(groups), 0.0f);
+      std::vector<int16_t> scalar_codes(static_cast<size_t>(stride), 0),
+          simd_codes(static_cast<size_t>(stride), 0);
+      std::vector<float> scalar_scales(static_cast<size_t>(groups), 0.0f),
+          simd_scales(static_cast<size_t>(groups), 0.0f);
       quantize_activations(x.data(), cols, scalar_codes.data(), scalar_scales.data());
       simd::avx512_quantize_activations(x.data(), cols, simd_codes.data(), simd_scales.data());
-      const std::string label = "cols " + std::to_string(cols) + " pattern " + std::to_string(pattern);
+      const std::string label =
+          "cols " + std::to_string(cols) + " pattern " + std::to_string(pattern);
       EXPECT_EQ(scalar_codes, simd_codes) << label;
       EXPECT_EQ(0, std::memcmp(scalar_scales.data(), simd_scales.data(), scalar_scales.size() * 4))
           << label;
 
-      std::vector<int8_t> scalar_high(static_cast<size_t>(stride)), scalar_low(static_cast<size_t>(stride));
-      std::vector<int8_t> simd_high(static_cast<size_t>(stride)), simd_low(static_cast<size_t>(stride));
-      std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)), simd_lane_scales(static_cast<size_t>(groups * 8));
-      std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)), simd_offsets(static_cast<size_t>(groups * 8));
+      std::vector<int8_t> scalar_high(static_cast<size_t>(stride)),
+          scalar_low(static_cast<size_t>(stride));
+      std::vector<int8_t> simd_high(static_cast<size_t>(stride)),
+          simd_low(static_cast<size_t>(stride));
+      std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)),
+          simd_lane_scales(static_cast<size_t>(groups * 8));
+      std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)),
+          simd_offsets(static_cast<size_t>(groups * 8));
       split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride, scalar_high.data(),
                              scalar_low.data(), scalar_lane_scales.data(), scalar_offsets.data());
       simd::avx512_split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride,
@@ -676,7 +683,8 @@ TEST(MatmulTransposed, MatchesReferenceAndGroupsAreBitwiseAlone) {
                   magnitude += std::fabs(double(x[size_t(t * rows + r)]) * w.at(r, c));
                 const size_t index = size_t(t * cols + c);
                 ASSERT_NEAR(fast[index], reference[index], 1e-6 * rows * magnitude + 1e-30)
-                    << describe(isa, dtype, rows, cols, n_tokens) << " out[" << t << "][" << c << "]";
+                    << describe(isa, dtype, rows, cols, n_tokens) << " out[" << t << "][" << c
+                    << "]";
               }
             }
           }
@@ -697,7 +705,8 @@ TEST(MatmulTransposed, MatchesReferenceAndGroupsAreBitwiseAlone) {
     for (int i = 0; i < 6; ++i) {
       const WeightMatrix& w = group_weights[size_t(i)].w;
       const int64_t n_tokens = int64_t(inputs[size_t(i)].size()) / w.rows;
-      const TransposedMatmulItem item{&w, inputs[size_t(i)].data(), n_tokens, alone[size_t(i)].data()};
+      const TransposedMatmulItem item{&w, inputs[size_t(i)].data(), n_tokens,
+                                      alone[size_t(i)].data()};
       ThreadPool::global().set_num_threads(1);
       matmul_transposed_group(std::span(&item, 1));
       items.push_back({&w, inputs[size_t(i)].data(), n_tokens, grouped[size_t(i)].data()});
@@ -705,7 +714,8 @@ TEST(MatmulTransposed, MatchesReferenceAndGroupsAreBitwiseAlone) {
     ThreadPool::global().set_num_threads(3);
     matmul_transposed_group(items);
     for (int i = 0; i < 6; ++i)
-      EXPECT_EQ(0, std::memcmp(alone[size_t(i)].data(), grouped[size_t(i)].data(), alone[size_t(i)].size() * 4))
+      EXPECT_EQ(0, std::memcmp(alone[size_t(i)].data(), grouped[size_t(i)].data(),
+                               alone[size_t(i)].size() * 4))
           << isa_name(isa) << " item " << i;
   }
 }
@@ -946,9 +956,10 @@ TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
     DType dtype;
     int64_t rows, cols, n_tokens;
   };
-  const Shape shapes[] = {{DType::Q8, 40, 130, 1}, {DType::Q4, 33, 130, 1}, {DType::Q4, 70, 130, 1},
-                          {DType::Q8, 20, 97, 1},  {DType::Q4, 50, 65, 1},  {DType::Q8, 40, 130, 2},
-                          {DType::Q4, 45, 130, 2}, {DType::Q8, 29, 130, 1}, {DType::BF16, 30, 130, 1}};
+  const Shape shapes[] = {
+      {DType::Q8, 40, 130, 1}, {DType::Q4, 33, 130, 1}, {DType::Q4, 70, 130, 1},
+      {DType::Q8, 20, 97, 1},  {DType::Q4, 50, 65, 1},  {DType::Q8, 40, 130, 2},
+      {DType::Q4, 45, 130, 2}, {DType::Q8, 29, 130, 1}, {DType::BF16, 30, 130, 1}};
   const std::vector<float> x = random_floats(2 * 130, ++seed);
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
@@ -966,7 +977,8 @@ TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
     }
     matmul_group(items);
     for (size_t i = 0; i < weights.size(); ++i)
-      EXPECT_EQ(0, std::memcmp(outputs[i].data(), expected[i].data(), expected[i].size() * sizeof(float)))
+      EXPECT_EQ(
+          0, std::memcmp(outputs[i].data(), expected[i].data(), expected[i].size() * sizeof(float)))
           << isa_name(isa) << " item " << i;
   }
 }

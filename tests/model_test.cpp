@@ -101,7 +101,7 @@ TEST(Model, AbsorbedAndExpandedAttentionAgreeOnQuantizedWeights) {
       model.set_attention_mode(mode);
       LatentCache cache = model.new_cache(16);
       auto logits = model.forward(std::span(ids).first(5), cache);  // prefill
-      for (size_t t = 5; t < ids.size(); ++t) {  // then one token at a time
+      for (size_t t = 5; t < ids.size(); ++t) {                     // then one token at a time
         auto step = model.forward(std::span(ids).subspan(t, 1), cache);
         logits.insert(logits.end(), step.begin(), step.end());
       }

@@ -28,10 +28,10 @@ void transposed_columns_portable(const WeightMatrix& w, const float* x, int64_t 
     for (int64_t r = 0; r < w.rows; ++r) {
       const float x_r = x[t * w.rows + r];
       for (int64_t c = col_begin; c < col_end; ++c) {
-        const float weight =
-            quantized ? float(quant_value(w.dtype, codes + r * w.row_bytes(), c)) *
-                            f16_to_f32(w.group_scale[r * w.scale_cols + c / kQuantGroup])
-                      : w.at(r, c);
+        const float weight = quantized
+                                 ? float(quant_value(w.dtype, codes + r * w.row_bytes(), c)) *
+                                       f16_to_f32(w.group_scale[r * w.scale_cols + c / kQuantGroup])
+                                 : w.at(r, c);
         sums[c - col_begin] += x_r * weight;
       }
     }

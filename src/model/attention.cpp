@@ -130,7 +130,8 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
                   q_nope_head + i * s.nope);
     float* q_absorbed_head = scratch.q_absorbed_heads.data() + h * tokens * s.rank;
     if (w.key_absorb_in_place) {
-      scratch.transposed_products.push_back({&w.key_absorb[h], q_nope_head, tokens, q_absorbed_head});
+      scratch.transposed_products.push_back(
+          {&w.key_absorb[h], q_nope_head, tokens, q_absorbed_head});
     } else {
       scratch.products.push_back({&w.key_absorb[h], q_nope_head, tokens, q_absorbed_head,
                                   kFloatActivations});

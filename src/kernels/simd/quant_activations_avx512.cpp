@@ -32,8 +32,9 @@ void avx512_quantize_activations(const float* x, int64_t cols, int16_t* codes, f
   for (int64_t g = 0, begin = 0; begin < cols; ++g, begin += kQuantGroup) {
     const int64_t n = cols - begin < kQuantGroup ? cols - begin : kQuantGroup;
     const __mmask16 first_mask = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
-    const __mmask16 second_mask =
-        n >= 32 ? __mmask16(0xffff) : n > 16 ? __mmask16((1u << (n - 16)) - 1u) : __mmask16(0);
+    const __mmask16 second_mask = n >= 32  ? __mmask16(0xffff)
+                                  : n > 16 ? __mmask16((1u << (n - 16)) - 1u)
+                                           : __mmask16(0);
     const __m512 first = _mm512_maskz_loadu_ps(first_mask, x + begin);
     const __m512 second = _mm512_maskz_loadu_ps(second_mask, x + begin + 16);
     // max(|x|, 0): vmaxps returns its second operand when either is NaN, so a NaN element is

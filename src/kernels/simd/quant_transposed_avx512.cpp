@@ -76,7 +76,8 @@ void avx512_quant_transposed_columns(const WeightMatrix& w, const float* x, int6
       for (int g = 0; g < kPieces / 2; ++g) {
         const __m512 scale = broadcast_scale(scales + groups[g]);
         acc[2 * g] = _mm512_fmadd_ps(x_r, _mm512_mul_ps(values[2 * g], scale), acc[2 * g]);
-        acc[2 * g + 1] = _mm512_fmadd_ps(x_r, _mm512_mul_ps(values[2 * g + 1], scale), acc[2 * g + 1]);
+        acc[2 * g + 1] =
+            _mm512_fmadd_ps(x_r, _mm512_mul_ps(values[2 * g + 1], scale), acc[2 * g + 1]);
       }
     }
 #pragma GCC unroll 8
