@@ -164,10 +164,13 @@ __m512 spread_pair(__m128 scales, int first) {
 }
 
 // Step s (64 columns, two groups) of every row of the tile (unsigned nibbles, lane scales)
-// against every token.
-template <int kRows, int kTokens>
+// against every token. kScaledByToken: scales[i] already holds the weight scales times the
+// token's (a one-token tile multiplies them once per chunk of 4 groups instead of once per
+// step: the same products of the same two floats, so the same bits, one multiply fewer).
+template <int kRows, int kTokens, bool kScaledByToken = false>
 inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s, const __m512i (&codes)[kRows],
                     const __m512 (&scales)[kRows], __m512 (&acc)[kRows][kTokens]) {
+  static_assert(!kScaledByToken || kTokens == 1, "token scales fold in for one token only");
   const int64_t steps = job.x_stride / 64;
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
@@ -176,13 +179,18 @@ inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s, const _
     const __m512i high = _mm512_loadu_si512(job.x_high + byte_index);
     const __m512i low = _mm512_loadu_si512(job.x_low + byte_index);
     const __m512i offsets = _mm512_loadu_si512(job.x_lane_offsets + lane_index);
-    const __m512 x_scales = _mm512_loadu_ps(job.x_lane_scales + lane_index);
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
       const __m512i high_ints = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[i], high);
       const __m512i ints = _mm512_add_epi32(_mm512_slli_epi32(high_ints, 8),
                                             _mm512_dpbusd_epi32(offsets, codes[i], low));
-      acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(scales[i], x_scales), acc[i][t]);
+      if constexpr (kScaledByToken) {
+        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scales[i], acc[i][t]);
+      } else {
+        const __m512 x_scales = _mm512_loadu_ps(job.x_lane_scales + lane_index);
+        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(scales[i], x_scales),
+                                    acc[i][t]);
+      }
     }
   }
 }
@@ -213,13 +221,17 @@ struct Q4Tile {
         const __m512i packed = _mm512_loadu_si512(first_row + offset);
         low[i] = _mm512_and_si512(packed, low_nibbles);
         high[i] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
-        const __m128 chunk_scales = _mm_cvtph_ps(
+        __m128 chunk_scales = _mm_cvtph_ps(
             _mm_maskz_loadu_epi16(__mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 4 * chunk));
+        // One token: its scales of the chunk's 4 groups multiplied in here (x_groups is a
+        // multiple of 4, so all 4 are there, zero past cols).
+        if constexpr (kTokens == 1)
+          chunk_scales = _mm_mul_ps(chunk_scales, _mm_loadu_ps(job.x_scales + token * job.x_groups + 4 * chunk));
         low_scales[i] = spread_pair(chunk_scales, 0);
         high_scales[i] = spread_pair(chunk_scales, 2);
       }
-      q4_step<kRows, kTokens>(job, token, 2 * chunk, low, low_scales, acc);
-      q4_step<kRows, kTokens>(job, token, 2 * chunk + 1, high, high_scales, acc);
+      q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk, low, low_scales, acc);
+      q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk + 1, high, high_scales, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t)
