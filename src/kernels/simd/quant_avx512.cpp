@@ -42,10 +42,13 @@ float reduce_add(__m512 v) {
 __m512 broadcast_scale(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_set1_epi16(short(*p))); }
 
 // Group g of every row of the tile (weights as int16, their scales) against every token.
-template <int kRows, int kTokens>
+// kScaledByToken: scales[i] already holds the weight scale times the token's (one-token tiles,
+// see Q8Tile::dot: the same product of the same two floats, so the same bits).
+template <int kRows, int kTokens, bool kScaledByToken = false>
 inline void group_step(const QuantMatmulJob& job, int64_t token, int64_t g,
                        const __m512i (&weights)[kRows], const __m512 (&scales)[kRows],
                        __m512 (&acc)[kRows][kTokens]) {
+  static_assert(!kScaledByToken || kTokens == 1, "token scales fold in for one token only");
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
     const __m512i x = _mm512_loadu_si512(job.x_codes + (token + t) * job.x_stride + g * kQuantGroup);
@@ -53,7 +56,11 @@ inline void group_step(const QuantMatmulJob& job, int64_t token, int64_t g,
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
       const __m512 ints = _mm512_cvtepi32_ps(_mm512_madd_epi16(weights[i], x));
-      acc[i][t] = _mm512_fmadd_ps(ints, _mm512_mul_ps(scales[i], x_scale), acc[i][t]);
+      if constexpr (kScaledByToken) {
+        acc[i][t] = _mm512_fmadd_ps(ints, scales[i], acc[i][t]);
+      } else {
+        acc[i][t] = _mm512_fmadd_ps(ints, _mm512_mul_ps(scales[i], x_scale), acc[i][t]);
+      }
     }
   }
 }
@@ -82,10 +89,27 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
     for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
 
   {
+    // One token: the weight scales of 16 groups at a time converted and multiplied by the
+    // token's in one vector each, then broadcast per group (instead of a float16 broadcast and
+    // a multiply per group).
+    alignas(64) float token_scaled[kRows][16];
     for (int64_t g = 0; g * kQuantGroup < w.cols; ++g) {
       const int64_t c = g * kQuantGroup;
       const int64_t n = w.cols - c < kQuantGroup ? w.cols - c : kQuantGroup;
       const __mmask32 mask = n == 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
+      if constexpr (kTokens == 1) {
+        if (g % 16 == 0) {
+          const int64_t left = w.scale_cols - g;  // x_groups >= scale_cols
+          const __mmask16 scale_mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+          const __m512 x_scales = _mm512_maskz_loadu_ps(scale_mask, job.x_scales + token * job.x_groups + g);
+#pragma GCC unroll 8
+          for (int i = 0; i < kRows; ++i) {
+            const __m512 w_scales = _mm512_cvtph_ps(
+                _mm256_maskz_loadu_epi16(scale_mask, first_scales + i * w.scale_cols + g));
+            _mm512_store_ps(token_scaled[i], _mm512_mul_ps(w_scales, x_scales));
+          }
+        }
+      }
       __m512i weights[kRows];
       __m512 scales[kRows];
 #pragma GCC unroll 8
@@ -93,9 +117,13 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
         if (prefetch && g % 2 == 0)
           _mm_prefetch(reinterpret_cast<const char*>(ahead + i * row_bytes + c), _MM_HINT_T1);
         weights[i] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, first_row + i * row_bytes + c));
-        scales[i] = broadcast_scale(first_scales + i * w.scale_cols + g);
+        if constexpr (kTokens == 1) {
+          scales[i] = _mm512_set1_ps(token_scaled[i][g % 16]);
+        } else {
+          scales[i] = broadcast_scale(first_scales + i * w.scale_cols + g);
+        }
       }
-      group_step<kRows, kTokens>(job, token, g, weights, scales, acc);
+      group_step<kRows, kTokens, kTokens == 1>(job, token, g, weights, scales, acc);
     }
   }
 #pragma GCC unroll 8
