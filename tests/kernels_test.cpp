@@ -12,8 +12,10 @@
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_transposed.h"
 #include "kernels/ops.h"
 #include "kernels/simd/isa_kernels.h"
+#include "kernels/simd/quant_kernels.h"
 #include "kernels/quant_matmul.h"
 #include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
@@ -592,6 +594,132 @@ TEST(Matmul, QuantizedKernelsAgreeAcrossInstructionSets) {
   }
 }
 
+// The AVX-512 activation quantization and Q4 byte layout are bitwise the scalar forms, at odd
+// sizes, on values over 20 binades, groups of zeros, NaN, infinities, values near FLT_MAX or
+// denormal, and values exactly half-way between two codes (round to even).
+TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
+  if (!isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  std::mt19937 rng(31);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t cols : {1, 5, 16, 17, 31, 32, 33, 63, 64, 100, 128, 129, 300, 1000}) {
+    for (int pattern = 0; pattern < 6; ++pattern) {
+      std::vector<float> x(static_cast<size_t>(cols));
+      for (auto& v : x) v = normal(rng) * std::ldexp(1.0f, int(rng() % 20) - 10);
+      if (pattern == 1) std::fill(x.begin(), x.begin() + std::min<int64_t>(cols, 40), 0.0f);
+      if (pattern == 2) x[size_t(cols / 2)] = NAN;
+      if (pattern == 3) {
+        x[size_t(cols - 1)] = -INFINITY;
+        x[0] = cols > 1 ? 3e38f : x[0];
+      }
+      if (pattern == 4) {
+        // Half-way values: the group's largest is kActivationCodeMax, so x * inverse == x.
+        for (int64_t c = 0; c < cols; ++c) x[size_t(c)] = float(c % 7) - 3.5f;
+        for (int64_t c = 0; c < cols; c += kQuantGroup) x[size_t(c)] = float(kActivationCodeMax);
+      }
+      if (pattern == 5) {
+        for (auto& v : x) v = -0.0f;
+        x[0] = 1e-40f;  // a denormal largest
+      }
+      const int64_t stride = (cols + kQ4ChunkCols - 1) / kQ4ChunkCols * kQ4ChunkCols;
+      const int64_t groups = stride / kQuantGroup;
+      std::vector<int16_t> scalar_codes(static_cast<size_t>(stride), 0),
+          simd_codes(static_cast<size_t>(stride), 0);
+      std::vector<float> scalar_scales(static_cast<size_t>(groups), 0.0f),
+          simd_scales(static_cast<size_t>(groups), 0.0f);
+      quantize_activations(x.data(), cols, scalar_codes.data(), scalar_scales.data());
+      simd::avx512_quantize_activations(x.data(), cols, simd_codes.data(), simd_scales.data());
+      const std::string label =
+          "cols " + std::to_string(cols) + " pattern " + std::to_string(pattern);
+      EXPECT_EQ(scalar_codes, simd_codes) << label;
+      EXPECT_EQ(0, std::memcmp(scalar_scales.data(), simd_scales.data(), scalar_scales.size() * 4))
+          << label;
+
+      std::vector<int8_t> scalar_high(static_cast<size_t>(stride)),
+          scalar_low(static_cast<size_t>(stride));
+      std::vector<int8_t> simd_high(static_cast<size_t>(stride)),
+          simd_low(static_cast<size_t>(stride));
+      std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)),
+          simd_lane_scales(static_cast<size_t>(groups * 8));
+      std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)),
+          simd_offsets(static_cast<size_t>(groups * 8));
+      split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride, scalar_high.data(),
+                             scalar_low.data(), scalar_lane_scales.data(), scalar_offsets.data());
+      simd::avx512_split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride,
+                                          simd_high.data(), simd_low.data(),
+                                          simd_lane_scales.data(), simd_offsets.data());
+      EXPECT_EQ(scalar_high, simd_high) << label;
+      EXPECT_EQ(scalar_low, simd_low) << label;
+      EXPECT_EQ(scalar_offsets, simd_offsets) << label;
+      EXPECT_EQ(0, std::memcmp(scalar_lane_scales.data(), simd_lane_scales.data(),
+                               scalar_lane_scales.size() * 4))
+          << label;
+    }
+  }
+}
+
+// x times W (W applied transposed, read from its rows): every format and instruction set against
+// the double reference within float rounding of the row sums, at odd sizes; several items in one
+// group give each item's result alone, bitwise, whatever the thread count.
+TEST(MatmulTransposed, MatchesReferenceAndGroupsAreBitwiseAlone) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 9000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : {DType::Q8, DType::Q4, DType::BF16}) {
+      for (int64_t rows : {1, 3, 64, 65}) {
+        for (int64_t cols : {1, 17, 31, 100, 128, 129, 256, 300}) {
+          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+          const WeightMatrix& w = weights.w;
+          for (int64_t n_tokens : {1, 3}) {
+            const std::vector<float> x = random_floats(n_tokens * rows, ++seed);
+            std::vector<float> fast(size_t(n_tokens * cols), NAN), reference(fast.size());
+            const TransposedMatmulItem item{&w, x.data(), n_tokens, fast.data()};
+            matmul_transposed_group(std::span(&item, 1));
+            matmul_transposed_reference(w, x.data(), n_tokens, reference.data());
+            for (int64_t t = 0; t < n_tokens; ++t) {
+              for (int64_t c = 0; c < cols; ++c) {
+                double magnitude = 0.0;
+                for (int64_t r = 0; r < rows; ++r)
+                  magnitude += std::fabs(double(x[size_t(t * rows + r)]) * w.at(r, c));
+                const size_t index = size_t(t * cols + c);
+                ASSERT_NEAR(fast[index], reference[index], 1e-6 * rows * magnitude + 1e-30)
+                    << describe(isa, dtype, rows, cols, n_tokens) << " out[" << t << "][" << c
+                    << "]";
+              }
+            }
+          }
+        }
+      }
+    }
+    // A group of differently shaped items, each bitwise what it gives alone.
+    std::vector<RandomWeights> group_weights;
+    std::vector<std::vector<float>> inputs, alone, grouped;
+    std::vector<TransposedMatmulItem> items;
+    for (int i = 0; i < 6; ++i) {
+      const int64_t rows = 20 + 9 * i, cols = 50 + 70 * i, n_tokens = 1 + i % 3;
+      group_weights.push_back(random_weights(i % 2 ? DType::Q4 : DType::Q8, rows, cols, ++seed));
+      inputs.push_back(random_floats(n_tokens * rows, ++seed));
+      alone.emplace_back(size_t(n_tokens * cols));
+      grouped.emplace_back(size_t(n_tokens * cols), NAN);
+    }
+    for (int i = 0; i < 6; ++i) {
+      const WeightMatrix& w = group_weights[size_t(i)].w;
+      const int64_t n_tokens = int64_t(inputs[size_t(i)].size()) / w.rows;
+      const TransposedMatmulItem item{&w, inputs[size_t(i)].data(), n_tokens,
+                                      alone[size_t(i)].data()};
+      ThreadPool::global().set_num_threads(1);
+      matmul_transposed_group(std::span(&item, 1));
+      items.push_back({&w, inputs[size_t(i)].data(), n_tokens, grouped[size_t(i)].data()});
+    }
+    ThreadPool::global().set_num_threads(3);
+    matmul_transposed_group(items);
+    for (int i = 0; i < 6; ++i)
+      EXPECT_EQ(0, std::memcmp(alone[size_t(i)].data(), grouped[size_t(i)].data(),
+                               alone[size_t(i)].size() * 4))
+          << isa_name(isa) << " item " << i;
+  }
+}
+
 TEST(BlockQuant, RowsRoundTripWithinHalfAStepAndQ4PacksColumnPairs) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 0.02f);
@@ -860,6 +988,42 @@ TEST(Matmul, DecodeGroupGivesTheBitsOfMatmulForAnyThreadCount) {
         }
       }
     }
+  }
+}
+
+TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
+  // Products reading one x share its quantization in a group: formats mixed, and products on the
+  // same pointer with other columns or another token count (which must not share) among them.
+  KernelSettingsGuard guard;
+  uint32_t seed = 7500;
+  struct Shape {
+    DType dtype;
+    int64_t rows, cols, n_tokens;
+  };
+  const Shape shapes[] = {
+      {DType::Q8, 40, 130, 1}, {DType::Q4, 33, 130, 1}, {DType::Q4, 70, 130, 1},
+      {DType::Q8, 20, 97, 1},  {DType::Q4, 50, 65, 1},  {DType::Q8, 40, 130, 2},
+      {DType::Q4, 45, 130, 2}, {DType::Q8, 29, 130, 1}, {DType::BF16, 30, 130, 1}};
+  const std::vector<float> x = random_floats(2 * 130, ++seed);
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    std::vector<RandomWeights> weights;
+    std::vector<std::vector<float>> expected, outputs;
+    std::vector<MatmulItem> items;
+    for (const Shape& shape : shapes) {
+      weights.push_back(random_weights(shape.dtype, shape.rows, shape.cols, ++seed));
+      expected.emplace_back(size_t(shape.n_tokens * shape.rows));
+      matmul(weights.back().w, x.data(), shape.n_tokens, expected.back().data());
+    }
+    for (size_t i = 0; i < weights.size(); ++i) {
+      outputs.emplace_back(expected[i].size(), NAN);
+      items.push_back({&weights[i].w, x.data(), shapes[i].n_tokens, outputs.back().data()});
+    }
+    matmul_group(items);
+    for (size_t i = 0; i < weights.size(); ++i)
+      EXPECT_EQ(
+          0, std::memcmp(outputs[i].data(), expected[i].data(), expected[i].size() * sizeof(float)))
+          << isa_name(isa) << " item " << i;
   }
 }
 

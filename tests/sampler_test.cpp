@@ -3,12 +3,41 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 #include <vector>
 
 #include "util/error.h"
 
 namespace dsv3 {
 namespace {
+
+// argmax against the one-pass definition (first index of the largest, NaN never larger, a NaN
+// first value kept) at odd sizes, with ties, signed zeros, infinities and NaN.
+TEST(Argmax, FirstIndexOfTheLargest) {
+  auto reference = [](const std::vector<float>& values) {
+    size_t best = 0;
+    for (size_t i = 1; i < values.size(); ++i)
+      if (values[i] > values[best]) best = i;
+    return int32_t(best);
+  };
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(-3, 3);
+  for (size_t n : {size_t(0), size_t(1), size_t(2), size_t(7), size_t(8), size_t(9), size_t(31),
+                   size_t(1000), size_t(1001)}) {
+    for (int pattern = 0; pattern < 6; ++pattern) {
+      std::vector<float> values(n);
+      for (float& v : values) v = float(small(rng));  // many ties
+      if (n > 0 && pattern == 1) values[0] = NAN;
+      if (n > 2 && pattern == 2) values[n / 2] = NAN;
+      if (pattern == 3)
+        for (float& v : values) v = (rng() % 2) ? 0.0f : -0.0f;
+      if (n > 1 && pattern == 4) values[n - 1] = INFINITY;
+      if (pattern == 5)
+        for (float& v : values) v = -INFINITY;
+      EXPECT_EQ(argmax(values), reference(values)) << "n " << n << " pattern " << pattern;
+    }
+  }
+}
 
 std::vector<float> log_probs(const std::vector<double>& probs) {
   std::vector<float> logits;

@@ -466,7 +466,19 @@ void run_stream_products(std::span<const MatmulItem> items, std::span<const Matm
       product.x_bf16 = bf16_next;
       bf16_next += aligned(item.n_tokens * product.x_stride);
     } else if (paths[i].kernel == MatmulKernel::kQuantStream) {
-      product.quant = prepare_quant_rows(w, item.x, item.n_tokens, item.out, quant_slot++);
+      // Products on the same activations (the gate and up projections of every expert, q_a_proj
+      // and kv_a_proj_with_mqa) share one quantization: it runs on this thread before the pass.
+      const StreamProduct* same_input = nullptr;
+      for (const StreamProduct& earlier : products) {
+        if (earlier.path.kernel == MatmulKernel::kQuantStream && earlier.x == item.x &&
+            earlier.n_tokens == item.n_tokens && quantizes_activations_alike(*earlier.w, w)) {
+          same_input = &earlier;
+          break;
+        }
+      }
+      product.quant = same_input != nullptr
+                          ? share_quant_rows(same_input->quant, w, item.out)
+                          : prepare_quant_rows(w, item.x, item.n_tokens, item.out, quant_slot++);
     } else if (paths[i].bf16_activations) {
       // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
       round_through_bf16(item.x, item.n_tokens * w.cols, rounded_next);

@@ -61,28 +61,29 @@ void quantize_tokens(const WeightMatrix& w, const float* x, int64_t n_tokens, bo
     grow(a.lane_scales, n_tokens * a.groups * 8);
     grow(a.lane_offsets, n_tokens * a.groups * 8);
   }
+  // AVX-512 whenever the CPU runs it, also for the portable Q4 kernel (no VNNI): bitwise the
+  // same codes either way.
+  const bool simd = active_isa() == KernelIsa::kAvx512;
   auto quantize_token = [&](int64_t t) {
     int16_t* codes = a.codes.data() + t * a.stride;
     float* scales = a.scales.data() + t * a.groups;
     std::fill(codes + w.cols, codes + a.stride, int16_t(0));
     std::fill(scales, scales + a.groups, 0.0f);
-    quantize_activations(x + t * w.cols, w.cols, codes, scales);
-    if (!byte_layout) return;
-    // q = 256 * high + low with low in [-128, 127]: |q| <= kActivationCodeMax keeps high in int8.
-    for (int64_t c = 0; c < a.stride; ++c) {
-      const int high = (int(codes[c]) + 128) >> 8;
-      a.high[size_t(t * a.stride + c)] = int8_t(high);
-      a.low[size_t(t * a.stride + c)] = int8_t(int(codes[c]) - 256 * high);
+    if (simd) {
+      simd::avx512_quantize_activations(x + t * w.cols, w.cols, codes, scales);
+    } else {
+      quantize_activations(x + t * w.cols, w.cols, codes, scales);
     }
-    // Group g fills lanes (g % 2) * 8 ... of step g / 2: flat index g * 8.
+    if (!byte_layout) return;
+    int8_t* high = a.high.data() + t * a.stride;
+    int8_t* low = a.low.data() + t * a.stride;
     float* lane_scales = a.lane_scales.data() + t * a.groups * 8;
     int32_t* lane_offsets = a.lane_offsets.data() + t * a.groups * 8;
-    for (int64_t g = 0; g < a.groups; ++g) {
-      int32_t sum = 0;
-      for (int64_t c = g * kQuantGroup; c < (g + 1) * kQuantGroup; ++c) sum += codes[c];
-      std::fill_n(lane_scales + g * 8, 8, scales[g]);
-      std::fill_n(lane_offsets + g * 8, 8, 0);
-      lane_offsets[g * 8] = -8 * sum;
+    if (simd) {
+      simd::avx512_split_activation_bytes(codes, scales, a.stride, high, low, lane_scales,
+                                          lane_offsets);
+    } else {
+      split_activation_bytes(codes, scales, a.stride, high, low, lane_scales, lane_offsets);
     }
   };
   if (n_tokens < kParallelQuantizeTokens) {
@@ -122,6 +123,24 @@ void quant_rows_portable(const WeightMatrix& w, const QuantizedActivations& a, i
 
 }  // namespace
 
+void split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
+                            int8_t* high, int8_t* low, float* lane_scales, int32_t* lane_offsets) {
+  // q = 256 * high + low with low in [-128, 127]: |q| <= kActivationCodeMax keeps high in int8.
+  for (int64_t c = 0; c < stride; ++c) {
+    const int high_part = (int(codes[c]) + 128) >> 8;
+    high[c] = int8_t(high_part);
+    low[c] = int8_t(int(codes[c]) - 256 * high_part);
+  }
+  // Group g fills lanes (g % 2) * 8 ... of step g / 2: flat index g * 8.
+  for (int64_t g = 0; g < stride / kQuantGroup; ++g) {
+    int32_t sum = 0;
+    for (int64_t c = g * kQuantGroup; c < (g + 1) * kQuantGroup; ++c) sum += codes[c];
+    std::fill_n(lane_scales + g * 8, 8, scales[g]);
+    std::fill_n(lane_offsets + g * 8, 8, 0);
+    lane_offsets[g * 8] = -8 * sum;
+  }
+}
+
 void validate_quant_weight(const WeightMatrix& w) {
   if (w.group_scale == nullptr && w.rows * w.cols > 0)
     throw Error("matmul: " + describe(w) + " weight without group scales");
@@ -135,6 +154,15 @@ bool quant_simd_active(DType dtype) {
   return active_isa() == KernelIsa::kAvx512 && (dtype == DType::Q8 || cpu_has_avx512_vnni());
 }
 
+namespace {
+
+// Whether w's kernel reads the Q4 VNNI byte layout besides the codes.
+bool needs_byte_layout(const WeightMatrix& w) {
+  return w.dtype == DType::Q4 && quant_simd_active(w.dtype);
+}
+
+}  // namespace
+
 QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                                 float* out, size_t slot) {
   // std::deque: slots already handed out stay where they are when more are added.
@@ -147,7 +175,19 @@ QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n
   job.n_tokens = n_tokens;
   job.out = out;
   job.simd = quant_simd_active(w.dtype);
-  quantize_tokens(w, x, n_tokens, job.simd && w.dtype == DType::Q4, activations);
+  quantize_tokens(w, x, n_tokens, needs_byte_layout(w), activations);
+  return job;
+}
+
+bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b) {
+  return a.cols == b.cols && needs_byte_layout(a) == needs_byte_layout(b);
+}
+
+QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& w, float* out) {
+  QuantRowsJob job = prepared;
+  job.w = &w;
+  job.out = out;
+  job.simd = quant_simd_active(w.dtype);
   return job;
 }
 

@@ -30,8 +30,21 @@ struct QuantRowsJob {
 // (one per product of a group; kept between calls) for a validated Q8/Q4 w.
 QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                                 float* out, size_t slot);
+// Whether the products of a and b (validated Q8/Q4 matrices) quantize their activations alike
+// (the same columns, the same layout): products of both on one x can share one quantization.
+bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b);
+// The job of w's product on the activations `prepared` already quantized (prepared.w and w
+// quantize them alike), writing to out.
+QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& w, float* out);
 // Rows [row_begin, row_end) of job.out, all tokens.
 void quant_rows(const QuantRowsJob& job, int64_t row_begin, int64_t row_end);
+
+// The Q4 VNNI kernel's layout of one token's activation codes (`stride` codes, a multiple of
+// 128, zero past cols; stride / 32 scales), see simd::QuantMatmulJob: q = 256 * high + low,
+// 8 lane scales and 8 lane offsets per group. The portable form, the reference of
+// simd::avx512_split_activation_bytes.
+void split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
+                            int8_t* high, int8_t* low, float* lane_scales, int32_t* lane_offsets);
 
 // out[t][r] for a validated Q8/Q4 w, n_tokens >= 1, w.rows >= 1, w.cols >= 1.
 void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);

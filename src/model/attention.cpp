@@ -6,6 +6,7 @@
 
 #include "kernels/attention_ops.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_transposed.h"
 #include "kernels/ops.h"
 #include "model/row_ranges.h"
 #include "tensor/thread_pool.h"
@@ -91,6 +92,7 @@ struct AttentionScratch {
   std::vector<float> q_nope_heads, q_absorbed_heads, queries, latent_out, latent_heads, value_heads;
   std::vector<float> latents, keys_values, keys, values;
   std::vector<kernels::MatmulItem> products;
+  std::vector<kernels::TransposedMatmulItem> transposed_products;
 };
 
 AttentionScratch& attention_scratch() {
@@ -123,16 +125,23 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   scratch.q_nope_heads.resize(s.heads * tokens * s.nope);
   scratch.q_absorbed_heads.resize(s.heads * tokens * s.rank);
   scratch.products.clear();
+  scratch.transposed_products.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
     float* q_nope_head = scratch.q_nope_heads.data() + h * tokens * s.nope;
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, s.nope,
                   q_nope_head + i * s.nope);
-    scratch.products.push_back({&w.key_absorb[h], q_nope_head, tokens,
-                                scratch.q_absorbed_heads.data() + h * tokens * s.rank,
-                                kFloatActivations});
+    float* q_absorbed_head = scratch.q_absorbed_heads.data() + h * tokens * s.rank;
+    if (w.key_absorb_in_place) {
+      scratch.transposed_products.push_back(
+          {&w.key_absorb[h], q_nope_head, tokens, q_absorbed_head});
+    } else {
+      scratch.products.push_back({&w.key_absorb[h], q_nope_head, tokens, q_absorbed_head,
+                                  kFloatActivations});
+    }
   }
   kernels::matmul_group(scratch.products);
+  kernels::matmul_transposed_group(scratch.transposed_products);
   phase.next("attn.attend");
 
   // One query per token and head laid out as a cache row, [W_UK^T q_nope, q_rope]: a score is

@@ -167,10 +167,13 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
     const int64_t first = expert_first[e], n = expert_first[e + 1] - first;
     if (n == 0) continue;
     const MlpWeights& expert = weights.experts[e];
-    projections.push_back({&expert.gate_proj, packed_in.data() + first * hidden, n,
-                           gate.data() + first * intermediate});
-    projections.push_back({&expert.up_proj, packed_in.data() + first * hidden, n,
-                           up.data() + first * intermediate});
+    // An expert of one token reads it in place (the same values as its packed copy): the
+    // products of a decode step then all read one x, and quantized weights quantize it once
+    // (kernels::matmul_group).
+    const float* expert_in = n == 1 ? x + expert_of_row_order[first] / routing.top_k * hidden
+                                    : packed_in.data() + first * hidden;
+    projections.push_back({&expert.gate_proj, expert_in, n, gate.data() + first * intermediate});
+    projections.push_back({&expert.up_proj, expert_in, n, up.data() + first * intermediate});
     down_projections.push_back({&expert.down_proj, gate.data() + first * intermediate, n,
                                 packed_out.data() + first * hidden});
   }

@@ -171,8 +171,14 @@ class WeightLoader {
     const Config& c = config_;
     const int64_t rank = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
     const WeightMatrix& kv_b = attn.kv_b_proj;
+    attn.key_absorb_in_place = is_block_quantized(kv_b.dtype);
     for (int64_t h = 0; h < c.num_attention_heads; ++h) {
       const int64_t head_row = h * (nope + v);
+      attn.value_up.push_back(row_view(kv_b, head_row + nope, v));
+      if (attn.key_absorb_in_place) {
+        attn.key_absorb.push_back(row_view(kv_b, head_row, nope));
+        continue;
+      }
       // W_UK^T: a transposed copy, exact in BF16 when the weights are BF16.
       WeightMatrix key{kv_b.dtype == DType::BF16 ? DType::BF16 : DType::F32, nullptr, rank, nope};
       if (key.dtype == DType::BF16) {
@@ -189,7 +195,6 @@ class WeightLoader {
         key.data = storage.data();
       }
       attn.key_absorb.push_back(key);
-      attn.value_up.push_back(row_view(kv_b, head_row + nope, v));
     }
   }
 

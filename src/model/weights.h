@@ -46,7 +46,11 @@ struct AttentionWeights {
   // paper 2.1.2): key_absorb[h] is W_UK^T, [kv_lora_rank][qk_nope_head_dim], transposed once
   // at load (in BF16 when kv_b_proj is BF16: the same values, else float32); value_up[h] is
   // W_UV, [v_head_dim][kv_lora_rank], a view of kv_b_proj's rows where the format allows.
+  // When key_absorb_in_place (a Q8/Q4 kv_b_proj) key_absorb[h] is W_UK itself instead,
+  // [qk_nope_head_dim][kv_lora_rank], a view of kv_b_proj's rows applied transposed
+  // (kernels/matmul_transposed.h): its stored bytes are read, no float copy.
   std::vector<WeightMatrix> key_absorb;
+  bool key_absorb_in_place = false;
   std::vector<WeightMatrix> value_up;
 };
 

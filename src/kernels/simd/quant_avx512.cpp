@@ -42,10 +42,13 @@ float reduce_add(__m512 v) {
 __m512 broadcast_scale(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_set1_epi16(short(*p))); }
 
 // Group g of every row of the tile (weights as int16, their scales) against every token.
-template <int kRows, int kTokens>
+// kScaledByToken: scales[i] already holds the weight scale times the token's (one-token tiles,
+// see Q8Tile::dot: the same product of the same two floats, so the same bits).
+template <int kRows, int kTokens, bool kScaledByToken = false>
 inline void group_step(const QuantMatmulJob& job, int64_t token, int64_t g,
                        const __m512i (&weights)[kRows], const __m512 (&scales)[kRows],
                        __m512 (&acc)[kRows][kTokens]) {
+  static_assert(!kScaledByToken || kTokens == 1, "token scales fold in for one token only");
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
     const __m512i x = _mm512_loadu_si512(job.x_codes + (token + t) * job.x_stride + g * kQuantGroup);
@@ -53,7 +56,11 @@ inline void group_step(const QuantMatmulJob& job, int64_t token, int64_t g,
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
       const __m512 ints = _mm512_cvtepi32_ps(_mm512_madd_epi16(weights[i], x));
-      acc[i][t] = _mm512_fmadd_ps(ints, _mm512_mul_ps(scales[i], x_scale), acc[i][t]);
+      if constexpr (kScaledByToken) {
+        acc[i][t] = _mm512_fmadd_ps(ints, scales[i], acc[i][t]);
+      } else {
+        acc[i][t] = _mm512_fmadd_ps(ints, _mm512_mul_ps(scales[i], x_scale), acc[i][t]);
+      }
     }
   }
 }
@@ -82,10 +89,27 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
     for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
 
   {
+    // One token: the weight scales of 16 groups at a time converted and multiplied by the
+    // token's in one vector each, then broadcast per group (instead of a float16 broadcast and
+    // a multiply per group).
+    alignas(64) float token_scaled[kRows][16];
     for (int64_t g = 0; g * kQuantGroup < w.cols; ++g) {
       const int64_t c = g * kQuantGroup;
       const int64_t n = w.cols - c < kQuantGroup ? w.cols - c : kQuantGroup;
       const __mmask32 mask = n == 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
+      if constexpr (kTokens == 1) {
+        if (g % 16 == 0) {
+          const int64_t left = w.scale_cols - g;  // x_groups >= scale_cols
+          const __mmask16 scale_mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+          const __m512 x_scales = _mm512_maskz_loadu_ps(scale_mask, job.x_scales + token * job.x_groups + g);
+#pragma GCC unroll 8
+          for (int i = 0; i < kRows; ++i) {
+            const __m512 w_scales = _mm512_cvtph_ps(
+                _mm256_maskz_loadu_epi16(scale_mask, first_scales + i * w.scale_cols + g));
+            _mm512_store_ps(token_scaled[i], _mm512_mul_ps(w_scales, x_scales));
+          }
+        }
+      }
       __m512i weights[kRows];
       __m512 scales[kRows];
 #pragma GCC unroll 8
@@ -93,9 +117,13 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
         if (prefetch && g % 2 == 0)
           _mm_prefetch(reinterpret_cast<const char*>(ahead + i * row_bytes + c), _MM_HINT_T1);
         weights[i] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, first_row + i * row_bytes + c));
-        scales[i] = broadcast_scale(first_scales + i * w.scale_cols + g);
+        if constexpr (kTokens == 1) {
+          scales[i] = _mm512_set1_ps(token_scaled[i][g % 16]);
+        } else {
+          scales[i] = broadcast_scale(first_scales + i * w.scale_cols + g);
+        }
       }
-      group_step<kRows, kTokens>(job, token, g, weights, scales, acc);
+      group_step<kRows, kTokens, kTokens == 1>(job, token, g, weights, scales, acc);
     }
   }
 #pragma GCC unroll 8
@@ -164,10 +192,13 @@ __m512 spread_pair(__m128 scales, int first) {
 }
 
 // Step s (64 columns, two groups) of every row of the tile (unsigned nibbles, lane scales)
-// against every token.
-template <int kRows, int kTokens>
+// against every token. kScaledByToken: scales[i] already holds the weight scales times the
+// token's (a one-token tile multiplies them once per chunk of 4 groups instead of once per
+// step: the same products of the same two floats, so the same bits, one multiply fewer).
+template <int kRows, int kTokens, bool kScaledByToken = false>
 inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s, const __m512i (&codes)[kRows],
                     const __m512 (&scales)[kRows], __m512 (&acc)[kRows][kTokens]) {
+  static_assert(!kScaledByToken || kTokens == 1, "token scales fold in for one token only");
   const int64_t steps = job.x_stride / 64;
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
@@ -176,13 +207,18 @@ inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s, const _
     const __m512i high = _mm512_loadu_si512(job.x_high + byte_index);
     const __m512i low = _mm512_loadu_si512(job.x_low + byte_index);
     const __m512i offsets = _mm512_loadu_si512(job.x_lane_offsets + lane_index);
-    const __m512 x_scales = _mm512_loadu_ps(job.x_lane_scales + lane_index);
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
       const __m512i high_ints = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[i], high);
       const __m512i ints = _mm512_add_epi32(_mm512_slli_epi32(high_ints, 8),
                                             _mm512_dpbusd_epi32(offsets, codes[i], low));
-      acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(scales[i], x_scales), acc[i][t]);
+      if constexpr (kScaledByToken) {
+        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scales[i], acc[i][t]);
+      } else {
+        const __m512 x_scales = _mm512_loadu_ps(job.x_lane_scales + lane_index);
+        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(scales[i], x_scales),
+                                    acc[i][t]);
+      }
     }
   }
 }
@@ -213,13 +249,17 @@ struct Q4Tile {
         const __m512i packed = _mm512_loadu_si512(first_row + offset);
         low[i] = _mm512_and_si512(packed, low_nibbles);
         high[i] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
-        const __m128 chunk_scales = _mm_cvtph_ps(
+        __m128 chunk_scales = _mm_cvtph_ps(
             _mm_maskz_loadu_epi16(__mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 4 * chunk));
+        // One token: its scales of the chunk's 4 groups multiplied in here (x_groups is a
+        // multiple of 4, so all 4 are there, zero past cols).
+        if constexpr (kTokens == 1)
+          chunk_scales = _mm_mul_ps(chunk_scales, _mm_loadu_ps(job.x_scales + token * job.x_groups + 4 * chunk));
         low_scales[i] = spread_pair(chunk_scales, 0);
         high_scales[i] = spread_pair(chunk_scales, 2);
       }
-      q4_step<kRows, kTokens>(job, token, 2 * chunk, low, low_scales, acc);
-      q4_step<kRows, kTokens>(job, token, 2 * chunk + 1, high, high_scales, acc);
+      q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk, low, low_scales, acc);
+      q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk + 1, high, high_scales, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t)

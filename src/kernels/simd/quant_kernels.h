@@ -1,5 +1,7 @@
 // The Q8 / Q4 matrix kernel for AVX-512 (simd/quant_avx512.cpp), called by
-// kernels/quant_matmul.cpp with the activations already quantized per token.
+// kernels/quant_matmul.cpp with the activations already quantized per token, and the
+// quantization of those activations (simd/quant_activations_avx512.cpp); a Q8 / Q4 matrix applied
+// transposed (simd/quant_transposed_avx512.cpp).
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,22 @@ struct QuantMatmulJob {
   // Rows per panel: all tokens pass over one panel (kept in L2) before the next.
   int64_t panel_rows = 0;
 };
+
+// Bitwise what quantize_activations (tensor/block_quant.h) writes. Requires AVX-512 F/BW/VL.
+void avx512_quantize_activations(const float* x, int64_t cols, int16_t* codes, float* scales);
+// Bitwise what split_activation_bytes (kernels/quant_matmul.h) writes: the Q4 layout above of
+// one token's codes (`stride` of them, a multiple of 128) and scales. Requires AVX-512 F/BW/VL.
+void avx512_split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
+                                   int8_t* high, int8_t* low, float* lane_scales,
+                                   int32_t* lane_offsets);
+
+// Columns per block of avx512_quant_transposed_columns: one packed Q4 chunk.
+inline constexpr int64_t kTransposedBlockCols = 128;
+// Columns [col_begin, col_end) of out[t][c] = sum_r x[t][r] * W[r][c] for a Q8/Q4 w (see
+// kernels/matmul_transposed.h), every token; col_begin a multiple of kTransposedBlockCols and
+// col_end at most kTransposedBlockCols further. Requires AVX-512 F/BW/VL.
+void avx512_quant_transposed_columns(const WeightMatrix& w, const float* x, int64_t n_tokens,
+                                     float* out, int64_t col_begin, int64_t col_end);
 
 // Q8 rows [row_begin, row_end) of out, all tokens (vpmaddwd). Requires AVX-512 F/BW/VL.
 void avx512_quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end);
