@@ -114,6 +114,50 @@ TEST(Model, AbsorbedAndExpandedAttentionAgreeOnQuantizedWeights) {
   }
 }
 
+TEST(Model, LongContextAttentionAgreesAndIsThreadInvariant) {
+  // Past 1024 visible rows the absorbed form splits a token's cache rows over the threads
+  // (model/attention.cpp, attend_long_context): it must still agree with the expanded form, and
+  // give the same bits for any thread count and whether a token comes in a batch or alone.
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "f32"));
+  std::vector<int32_t> ids;
+  for (int32_t i = 0; i < 1300; ++i) ids.push_back((i * 37 + 11) % 500);
+  const size_t prompt = 1200;
+  auto run = [&](AttentionMode mode) {
+    model.set_attention_mode(mode);
+    LatentCache cache = model.new_cache(int64_t(ids.size()) + 1);
+    std::vector<float> logits = model.forward(std::span(ids).first(prompt), cache, 0);
+    for (size_t t = prompt; t < ids.size(); t += 50) {  // then pieces of 50, then single tokens
+      const size_t count = t + 50 <= ids.size() - 4 ? 50 : 1;
+      auto step = model.forward(std::span(ids).subspan(t, count), cache, 0);
+      logits.insert(logits.end(), step.begin(), step.end());
+      if (count == 1) t -= 49;
+    }
+    return logits;
+  };
+  const int original_threads = ThreadPool::global().num_threads();
+  ThreadPool::global().set_num_threads(2);
+  const std::vector<float> expanded = run(AttentionMode::kExpanded);
+  const std::vector<float> absorbed = run(AttentionMode::kAbsorbed);
+  ASSERT_EQ(expanded.size(), absorbed.size());
+  float max_logit = 0.0f;
+  for (float v : expanded) max_logit = std::max(max_logit, std::fabs(v));
+  EXPECT_LE(max_abs_diff(expanded, absorbed), 1e-5f * max_logit);
+  for (int threads : {1, 3}) {
+    ThreadPool::global().set_num_threads(threads);
+    const std::vector<float> again = run(AttentionMode::kAbsorbed);
+    ASSERT_EQ(again.size(), absorbed.size());
+    EXPECT_EQ(0, std::memcmp(again.data(), absorbed.data(), again.size() * sizeof(float)))
+        << "threads " << threads;
+  }
+  // The whole sequence in one absorbed batch: the last tokens' rows are the same bits.
+  model.set_attention_mode(AttentionMode::kAbsorbed);
+  LatentCache whole_cache = model.new_cache(int64_t(ids.size()) + 1);
+  const std::vector<float> whole = model.forward(ids, whole_cache, 0);
+  ASSERT_EQ(whole.size(), absorbed.size());
+  EXPECT_EQ(0, std::memcmp(whole.data(), absorbed.data(), whole.size() * sizeof(float)));
+  ThreadPool::global().set_num_threads(original_threads);
+}
+
 TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
   // With the attention form fixed, a token's logits are bitwise the same whether it comes in
   // the whole prompt, in pieces, or one at a time, and for any number of threads: every matmul,

@@ -91,6 +91,8 @@ struct AttentionScratch {
   std::vector<float> q, q_latent, kv, attention_out;
   std::vector<float> q_nope_heads, q_absorbed_heads, queries, latent_out, latent_heads, value_heads;
   std::vector<float> latents, keys_values, keys, values;
+  std::vector<float> long_scores, long_partials;  // attend_long_context
+  std::vector<int64_t> short_tokens;
   std::vector<kernels::MatmulItem> products;
   std::vector<kernels::TransposedMatmulItem> transposed_products;
 };
@@ -111,6 +113,53 @@ std::vector<int64_t>& thread_key_counts(int64_t size) {
   thread_local std::vector<int64_t> counts;
   if (int64_t(counts.size()) < size) counts.resize(size);
   return counts;
+}
+
+// From this many visible cache rows on, a token's attention splits the rows over the threads
+// (attend_long_context) instead of its heads.
+constexpr int64_t kLongContextKeys = 1024;
+// Rows per piece of a long context: fixed, so the sums do not depend on the thread count.
+constexpr int64_t kContextChunk = 512;
+
+// Absorbed attention of token t over `visible` cache rows, all heads at once, the rows cut in
+// chunks the threads take in turn: all heads' scores per chunk (every row read once, while all
+// heads pass over it), the probabilities per head, then per chunk the weighted sum of its rows
+// for all heads, and the chunks' sums added in chunk order. Giving each thread a share of the
+// heads instead has every thread read every row twice (scores, sums), which at depth 4096 made
+// attention a third of a decode step.
+void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int64_t visible,
+                         const float* queries, const float* cache_rows, float scale,
+                         float* latent_out) {
+  AttentionScratch& scratch = attention_scratch();
+  const int64_t row_size = s.rank + s.rope;
+  const int64_t chunks = (visible + kContextChunk - 1) / kContextChunk;
+  std::vector<float>& scores = scratch.long_scores;          // [head][row]
+  std::vector<float>& partial_sums = scratch.long_partials;  // [chunk][head][rank]
+  scores.resize(s.heads * visible);
+  partial_sums.resize(chunks * s.heads * s.rank);
+  ThreadPool& pool = ThreadPool::global();
+  pool.parallel_claim(chunks, [&](int64_t chunk) {
+    const int64_t first = chunk * kContextChunk, count = std::min(kContextChunk, visible - first);
+    kernels::attention_scores(queries, row_size, s.heads, cache_rows + first * row_size, row_size,
+                              count, row_size, scale, scores.data() + first, visible);
+  });
+  pool.parallel_claim(s.heads, [&](int64_t h) {
+    attention_probabilities(batch, t, h, s.heads, scores.data() + h * visible, visible);
+  });
+  pool.parallel_claim(chunks, [&](int64_t chunk) {
+    const int64_t first = chunk * kContextChunk, count = std::min(kContextChunk, visible - first);
+    int64_t* key_counts = thread_key_counts(s.heads).data();
+    std::fill_n(key_counts, s.heads, count);
+    kernels::attention_weighted_sum(scores.data() + first, visible, s.heads, key_counts,
+                                    cache_rows + first * row_size, row_size, s.rank,
+                                    partial_sums.data() + chunk * s.heads * s.rank, s.rank);
+  });
+  const int64_t values = s.heads * s.rank;
+  std::copy_n(partial_sums.data(), values, latent_out);
+  for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+    const float* partial = partial_sums.data() + chunk * values;
+    for (int64_t j = 0; j < values; ++j) latent_out[j] += partial[j];
+  }
 }
 
 // Absorbed: score(t, s) = (W_UK^T q_nope) . latent_s + q_rope . k_rope_s; the output is
@@ -156,18 +205,30 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
                   query + s.rank);
     }
 
-  // Units of (token, heads_per_unit heads) claimed by whichever thread is free: a unit's heads
-  // share one pass over the cache rows, so there are as few as keep every thread busy (one per
-  // thread for a single token). The cache is re-read from memory by every unit (the weights
-  // streamed in between evict it), which at 4 heads per unit cost a tenth of a decode step at
-  // depth 512. Each head's scores and sums are the same whatever its unit.
+  // A token that sees many cached rows (a long context) splits them instead of its heads: see
+  // attend_long_context. The others go in units of (token, heads_per_unit heads) claimed by
+  // whichever thread is free: a unit's heads share one pass over the cache rows, so there are
+  // as few as keep every thread busy (one per thread for a single token). Each head's scores and
+  // sums are the same whatever its unit.
   const int64_t threads = ThreadPool::global().num_threads();
   const int64_t heads_per_unit = (s.heads + threads - 1) / threads;
   const int64_t head_units = (s.heads + heads_per_unit - 1) / heads_per_unit;
   scratch.latent_out.resize(tokens * s.heads * s.rank);
   const float* cache_rows = group.cache->row(layer, 0);
-  ThreadPool::global().parallel_claim(tokens * head_units, [&](int64_t unit) {
-    const int64_t i = unit / head_units, h0 = (unit % head_units) * heads_per_unit;
+  std::vector<int64_t>& short_tokens = scratch.short_tokens;
+  short_tokens.clear();
+  for (int64_t i = 0; i < tokens; ++i) {
+    const int64_t t = group.first + i, visible = batch.slots[t] + 1;
+    if (visible >= kLongContextKeys && batch.attention_weights == nullptr) {
+      attend_long_context(s, batch, t, visible, scratch.queries.data() + i * s.heads * row_size,
+                          cache_rows, scale, scratch.latent_out.data() + i * s.heads * s.rank);
+    } else {
+      short_tokens.push_back(i);
+    }
+  }
+  ThreadPool::global().parallel_claim(int64_t(short_tokens.size()) * head_units, [&](int64_t unit) {
+    const int64_t i = short_tokens[size_t(unit / head_units)];
+    const int64_t h0 = (unit % head_units) * heads_per_unit;
     const int64_t h1 = std::min(s.heads, h0 + heads_per_unit);
     const int64_t n_heads = h1 - h0, t = group.first + i;
     const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
