@@ -17,6 +17,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
+#include "kernels/simd/reduce_avx512_impl.h"
 #include "kernels/simd/matmul_impl.h"
 #include "kernels/simd/ops_impl.h"
 #include "kernels/simd/attention_impl.h"
@@ -54,15 +55,7 @@ struct Avx512 {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ), value);
   }
   static F exp2_int(F n) { return _mm512_scalef_ps(_mm512_set1_ps(1.0f), n); }
-  static float reduce_add(F v) {
-    // Fixed pairwise order: (lo 256 + hi 256), then halves again, down to one lane.
-    __m256 sum8 = _mm256_add_ps(_mm512_castps512_ps256(v),
-                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
-    __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-    __m128 sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
-    return _mm_cvtss_f32(sum1);
-  }
+  static float reduce_add(F v) { return reduce_add_avx512(v); }
   static float reduce_max(F v) { return _mm512_reduce_max_ps(v); }
 
   static F from_bf16(__m256i bits) {

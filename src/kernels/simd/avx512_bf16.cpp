@@ -26,6 +26,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")
 
+#include "kernels/simd/reduce_avx512_impl.h"
+
 namespace dsv3::kernels::simd {
 namespace {
 
@@ -46,20 +48,10 @@ __m512bh load_pairs_partial(const uint16_t* p, int64_t count) {
   return (__m512bh)_mm512_maskz_loadu_epi16(first_elements(count), p);
 }
 
-// The same fixed tree as Avx512::reduce_add (lo 256 + hi 256, then halves again).
-float reduce_add(__m512 v) {
-  __m256 sum8 = _mm256_add_ps(_mm512_castps512_ps256(v),
-                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
-  __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  __m128 sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
-  return _mm_cvtss_f32(sum1);
-}
-
-// reduce_add of four vectors at once, the same tree for each (lane i + lane i+8, then +4, +2,
-// +1; addition commutes, so the pairing below gives bitwise the same sums): lane j of the
-// result is reduce_add of the j-th vector. About a third of the instructions of four
-// reduce_add calls, which matters for short rows (256 to 1024 columns: 8 to 32 vdpbf16ps per
+// reduce_add_avx512 of four vectors at once, the same tree for each (lane i + lane i+8, then +4,
+// +2, +1; addition commutes, so the pairing below gives bitwise the same sums): lane j of the
+// result is reduce_add_avx512 of the j-th vector. About a third of the instructions of four
+// such calls, which matters for short rows (256 to 1024 columns: 8 to 32 vdpbf16ps per
 // output).
 __m128 reduce_add4(__m512 a, __m512 b, __m512 c, __m512 d) {
   // [a_lo256 + a_hi256 | b_lo256 + b_hi256], the same for c, d.
@@ -139,7 +131,7 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
   float* out = job.out + token * job.w->rows + row;
   if constexpr (kRows == 1) {
 #pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t) out[t * job.w->rows] = reduce_add(acc[0][t]);
+    for (int t = 0; t < kTokens; ++t) out[t * job.w->rows] = reduce_add_avx512(acc[0][t]);
   } else {
     static_assert(kRows <= 4);
     const __m512 zero = _mm512_setzero_ps();

@@ -8,7 +8,7 @@
 //       codes split in bytes, q_x = 256 * high + low: ints = (vpdpbusd(0, w, high) << 8) +
 //       vpdpbusd(offsets, w, low) (lanes 0-7 one group, 8-15 the next, |lane| < 2^24), then
 //       acc[r][t] = fma(float(ints), w_scales[r][s] * x_scales[t][s], acc[r][t]) by lanes.
-// out[t][r] = reduce_add(acc[r][t]) in the fixed order of simd/avx512.cpp. The sequence is the
+// out[t][r] = reduce_add_avx512(acc[r][t]) (simd/reduce_avx512_impl.h). The sequence is the
 // same whatever the tile, the panel, the batch or the thread: batch invariant.
 
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -25,21 +25,10 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
+#include "kernels/simd/reduce_avx512_impl.h"
+
 namespace dsv3::kernels::simd {
 namespace {
-
-float reduce_add(__m512 v) {
-  // Fixed pairwise order: (lo 256 + hi 256), then halves again, down to one lane.
-  __m256 sum8 = _mm256_add_ps(_mm512_castps512_ps256(v),
-                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  __m128 sum4 = _mm_add_ps(_mm256_castps256_ps128(sum8), _mm256_extractf128_ps(sum8, 1));
-  __m128 sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-  __m128 sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
-  return _mm_cvtss_f32(sum1);
-}
-
-// One float16 scale, broadcast.
-__m512 broadcast_scale(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_set1_epi16(short(*p))); }
 
 // Group g of every row of the tile (weights as int16, their scales) against every token.
 // kScaledByToken: scales[i] already holds the weight scale times the token's (one-token tiles,
@@ -120,7 +109,7 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
         if constexpr (kTokens == 1) {
           scales[i] = _mm512_set1_ps(token_scaled[i][g % 16]);
         } else {
-          scales[i] = broadcast_scale(first_scales + i * w.scale_cols + g);
+          scales[i] = broadcast_f16(first_scales + i * w.scale_cols + g);
         }
       }
       group_step<kRows, kTokens, kTokens == 1>(job, token, g, weights, scales, acc);
@@ -129,7 +118,8 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t)
 #pragma GCC unroll 8
-    for (int i = 0; i < kRows; ++i) job.out[(token + t) * w.rows + row + i] = reduce_add(acc[i][t]);
+    for (int i = 0; i < kRows; ++i)
+      job.out[(token + t) * w.rows + row + i] = reduce_add_avx512(acc[i][t]);
 }
 
 // Rows [row_begin, row_end) for tokens [token, token + kTokens): tiles of kRows, then single rows.
@@ -264,7 +254,8 @@ struct Q4Tile {
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t)
 #pragma GCC unroll 8
-      for (int i = 0; i < kRows; ++i) job.out[(token + t) * w.rows + row + i] = reduce_add(acc[i][t]);
+      for (int i = 0; i < kRows; ++i)
+        job.out[(token + t) * w.rows + row + i] = reduce_add_avx512(acc[i][t]);
   }
 };
 

@@ -17,14 +17,13 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
+#include "kernels/simd/reduce_avx512_impl.h"
+
 namespace dsv3::kernels::simd {
 
 namespace {
 
 constexpr int kPieces = int(kTransposedBlockCols / 16);  // vectors of 16 columns per block
-
-// One float16 scale, broadcast.
-__m512 broadcast_scale(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_set1_epi16(short(*p))); }
 
 }  // namespace
 
@@ -74,7 +73,7 @@ void avx512_quant_transposed_columns(const WeightMatrix& w, const float* x, int6
       }
 #pragma GCC unroll 4
       for (int g = 0; g < kPieces / 2; ++g) {
-        const __m512 scale = broadcast_scale(scales + groups[g]);
+        const __m512 scale = broadcast_f16(scales + groups[g]);
         acc[2 * g] = _mm512_fmadd_ps(x_r, _mm512_mul_ps(values[2 * g], scale), acc[2 * g]);
         acc[2 * g + 1] =
             _mm512_fmadd_ps(x_r, _mm512_mul_ps(values[2 * g + 1], scale), acc[2 * g + 1]);
