@@ -76,6 +76,18 @@ for row in rows:
 assert rows[0]["top5_pct"] >= 95, rows[0]
 PYTHON
 
+# --text: the sequence is a file's text as the reference's tokenizer encodes it (BOS first).
+if [[ -f $WORK/f32/tokenizer.json ]]; then
+  printf 'The quick brown fox jumps over the lazy dog. %.0s' {1..8} >"$WORK/text.txt"
+  "$DSV3" quant-accuracy --reference "$WORK/f32" --text "$WORK/text.txt" --tokens 48 --max-mean-kl 0.003 \
+    "$WORK/q8" >"$WORK/text.out" || fail "quant-accuracy --text"
+  grep -q "48 tokens" "$WORK/text.out" || fail "quant-accuracy --text: $(cat "$WORK/text.out")"
+  out=$("$DSV3" quant-accuracy --reference "$WORK/f32" --text "$WORK/text.txt" --tokens 5000 "$WORK/q8" 2>&1 >/dev/null)
+  [[ $? -eq 1 && $out == *"fewer than --tokens"* ]] || fail "quant-accuracy --text too short: $out"
+  out=$("$DSV3" quant-accuracy --reference "$WORK/f32" --text "$WORK/missing.txt" "$WORK/q8" 2>&1 >/dev/null)
+  [[ $? -eq 1 && $out == *"cannot read"* ]] || fail "quant-accuracy --text missing file: $out"
+fi
+
 # The same result whichever kernels run (the integer parts are exact; sums in another order).
 for isa in scalar avx2; do
   DSV3_KERNELS=$isa "$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 96 --max-mean-kl 0.003 "$WORK/q8" \

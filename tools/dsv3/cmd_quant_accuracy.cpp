@@ -1,4 +1,5 @@
-// dsv3 quant-accuracy --reference REF_DIR DIR... [--tokens N] [--min-top1 PCT] [--max-mean-kl X]
+// dsv3 quant-accuracy --reference REF_DIR DIR... [--tokens N] [--text FILE] [--min-top1 PCT]
+//                    [--max-mean-kl X] [--json]
 // How far quantized models are from a reference (the F32 checkpoint they came from): over one
 // fixed token sequence, fed teacher-forced, the KL divergence KL(P_ref || P_model) of every
 // position's next-token distribution (mean and max, in nats) and the share of positions whose
@@ -6,10 +7,15 @@
 // most likely (top-5). The reference's mean top-1 probability says how decisive its choices
 // are: on a random checkpoint the distributions are nearly flat (a top-1 probability of a few
 // in 10^4 over 129k tokens), so near-ties make top-1 agreement fragile under any rounding.
+// The sequence is BOS and ids spread over the vocabulary, or with --text the file's text
+// tokenized by the reference's tokenizer (BOS first, cut at --tokens), for a checkpoint whose
+// predictions mean something on text (bench/peaked_head_accuracy.sh makes one).
 // Exits 1 when a model misses a threshold (for tests).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <vector>
@@ -19,6 +25,7 @@
 #include "spread_token_ids.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 #include "sampling_flags.h"
 #include "util/error.h"
 
@@ -82,15 +89,30 @@ std::vector<float> all_logits(const std::string& dir, const std::vector<int32_t>
   return model.forward(std::span(ids), cache, 0);
 }
 
+// The first `tokens` ids of the text in `path` as the reference's tokenizer encodes it, BOS first.
+std::vector<int32_t> text_token_ids(const std::string& path, const std::string& model_dir,
+                                    int64_t tokens) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error("--text: cannot read " + path);
+  std::stringstream text;
+  text << file.rdbuf();
+  std::vector<int32_t> ids = Tokenizer::from_dir(model_dir).encode(text.str(), true);
+  if (int64_t(ids.size()) < tokens)
+    throw Error("--text: " + path + " has " + std::to_string(ids.size()) +
+                " tokens, fewer than --tokens " + std::to_string(tokens));
+  ids.resize(size_t(tokens));
+  return ids;
+}
+
 }  // namespace
 
 int run_quant_accuracy(const CommandArgs& argv) {
-  Args args(argv, {"--reference", "--tokens", "--min-top1", "--max-mean-kl", "--threads"},
+  Args args(argv, {"--reference", "--tokens", "--text", "--min-top1", "--max-mean-kl", "--threads"},
             {"--json", "--help"});
   if (args.has("--help") || args.positional().empty()) {
     std::fprintf(stderr,
                  "usage: dsv3 quant-accuracy --reference REF_DIR DIR... [--tokens N] "
-                 "[--min-top1 PCT] [--max-mean-kl X] [--json]\n");
+                 "[--text FILE] [--min-top1 PCT] [--max-mean-kl X] [--json]\n");
     return args.has("--help") ? 0 : 2;
   }
   const std::string reference_dir = args.require("--reference");
@@ -102,7 +124,9 @@ int run_quant_accuracy(const CommandArgs& argv) {
 
   std::string reference_dtype;
   const int64_t vocab = Config::from_file(reference_dir + "/config.json").vocab_size;
-  const std::vector<int32_t> ids = spread_token_ids(tokens, vocab, 987654321);
+  const std::vector<int32_t> ids = args.has("--text")
+                                        ? text_token_ids(args.get("--text"), reference_dir, tokens)
+                                        : spread_token_ids(tokens, vocab, 987654321);
   const std::vector<float> reference = all_logits(reference_dir, ids, &reference_dtype);
 
   bool all_pass = true;
