@@ -10,7 +10,10 @@
 # /usr/share/common-licenses, so that the model predicts that text with trained-model-like
 # confidence. The same head goes into the F32, BF16 and FP8 checkpoints; q8 and q4 are quantized
 # from the BF16 one, as a user would. `dsv3 quant-accuracy` then compares every format with F32
-# over held-out text (the GPL-2, not in the training text). Steps whose outputs exist are skipped.
+# over held-out text (the GPL-2, not in the training text), with each model's own routing and
+# with the reference's routing replayed (--reference-routes: on a random body a third of the
+# routings flip under BF16 rounding alone; bench/routing_sensitivity.py shows the same with the
+# float64 reference). Steps whose outputs exist are skipped.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dsv3=$(realpath "${1:-$here/../build/dsv3}")
@@ -55,4 +58,4 @@ for type in q8 q4; do
   [ -f "$type/config.json" ] || "$dsv3" quantize -m bf16 -o "$type" --type "$type"
 done
 
-"$dsv3" quant-accuracy --reference f32 --text eval.txt --tokens "$eval_tokens" bf16 fp8 q8 q4
+"$dsv3" quant-accuracy --reference f32 --text eval.txt --tokens "$eval_tokens" --reference-routes bf16 fp8 q8 q4

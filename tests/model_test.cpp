@@ -11,6 +11,7 @@
 #include "io/quantize_checkpoint.h"
 #include "io/random_checkpoint.h"
 #include "kernels/activation_precision.h"
+#include "model/moe.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -189,6 +190,52 @@ TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
     }
   }
   ThreadPool::global().set_num_threads(original_threads);
+}
+
+// A RoutingLog records every MoE layer's choices; replayed on the same model it changes nothing
+// and counts no differing choice; replayed on another model it forces the recorded experts (the
+// replay then differs from that model's own routing) and a replay of another length is refused.
+TEST(Model, RoutingLogRecordsAndReplays) {
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "f32"));
+  const Config& config = model.config();
+  const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2};
+  RoutingLog log;
+  model.set_routing_log(&log);
+  LatentCache recorded_cache = model.new_cache(16);
+  const std::vector<float> recorded = model.forward(ids, recorded_cache);
+  ASSERT_EQ(int64_t(log.expert_ids.size()), config.num_hidden_layers);
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer)
+    EXPECT_EQ(int64_t(log.expert_ids[layer].size()),
+              layer < config.first_k_dense_replace ? 0 : int64_t(ids.size()) * config.num_experts_per_tok);
+
+  log.mode = RoutingLog::Mode::kReplay;
+  LatentCache replay_cache = model.new_cache(16);
+  EXPECT_EQ(model.forward(ids, replay_cache), recorded);
+  EXPECT_EQ(log.differing, 0);
+  EXPECT_EQ(log.choices, int64_t(ids.size()) * (config.num_hidden_layers - config.first_k_dense_replace));
+
+  // Another model (other random weights) made to take the first model's experts.
+  const std::string other_dir = ::testing::TempDir() + "dsv3-model-test-routing-other";
+  if (!std::filesystem::exists(other_dir + "/config.json")) {
+    RandomCheckpointOptions options;
+    options.seed = 12;
+    options.dtype = "f32";
+    write_random_checkpoint(other_dir, preset_config("tiny-smallvocab"), options);
+  }
+  CausalLM other = CausalLM::from_pretrained(other_dir);
+  LatentCache own_cache = other.new_cache(16);
+  const std::vector<float> own = other.forward(ids, own_cache);
+  other.set_routing_log(&log);
+  log.differing = log.choices = 0;
+  LatentCache forced_cache = other.new_cache(16);
+  const std::vector<float> forced = other.forward(ids, forced_cache);
+  EXPECT_GT(log.differing, 0);
+  EXPECT_GT(max_abs_diff(own, forced), 0.0f);
+
+  LatentCache short_cache = other.new_cache(16);
+  EXPECT_THROW(other.forward(std::span(ids).first(4), short_cache), Error);
+  other.set_routing_log(nullptr);
+  model.set_routing_log(nullptr);
 }
 
 TEST(Model, LogitsToKeepGivesTheLastRows) {

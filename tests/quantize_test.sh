@@ -76,6 +76,23 @@ for row in rows:
 assert rows[0]["top5_pct"] >= 95, rows[0]
 PYTHON
 
+# --reference-routes: a second row per model with the reference's routing replayed; the
+# thresholds judge that row (same routing: only the matrix products differ).
+# (q8 on this checkpoint: KL 0.0019 with its own routing, 6e-5 with the reference's.)
+"$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 48 --reference-routes --min-top1 90 --max-mean-kl 0.0005 \
+  "$WORK/q8" >/dev/null || fail "quant-accuracy --reference-routes: q8 above KL 0.0005 with the reference's routes"
+"$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 48 --reference-routes --json "$WORK/q8" "$WORK/q4" \
+  >"$WORK/routes.json" || fail "quant-accuracy --reference-routes --json"
+$PYTHON - "$WORK/routes.json" <<'PYTHON' || fail "quant-accuracy --reference-routes rows"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert [r["routing"] for r in rows] == ["own", "reference", "own", "reference"], rows
+for own, replayed in (rows[0:2], rows[2:4]):
+    assert replayed["mean_kl"] <= own["mean_kl"] + 1e-9, (own, replayed)
+    assert 0 <= replayed["routing_differing_pct"] <= 100, replayed
+    assert "routing_differing_pct" not in own, own
+PYTHON
+
 # --text: the sequence is a file's text as the reference's tokenizer encodes it (BOS first).
 if [[ -f $WORK/f32/tokenizer.json ]]; then
   printf 'The quick brown fox jumps over the lazy dog. %.0s' {1..8} >"$WORK/text.txt"

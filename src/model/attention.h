@@ -21,6 +21,8 @@ namespace dsv3 {
 //            transformers does (cheaper when many new tokens attend to a short cache: prefill).
 enum class AttentionMode { kAuto, kAbsorbed, kExpanded };
 
+struct RoutingLog;
+
 // The new tokens of one forward pass: one or more sequences, concatenated. Each token has its
 // sequence's cache, its slot in that cache and its rope position (usually equal to the slot).
 struct TokenBatch {
@@ -37,6 +39,8 @@ struct TokenBatch {
   // entry s for cache slot s (0 for slots a token does not see).
   float* attention_weights = nullptr;
   int64_t attention_key_count = 0;
+  // Teacher-forced routing (model/moe.h), for measurements: recorded or replayed when set.
+  RoutingLog* routing_log = nullptr;
 };
 
 // Writes the new tokens' latents into their caches (layer `layer`), attends each token

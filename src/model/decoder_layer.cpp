@@ -49,7 +49,8 @@ void decoder_layer_forward(const Config& config, const Rope& rope, const Decoder
     rms_norm_rows(weights.post_attention_layernorm, hidden, tokens, width, normed.data());
   }
   if (weights.is_moe) {
-    moe_forward(config, weights.moe, normed.data(), tokens, branch.data());
+    moe_forward(config, weights.moe, normed.data(), tokens, branch.data(), batch.routing_log,
+                layer);
   } else {
     profile::Phase phase("mlp.dense");
     mlp_forward(weights.mlp, normed.data(), tokens, branch.data());

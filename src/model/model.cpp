@@ -98,6 +98,7 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
   TokenBatch batch{tokens,       positions.data(),  slots.data(),
                    caches.data(), max_position + 1, attention_mode_};
   batch.key_masks = key_masks.data();
+  batch.routing_log = routing_log_;
 
   std::vector<float> hidden(tokens * width);
   t = 0;

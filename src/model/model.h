@@ -56,6 +56,9 @@ class Model {
 
   // Absorbed or expanded MLA (default: whichever is cheaper per sequence and pass).
   void set_attention_mode(AttentionMode mode) { attention_mode_ = mode; }
+  // Records or replays every pass's routing (model/moe.h RoutingLog; null: the router decides).
+  // For measurements only: the log belongs to the caller and must outlive the passes.
+  void set_routing_log(RoutingLog* log) { routing_log_ = log; }
 
   // A static cache for `capacity` positions (default: max_position_embeddings).
   LatentCache new_cache(int64_t capacity = 0) const;
@@ -75,6 +78,7 @@ class Model {
   std::shared_ptr<ModelWeights> weights_;
   Rope rope_;
   AttentionMode attention_mode_ = AttentionMode::kAuto;
+  RoutingLog* routing_log_ = nullptr;
 };
 
 class CausalLM {
@@ -84,6 +88,7 @@ class CausalLM {
 
   const Model& model() const { return *model_; }
   void set_attention_mode(AttentionMode mode) { model_->set_attention_mode(mode); }
+  void set_routing_log(RoutingLog* log) { model_->set_routing_log(log); }
   const Config& config() const { return model_->config(); }
   LatentCache new_cache(int64_t capacity = 0) const { return model_->new_cache(capacity); }
 

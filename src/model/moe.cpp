@@ -7,6 +7,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/row_ranges.h"
+#include "util/error.h"
 #include "util/phase_profile.h"
 
 namespace dsv3 {
@@ -27,6 +28,18 @@ void top_k_indices(const float* values, int64_t n, int64_t k, std::vector<int64_
 }  // namespace
 
 namespace {
+
+// The weights of a token's chosen experts from their sigmoid scores: renormalised over the
+// choice (norm_topk_prob), times routed_scaling_factor.
+void weigh_choice(const Config& config, const float* scores, const int32_t* expert_ids,
+                  float* expert_weights) {
+  const int64_t top_k = config.num_experts_per_tok;
+  float sum = 0.0f;
+  for (int64_t k = 0; k < top_k; ++k) sum += scores[expert_ids[k]];
+  const float denominator = config.norm_topk_prob ? sum + 1e-20f : 1.0f;
+  for (int64_t k = 0; k < top_k; ++k)
+    expert_weights[k] = scores[expert_ids[k]] / denominator * float(config.routed_scaling_factor);
+}
 
 // One token's choice from its router logits: top_k expert ids and weights.
 void route_token(const Config& config, const RouterWeights& gate, const float* logits,
@@ -58,19 +71,56 @@ void route_token(const Config& config, const RouterWeights& gate, const float* l
     if (!group_kept[e / per_group]) choice[e] = 0.0f;
   top_k_indices(choice.data(), experts, top_k, chosen);
 
-  float sum = 0.0f;
-  for (int64_t k = 0; k < top_k; ++k) sum += scores[chosen[k]];
-  const float denominator = config.norm_topk_prob ? sum + 1e-20f : 1.0f;
-  for (int64_t k = 0; k < top_k; ++k) {
-    expert_ids[k] = int32_t(chosen[k]);
-    expert_weights[k] = scores[chosen[k]] / denominator * float(config.routed_scaling_factor);
+  for (int64_t k = 0; k < top_k; ++k) expert_ids[k] = int32_t(chosen[k]);
+  weigh_choice(config, scores.data(), expert_ids, expert_weights);
+}
+
+// A token's given choice weighted by its router logits (a replayed RoutingLog).
+void weigh_given_choice(const Config& config, const float* logits, const int32_t* expert_ids,
+                        float* expert_weights) {
+  thread_local std::vector<float> scores;
+  scores.assign(config.n_routed_experts, 0.0f);
+  for (int64_t k = 0; k < config.num_experts_per_tok; ++k)
+    scores[expert_ids[k]] = 1.0f / (1.0f + std::exp(-logits[expert_ids[k]]));
+  weigh_choice(config, scores.data(), expert_ids, expert_weights);
+}
+
+}  // namespace
+
+namespace {
+
+// Records the routing of `layer` into the log, or replaces it with the recorded one (weighted by
+// this pass's router logits) and counts the choices this pass would have made differently.
+void apply_routing_log(const Config& config, const float* logits, int64_t tokens, int64_t layer,
+                       RoutingLog& log, Routing& routing) {
+  if (int64_t(log.expert_ids.size()) <= layer) log.expert_ids.resize(size_t(layer) + 1);
+  std::vector<int32_t>& logged = log.expert_ids[size_t(layer)];
+  if (log.mode == RoutingLog::Mode::kRecord) {
+    logged = routing.expert_ids;
+    return;
+  }
+  if (logged.size() != routing.expert_ids.size())
+    throw Error("routing replay: layer " + std::to_string(layer) + " recorded " +
+                std::to_string(logged.size()) + " choices, this pass makes " +
+                std::to_string(routing.expert_ids.size()));
+  const int64_t top_k = routing.top_k, experts = config.n_routed_experts;
+  for (int64_t t = 0; t < tokens; ++t) {
+    int32_t* ids = routing.expert_ids.data() + t * top_k;
+    const int32_t* given = logged.data() + t * top_k;
+    std::vector<int32_t> own(ids, ids + top_k), recorded(given, given + top_k);
+    std::sort(own.begin(), own.end());
+    std::sort(recorded.begin(), recorded.end());
+    log.differing += own != recorded;
+    log.choices += 1;
+    std::copy_n(given, top_k, ids);
+    weigh_given_choice(config, logits + t * experts, ids, routing.expert_weights.data() + t * top_k);
   }
 }
 
 }  // namespace
 
 void route_tokens(const Config& config, const RouterWeights& gate, const float* x, int64_t tokens,
-                  Routing& routing) {
+                  Routing& routing, RoutingLog* log, int64_t layer) {
   const int64_t experts = config.n_routed_experts;
   routing.top_k = config.num_experts_per_tok;
   routing.expert_ids.resize(tokens * routing.top_k);
@@ -85,6 +135,7 @@ void route_tokens(const Config& config, const RouterWeights& gate, const float* 
                   routing.expert_ids.data() + t * routing.top_k,
                   routing.expert_weights.data() + t * routing.top_k);
   });
+  if (log) apply_routing_log(config, logits.data(), tokens, layer, *log, routing);
 }
 
 Routing route_tokens(const Config& config, const RouterWeights& gate, const float* x,
@@ -112,13 +163,13 @@ struct MoeScratch {
 }  // namespace
 
 void moe_forward(const Config& config, const MoeWeights& weights, const float* x, int64_t tokens,
-                 float* out) {
+                 float* out, RoutingLog* log, int64_t layer) {
   thread_local MoeScratch thread_scratch;
   MoeScratch& scratch = thread_scratch;
   const int64_t hidden = config.hidden_size;
   profile::Phase phase("moe.route");
   Routing& routing = scratch.routing;
-  route_tokens(config, weights.gate, x, tokens, routing);
+  route_tokens(config, weights.gate, x, tokens, routing, log, layer);
   const int64_t top_k = routing.top_k;
 
   // The (token, choice) rows routed to each expert, experts in order: each active expert runs
