@@ -49,6 +49,27 @@ assert header["model.layers.1.mlp.gate.weight"]["dtype"] == "F32"  # the router 
 assert header["model.layers.1.mlp.gate.e_score_correction_bias"]["dtype"] == "F32"
 PYTHON
 
+# --keep: tensors whose name contains a part keep their precision, listed in the config; the
+# mixed checkpoint loads and runs.
+"$DSV3" quantize -m "$WORK/f32" -o "$WORK/q4-keep" --type q4 --keep self_attn,lm_head 2>/dev/null ||
+  fail "quantize --keep"
+$PYTHON - "$WORK/q4-keep" <<'PYTHON' || fail "quantize --keep layout"
+import json, struct, sys
+work = sys.argv[1]
+config = json.load(open(f"{work}/config.json"))
+assert "*self_attn*" in config["quantization_config"]["modules_not_to_convert"], config
+raw = open(f"{work}/model.safetensors", "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + n])
+assert header["model.layers.1.self_attn.o_proj.weight"]["dtype"] == "F32"
+assert "model.layers.1.self_attn.o_proj.weight_scale" not in header
+assert header["lm_head.weight"]["dtype"] == "F32"
+assert header["model.layers.1.mlp.experts.0.up_proj.weight"]["dtype"] == "U8"
+PYTHON
+"$DSV3" quant-accuracy --reference "$WORK/f32" --tokens 8 "$WORK/q4-keep" >/dev/null || fail "a --keep checkpoint runs"
+out=$("$DSV3" quantize -m "$WORK/f32" -o "$WORK/q4-bad" --type q4 --keep "self_attn,,x" 2>&1)
+[[ $? -ne 0 && $out == *"empty name part"* ]] || fail "quantize --keep with an empty part: $out"
+
 # Thresholds for the tiny preset (hidden 192, 3 layers, random weights): its next-token
 # distributions over 129280 tokens are nearly flat, so top-1 flips on tiny logit changes; the
 # mean KL is the sharper check (a wrong scale or index gives KL > 1). Measured: q8 0.0009 / 97.9%,

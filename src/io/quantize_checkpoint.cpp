@@ -126,14 +126,22 @@ std::vector<TensorToWrite> convert(const Plan& plan, const Config& config, DType
           {tensor.name + "_scale", DType::F16, {w.rows, groups}, as_bytes(scales.data(), scales.size() * 2)}};
 }
 
-json quantization_config(DType format) {
+json quantization_config(DType format, const std::vector<std::string>& keep) {
+  json not_converted = {"model.embed_tokens", "*norm*", "*.mlp.gate",
+                        "*.mlp.gate.e_score_correction_bias", "score"};
+  for (const std::string& part : keep) not_converted.push_back("*" + part + "*");
   return {{"quant_method", "dsv3"},
           {"fmt", format == DType::Q8 ? "q8" : "q4"},
           {"weight_block_size", {1, kQuantGroup}},
           {"scale_dtype", "float16"},
           {"activation_scheme", "dynamic"},
-          {"modules_not_to_convert",
-           {"model.embed_tokens", "*norm*", "*.mlp.gate", "*.mlp.gate.e_score_correction_bias", "score"}}};
+          {"modules_not_to_convert", not_converted}};
+}
+
+bool names_any(const std::string& name, const std::vector<std::string>& parts) {
+  for (const std::string& part : parts)
+    if (name.find(part) != std::string::npos) return true;
+  return false;
 }
 
 void copy_other_files(const fs::path& in, const fs::path& out) {
@@ -158,7 +166,7 @@ bool is_quantized_linear(const std::string& name, int64_t dims) {
 }
 
 QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                    DType format) {
+                                    DType format, const std::vector<std::string>& keep) {
   if (format != DType::Q8 && format != DType::Q4) throw Error("quantize: the format must be Q8 or Q4");
   const fs::path in(in_dir), out(out_dir);
   json config_json;
@@ -194,7 +202,8 @@ QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string
     }
     const bool float_input = tensor.dtype == DType::F32 || tensor.dtype == DType::F16 ||
                              tensor.dtype == DType::BF16 || tensor.dtype == DType::F8_E4M3;
-    plan.quantize = float_input && is_quantized_linear(name, int64_t(tensor.shape.size()));
+    plan.quantize = float_input && is_quantized_linear(name, int64_t(tensor.shape.size())) &&
+                    !names_any(name, keep);
     if (plan.quantize) {
       plan.output_bytes = tensor.shape[0] * (quant_row_bytes(format, tensor.shape[1]) +
                                              quant_groups(tensor.shape[1]) * 2);
@@ -251,7 +260,7 @@ QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string
     if (!file) throw Error((out / "model.safetensors.index.json").string() + ": write failed");
   }
   copy_other_files(in, out);
-  config_json["quantization_config"] = quantization_config(format);
+  config_json["quantization_config"] = quantization_config(format, keep);
   std::ofstream file(out / "config.json");
   file << config_json.dump(2) << "\n";
   if (!file) throw Error((out / "config.json").string() + ": write failed");

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tensor/dtype.h"
 
@@ -26,9 +27,11 @@ struct QuantizeSummary {
 bool is_quantized_linear(const std::string& name, int64_t dims);
 
 // Writes the quantized checkpoint (format DType::Q8 or DType::Q4) to out_dir (created; tensor
-// files of at most ~2 GB each, with model.safetensors.index.json when more than one). Throws
-// dsv3::Error on unreadable input, an already block-quantized input or an unwritable out_dir.
+// files of at most ~2 GB each, with model.safetensors.index.json when more than one). Tensors
+// whose name contains one of `keep` stay as they are too (FP8 ones become BF16), like llama.cpp's
+// per-tensor overrides. Throws dsv3::Error on unreadable input, an already block-quantized input
+// or an unwritable out_dir.
 QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                    DType format);
+                                    DType format, const std::vector<std::string>& keep = {});
 
 }  // namespace dsv3
