@@ -8,8 +8,8 @@
 # `bench` preset stays random, but its lm_head is refitted (bench/peaked_head.py) to the final
 # hidden states of real English text, the license texts every Debian system has in
 # /usr/share/common-licenses, so that the model predicts that text with trained-model-like
-# confidence. The same head goes into the F32, BF16 and FP8 checkpoints; q8 and q4 are quantized
-# from the BF16 one, as a user would. `dsv3 quant-accuracy` then compares every format with F32
+# confidence. The same head goes into the F32, BF16 and FP8 checkpoints; q8, q4 and q4 --pure are
+# quantized from the BF16 one, as a user would. `dsv3 quant-accuracy` then compares every format with F32
 # over held-out text (the GPL-2, not in the training text), with each model's own routing and
 # with the reference's routing replayed (--reference-routes: on a random body a third of the
 # routings flip under BF16 rounding alone; bench/routing_sensitivity.py shows the same with the
@@ -52,10 +52,11 @@ EOF
   "$python" "$here/peaked_head.py" fit --hidden "$hidden_files" \
     --ids "$(ls hidden/chunk*.ids | paste -sd,)" --random-head f32 --out head.npy
   for dtype in f32 bf16 fp8; do "$python" "$here/peaked_head.py" write --head head.npy --checkpoint "$dtype"; done
-  rm -rf q8 q4
+  rm -rf q8 q4 q4-pure
 fi
 for type in q8 q4; do
   [ -f "$type/config.json" ] || "$dsv3" quantize -m bf16 -o "$type" --type "$type"
 done
+[ -f q4-pure/config.json ] || "$dsv3" quantize -m bf16 -o q4-pure --type q4 --pure
 
-"$dsv3" quant-accuracy --reference f32 --text eval.txt --tokens "$eval_tokens" --reference-routes bf16 fp8 q8 q4
+"$dsv3" quant-accuracy --reference f32 --text eval.txt --tokens "$eval_tokens" --reference-routes bf16 fp8 q8 q4 q4-pure

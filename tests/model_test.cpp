@@ -94,7 +94,9 @@ TEST(Model, AbsorbedAndExpandedAttentionAgreeOnQuantizedWeights) {
   const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
   for (DType format : {DType::Q8, DType::Q4}) {
     const std::string dir = f32 + "-" + std::string(dtype_name(format));
-    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, format);
+    QuantizeOptions options;
+    options.format = format;
+    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
     CausalLM model = CausalLM::from_pretrained(dir);
     const std::vector<int32_t> ids = {0, 9, 99, 199, 299, 399, 499, 5, 6};
     std::vector<std::vector<float>> results;

@@ -40,13 +40,31 @@ assert q["quant_method"] == "dsv3" and q["fmt"] == "q4" and q["weight_block_size
 raw = open(f"{work}/q4/model.safetensors", "rb").read()
 (n,) = struct.unpack("<Q", raw[:8])
 header = json.loads(raw[8:8 + n])
-assert header["model.layers.0.mlp.down_proj.weight"]["dtype"] == "U8"
-assert header["model.layers.0.mlp.down_proj.weight"]["shape"] == [192, 3 * 64]  # 384 cols
-assert header["model.layers.0.mlp.down_proj.weight_scale"]["shape"] == [192, 12]
+# q4's mixture: the dense layer's MLP and the shared experts in Q8, listed in q8_modules.
+assert q["q8_modules"] == ["*mlp.shared_experts.*", "*model.layers.0.mlp.*"], q
+assert header["model.layers.0.mlp.down_proj.weight"]["dtype"] == "I8"
+assert header["model.layers.0.mlp.down_proj.weight"]["shape"] == [192, 384]
+assert header["model.layers.1.mlp.shared_experts.up_proj.weight"]["dtype"] == "I8"
+assert header["model.layers.1.mlp.experts.0.down_proj.weight"]["dtype"] == "U8"
+assert header["model.layers.1.mlp.experts.0.down_proj.weight"]["shape"] == [192, 64]  # 96 cols
+assert header["model.layers.1.mlp.experts.0.down_proj.weight_scale"]["shape"] == [192, 3]
 assert header["lm_head.weight"]["dtype"] == "U8"
 assert header["model.embed_tokens.weight"]["dtype"] == "F32"
 assert header["model.layers.1.mlp.gate.weight"]["dtype"] == "F32"  # the router stays
 assert header["model.layers.1.mlp.gate.e_score_correction_bias"]["dtype"] == "F32"
+PYTHON
+
+# --pure: every linear weight in Q4, no q8_modules.
+"$DSV3" quantize -m "$WORK/f32" -o "$WORK/q4-pure" --type q4 --pure 2>/dev/null || fail "quantize --pure"
+$PYTHON - "$WORK/q4-pure" <<'PYTHON' || fail "quantize --pure layout"
+import json, struct, sys
+work = sys.argv[1]
+assert "q8_modules" not in json.load(open(f"{work}/config.json"))["quantization_config"]
+raw = open(f"{work}/model.safetensors", "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header = json.loads(raw[8:8 + n])
+assert header["model.layers.0.mlp.down_proj.weight"]["dtype"] == "U8"
+assert header["model.layers.0.mlp.down_proj.weight"]["shape"] == [192, 3 * 64]  # 384 cols
 PYTHON
 
 # --keep: tensors whose name contains a part keep their precision, listed in the config; the
@@ -81,7 +99,7 @@ accuracy() {  # accuracy MIN_TOP1 MAX_MEAN_KL DIR...
     fail "accuracy of $* below top-1 $min% or above mean KL $max_kl"
 }
 accuracy 95 0.003 "$WORK/q8"
-accuracy 35 0.06 "$WORK/q4" "$WORK/fp8-q4"
+accuracy 35 0.06 "$WORK/q4" "$WORK/fp8-q4" "$WORK/q4-pure"
 accuracy 65 0.03 "$WORK/fp8" "$WORK/fp8-q8"
 
 # The JSON rows carry top-5 agreement (never below top-1) and how decisive the reference is.
@@ -149,6 +167,13 @@ expect_error "$WORK/no-config" 'quant_method "dsv3"'
 cp -r "$WORK/q8" "$WORK/wrong-fmt"
 sed -i 's/"fmt": "q8"/"fmt": "q4"/' "$WORK/wrong-fmt/config.json"
 expect_error "$WORK/wrong-fmt" "expected U8"
+cp -r "$WORK/q4-pure" "$WORK/wrong-q8-modules"  # claims Q8 shared experts that are Q4
+$PYTHON - "$WORK/wrong-q8-modules/config.json" <<'PYTHON'
+import json, sys
+c = json.load(open(sys.argv[1])); c["quantization_config"]["q8_modules"] = ["*shared_experts*"]
+json.dump(c, open(sys.argv[1], "w"))
+PYTHON
+expect_error "$WORK/wrong-q8-modules" "(a q8_modules tensor)"
 cp -r "$WORK/q8" "$WORK/bad-scale"
 $PYTHON - "$WORK/bad-scale/model.safetensors" <<'PYTHON'
 import json, struct, sys

@@ -35,6 +35,7 @@ struct Plan {
   const TensorEntry* tensor = nullptr;
   const TensorEntry* fp8_scale = nullptr;  // "<name>_scale_inv" of an FP8 tensor
   bool quantize = false;
+  DType format = DType::Q4;  // when quantized: Q8 or Q4
   int64_t output_bytes = 0;
   int shard = 0;
 };
@@ -98,7 +99,8 @@ std::vector<std::byte> as_bytes(const void* data, size_t size) {
 }
 
 // The output tensors of one plan entry.
-std::vector<TensorToWrite> convert(const Plan& plan, const Config& config, DType format) {
+std::vector<TensorToWrite> convert(const Plan& plan, const Config& config) {
+  const DType format = plan.format;
   const TensorEntry& tensor = *plan.tensor;
   if (!plan.quantize && tensor.dtype != DType::F8_E4M3)
     return {{tensor.name, tensor.dtype, tensor.shape, as_bytes(tensor.data, tensor.nbytes)}};
@@ -126,16 +128,23 @@ std::vector<TensorToWrite> convert(const Plan& plan, const Config& config, DType
           {tensor.name + "_scale", DType::F16, {w.rows, groups}, as_bytes(scales.data(), scales.size() * 2)}};
 }
 
-json quantization_config(DType format, const std::vector<std::string>& keep) {
+json quantization_config(DType format, const std::vector<std::string>& keep,
+                         const std::vector<std::string>& q8_parts) {
   json not_converted = {"model.embed_tokens", "*norm*", "*.mlp.gate",
                         "*.mlp.gate.e_score_correction_bias", "score"};
   for (const std::string& part : keep) not_converted.push_back("*" + part + "*");
-  return {{"quant_method", "dsv3"},
+  json config = {{"quant_method", "dsv3"},
           {"fmt", format == DType::Q8 ? "q8" : "q4"},
           {"weight_block_size", {1, kQuantGroup}},
           {"scale_dtype", "float16"},
           {"activation_scheme", "dynamic"},
           {"modules_not_to_convert", not_converted}};
+  if (!q8_parts.empty()) {
+    json q8_modules = json::array();
+    for (const std::string& part : q8_parts) q8_modules.push_back("*" + part + "*");
+    config["q8_modules"] = q8_modules;
+  }
+  return config;
 }
 
 bool names_any(const std::string& name, const std::vector<std::string>& parts) {
@@ -165,8 +174,19 @@ bool is_quantized_linear(const std::string& name, int64_t dims) {
   return true;
 }
 
+std::vector<std::string> default_q8_parts(const Config& config) {
+  std::vector<std::string> parts;
+  if (config.n_shared_experts > 0) parts.push_back("mlp.shared_experts.");
+  for (int64_t layer = 0; layer < std::min(config.first_k_dense_replace, config.num_hidden_layers);
+       ++layer)
+    parts.push_back("model.layers." + std::to_string(layer) + ".mlp.");
+  return parts;
+}
+
 QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                    DType format, const std::vector<std::string>& keep) {
+                                    const QuantizeOptions& options) {
+  const DType format = options.format;
+  const std::vector<std::string>& keep = options.keep;
   if (format != DType::Q8 && format != DType::Q4) throw Error("quantize: the format must be Q8 or Q4");
   const fs::path in(in_dir), out(out_dir);
   json config_json;
@@ -187,6 +207,9 @@ QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string
   if (fs::exists(out) && fs::equivalent(in, out, ignored))
     throw Error(out_dir + ": the output directory must differ from the input");
   const Checkpoint checkpoint = Checkpoint::open(in_dir);
+  // Q4's mixture: the FFNs every token reads (shared experts, dense layers) in Q8.
+  const std::vector<std::string> q8_parts =
+      format == DType::Q4 && !options.pure ? default_q8_parts(config) : std::vector<std::string>{};
 
   std::vector<Plan> plans;
   for (const std::string& name : checkpoint.names()) {
@@ -204,8 +227,9 @@ QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string
                              tensor.dtype == DType::BF16 || tensor.dtype == DType::F8_E4M3;
     plan.quantize = float_input && is_quantized_linear(name, int64_t(tensor.shape.size())) &&
                     !names_any(name, keep);
+    plan.format = names_any(name, q8_parts) ? DType::Q8 : format;
     if (plan.quantize) {
-      plan.output_bytes = tensor.shape[0] * (quant_row_bytes(format, tensor.shape[1]) +
+      plan.output_bytes = tensor.shape[0] * (quant_row_bytes(plan.format, tensor.shape[1]) +
                                              quant_groups(tensor.shape[1]) * 2);
     } else {
       plan.output_bytes = tensor.dtype == DType::F8_E4M3 ? tensor.numel() * 2 : int64_t(tensor.nbytes);
@@ -241,7 +265,7 @@ QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string
       summary.input_bytes += int64_t(plan.tensor->nbytes) +
                              (plan.fp8_scale ? int64_t(plan.fp8_scale->nbytes) : 0);
       (plan.quantize ? summary.quantized_tensors : summary.kept_tensors) += 1;
-      for (TensorToWrite& written : convert(plan, config, format)) {
+      for (TensorToWrite& written : convert(plan, config)) {
         summary.output_bytes += int64_t(written.bytes.size());
         weight_map[written.name] = shard_name(shard);
         tensors.push_back(std::move(written));
@@ -260,7 +284,7 @@ QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string
     if (!file) throw Error((out / "model.safetensors.index.json").string() + ": write failed");
   }
   copy_other_files(in, out);
-  config_json["quantization_config"] = quantization_config(format, keep);
+  config_json["quantization_config"] = quantization_config(format, keep, q8_parts);
   std::ofstream file(out / "config.json");
   file << config_json.dump(2) << "\n";
   if (!file) throw Error((out / "config.json").string() + ": write failed");

@@ -26,12 +26,22 @@ struct QuantizeSummary {
 // Whether `dsv3 quantize` converts tensor `name` of this shape (a 2-D linear weight).
 bool is_quantized_linear(const std::string& name, int64_t dims);
 
-// Writes the quantized checkpoint (format DType::Q8 or DType::Q4) to out_dir (created; tensor
-// files of at most ~2 GB each, with model.safetensors.index.json when more than one). Tensors
-// whose name contains one of `keep` stay as they are too (FP8 ones become BF16), like llama.cpp's
-// per-tensor overrides. Throws dsv3::Error on unreadable input, an already block-quantized input
-// or an unwritable out_dir.
+struct QuantizeOptions {
+  DType format = DType::Q4;  // DType::Q8 or DType::Q4
+  // Tensors whose name contains one of these stay as they are too (FP8 ones become BF16), like
+  // llama.cpp's per-tensor overrides.
+  std::vector<std::string> keep;
+  // Q4 only: false writes Q4's mixture, the FFNs that every token reads (the shared experts and
+  // the dense layers' MLPs, about a tenth of DeepSeek-V3's active weights) in Q8, as llama.cpp's
+  // Q4_K_M keeps some tensors at higher precision; true quantizes every linear weight to Q4
+  // (llama.cpp's --pure).
+  bool pure = false;
+};
+
+// Writes the quantized checkpoint to out_dir (created; tensor files of at most ~2 GB each, with
+// model.safetensors.index.json when more than one). Throws dsv3::Error on unreadable input, an
+// already block-quantized input or an unwritable out_dir.
 QuantizeSummary quantize_checkpoint(const std::string& in_dir, const std::string& out_dir,
-                                    DType format, const std::vector<std::string>& keep = {});
+                                    const QuantizeOptions& options);
 
 }  // namespace dsv3

@@ -145,6 +145,13 @@ QuantizationConfig parse_quantization(const json& value, const std::string& wher
   reader.read("quant_method", quant.quant_method);
   reader.read("fmt", quant.fmt);
   reader.read("activation_scheme", quant.activation_scheme);
+  reader.read("q8_modules", quant.q8_modules);
+  for (std::string& part : quant.q8_modules) {  // "*part*" -> "part"
+    while (!part.empty() && part.front() == '*') part.erase(part.begin());
+    while (!part.empty() && part.back() == '*') part.pop_back();
+    if (part.empty())
+      throw Error(where + ": quantization_config field \"q8_modules\" has an empty entry");
+  }
   if (const json* block = reader.find("weight_block_size")) {
     if (!block->is_array() || block->size() != 2 || !(*block)[0].is_number_integer() ||
         !(*block)[1].is_number_integer())
@@ -260,6 +267,8 @@ void Config::validate() const {
               "fmt \"" + quant.fmt + "\" is not supported with quant_method dsv3 (q8, q4)");
       require(quant.block_rows == 1 && quant.block_cols == 32, "quantization_config",
               "weight_block_size must be [1, 32] with quant_method dsv3");
+      require(quant.q8_modules.empty() || quant.fmt == "q4", "quantization_config",
+              "q8_modules is only meaningful with fmt q4");
     }
     require(quantization_config.block_rows > 0 && quantization_config.block_cols > 0,
             "quantization_config", "weight_block_size must be positive");

@@ -27,10 +27,13 @@ struct RopeScaling {
 // The official FP8 checkpoints: {"quant_method": "fp8", "fmt": "e4m3",
 // "activation_scheme": "dynamic", "weight_block_size": [128, 128]}. `dsv3 quantize` writes
 // {"quant_method": "dsv3", "fmt": "q8" | "q4", "weight_block_size": [1, 32], ...}
-// (tensor/block_quant.h).
+// (tensor/block_quant.h), a q4 one with "q8_modules": the name parts of its tensors kept in Q8.
 struct QuantizationConfig {
   std::string quant_method;  // "" = not quantized
   std::string fmt = "e4m3";
+  // dsv3 q4 only: a linear weight whose name contains one of these is Q8 (e.g. the shared
+  // experts, read for every token). Written as "*part*".
+  std::vector<std::string> q8_modules;
   std::string activation_scheme = "dynamic";
   int64_t block_rows = 128;
   int64_t block_cols = 128;

@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -101,12 +102,16 @@ class WeightLoader {
       throw Error(checkpoint_.dir() + ": tensor " + name + " has dtype " +
                   std::string(dtype_name(tensor.dtype)) +
                   " but config.json has no quantization_config with quant_method \"dsv3\"");
-    const DType format = quant.fmt == "q8" ? DType::Q8 : DType::Q4;
+    const bool q8_module =
+        std::any_of(quant.q8_modules.begin(), quant.q8_modules.end(),
+                    [&](const std::string& part) { return name.find(part) != std::string::npos; });
+    const DType format = quant.fmt == "q8" || q8_module ? DType::Q8 : DType::Q4;
     const DType stored = format == DType::Q8 ? DType::I8 : DType::U8;
     if (tensor.dtype != stored)
       throw Error(checkpoint_.dir() + ": tensor " + name + " has dtype " +
                   std::string(dtype_name(tensor.dtype)) + ", expected " +
-                  std::string(dtype_name(stored)) + " for quantization fmt " + quant.fmt);
+                  std::string(dtype_name(stored)) + " for quantization fmt " + quant.fmt +
+                  (q8_module ? " (a q8_modules tensor)" : ""));
     checkpoint_.require(name, {rows, quant_row_bytes(format, cols)});
     const std::string scale_name = name + "_scale";
     const int64_t groups = quant_groups(cols);
