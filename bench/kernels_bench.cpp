@@ -379,7 +379,7 @@ BENCHMARK(BM_QuantMatvec)
 BENCHMARK(BM_QuantMatmul)
     ->ArgNames({"rows", "cols", "dtype", "threads", "tokens"})
     ->ArgsProduct({{2816}, {1024}, {kQ8, kQ4}, {1, 2}, {512}})
-    ->ArgsProduct({{2816}, {1024}, {kQ8}, {2}, {1, 8, 64}})
+    ->ArgsProduct({{2816}, {1024}, {kQ8, kQ4}, {2}, {1, 8, 64}})
     ->UseRealTime();
 
 BENCHMARK(BM_Matmul)

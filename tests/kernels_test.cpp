@@ -503,10 +503,10 @@ TEST(ActivationPrecision, SimdRoundingIsBitwiseTheScalarOne) {
   }
 }
 
-// Q8 / Q4: matmul quantizes each token's activations to int16 per group of 32 columns (error at
-// most half a step, max|x_g| / (2 * kActivationCodeMax), per element), so out[t][r] may differ
-// from the reference on the dequantized weights by that times sum_{c in g} |W[r][c]| summed over
-// the groups, plus float rounding.
+// Q8 / Q4: matmul quantizes each token's activations to int16 / int8 per group of 32 columns
+// (error at most half a step, max|x_g| / (2 * activation_code_max), per element), so out[t][r] may
+// differ from the reference on the dequantized weights by that times sum_{c in g} |W[r][c]| summed
+// over the groups, plus float rounding.
 void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, uint32_t seed,
                                       const std::string& label) {
   const std::vector<float> x = random_floats(n_tokens * w.cols, seed);
@@ -528,7 +528,7 @@ void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, u
           weight_sum += std::fabs(double(weight_row[size_t(c)]));
           magnitude += std::fabs(double(xt[c]) * weight_row[size_t(c)]);
         }
-        bound += largest / (2.0 * kActivationCodeMax) * weight_sum;
+        bound += largest / (2.0 * activation_code_max(w.dtype)) * weight_sum;
       }
       const size_t index = size_t(t * w.rows + r);
       const double error = std::fabs(double(fast[index]) - double(reference[index]));
@@ -601,58 +601,61 @@ TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
   if (!isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "no AVX-512";
   std::mt19937 rng(31);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (int64_t cols : {1, 5, 16, 17, 31, 32, 33, 63, 64, 100, 128, 129, 300, 1000}) {
-    for (int pattern = 0; pattern < 6; ++pattern) {
-      std::vector<float> x(static_cast<size_t>(cols));
-      for (auto& v : x) v = normal(rng) * std::ldexp(1.0f, int(rng() % 20) - 10);
-      if (pattern == 1) std::fill(x.begin(), x.begin() + std::min<int64_t>(cols, 40), 0.0f);
-      if (pattern == 2) x[size_t(cols / 2)] = NAN;
-      if (pattern == 3) {
-        x[size_t(cols - 1)] = -INFINITY;
-        x[0] = cols > 1 ? 3e38f : x[0];
-      }
-      if (pattern == 4) {
-        // Half-way values: the group's largest is kActivationCodeMax, so x * inverse == x.
-        for (int64_t c = 0; c < cols; ++c) x[size_t(c)] = float(c % 7) - 3.5f;
-        for (int64_t c = 0; c < cols; c += kQuantGroup) x[size_t(c)] = float(kActivationCodeMax);
-      }
-      if (pattern == 5) {
-        for (auto& v : x) v = -0.0f;
-        x[0] = 1e-40f;  // a denormal largest
-      }
-      const int64_t stride = (cols + kQ4ChunkCols - 1) / kQ4ChunkCols * kQ4ChunkCols;
-      const int64_t groups = stride / kQuantGroup;
-      std::vector<int16_t> scalar_codes(static_cast<size_t>(stride), 0),
-          simd_codes(static_cast<size_t>(stride), 0);
-      std::vector<float> scalar_scales(static_cast<size_t>(groups), 0.0f),
-          simd_scales(static_cast<size_t>(groups), 0.0f);
-      quantize_activations(x.data(), cols, scalar_codes.data(), scalar_scales.data());
-      simd::avx512_quantize_activations(x.data(), cols, simd_codes.data(), simd_scales.data());
-      const std::string label =
-          "cols " + std::to_string(cols) + " pattern " + std::to_string(pattern);
-      EXPECT_EQ(scalar_codes, simd_codes) << label;
-      EXPECT_EQ(0, std::memcmp(scalar_scales.data(), simd_scales.data(), scalar_scales.size() * 4))
-          << label;
+  for (int code_max : {kActivationCodeMax, kQ4ActivationCodeMax}) {
+    for (int64_t cols : {1, 5, 16, 17, 31, 32, 33, 63, 64, 100, 128, 129, 300, 1000}) {
+      for (int pattern = 0; pattern < 6; ++pattern) {
+        std::vector<float> x(static_cast<size_t>(cols));
+        for (auto& v : x) v = normal(rng) * std::ldexp(1.0f, int(rng() % 20) - 10);
+        if (pattern == 1) std::fill(x.begin(), x.begin() + std::min<int64_t>(cols, 40), 0.0f);
+        if (pattern == 2) x[size_t(cols / 2)] = NAN;
+        if (pattern == 3) {
+          x[size_t(cols - 1)] = -INFINITY;
+          x[0] = cols > 1 ? 3e38f : x[0];
+        }
+        if (pattern == 4) {
+          // Half-way values: the group's largest is code_max, so x * inverse == x.
+          for (int64_t c = 0; c < cols; ++c) x[size_t(c)] = float(c % 7) - 3.5f;
+          for (int64_t c = 0; c < cols; c += kQuantGroup) x[size_t(c)] = float(code_max);
+        }
+        if (pattern == 5) {
+          for (auto& v : x) v = -0.0f;
+          x[0] = 1e-40f;  // a denormal largest
+        }
+        const int64_t stride = (cols + kQ4ChunkCols - 1) / kQ4ChunkCols * kQ4ChunkCols;
+        const int64_t groups = stride / kQuantGroup;
+        std::vector<int16_t> scalar_codes(static_cast<size_t>(stride), 0),
+            simd_codes(static_cast<size_t>(stride), 0);
+        std::vector<float> scalar_scales(static_cast<size_t>(groups), 0.0f),
+            simd_scales(static_cast<size_t>(groups), 0.0f);
+        quantize_activations(x.data(), cols, code_max, scalar_codes.data(), scalar_scales.data());
+        simd::avx512_quantize_activations(x.data(), cols, code_max, simd_codes.data(),
+                                          simd_scales.data());
+        const std::string label = "code_max " + std::to_string(code_max) + " cols " +
+                                  std::to_string(cols) + " pattern " + std::to_string(pattern);
+        EXPECT_EQ(scalar_codes, simd_codes) << label;
+        EXPECT_EQ(0,
+                  std::memcmp(scalar_scales.data(), simd_scales.data(), scalar_scales.size() * 4))
+            << label;
 
-      std::vector<int8_t> scalar_high(static_cast<size_t>(stride)),
-          scalar_low(static_cast<size_t>(stride));
-      std::vector<int8_t> simd_high(static_cast<size_t>(stride)),
-          simd_low(static_cast<size_t>(stride));
-      std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)),
-          simd_lane_scales(static_cast<size_t>(groups * 8));
-      std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)),
-          simd_offsets(static_cast<size_t>(groups * 8));
-      split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride, scalar_high.data(),
-                             scalar_low.data(), scalar_lane_scales.data(), scalar_offsets.data());
-      simd::avx512_split_activation_bytes(scalar_codes.data(), scalar_scales.data(), stride,
-                                          simd_high.data(), simd_low.data(),
-                                          simd_lane_scales.data(), simd_offsets.data());
-      EXPECT_EQ(scalar_high, simd_high) << label;
-      EXPECT_EQ(scalar_low, simd_low) << label;
-      EXPECT_EQ(scalar_offsets, simd_offsets) << label;
-      EXPECT_EQ(0, std::memcmp(scalar_lane_scales.data(), simd_lane_scales.data(),
-                               scalar_lane_scales.size() * 4))
-          << label;
+        if (code_max != kQ4ActivationCodeMax) continue;  // the Q4 layout takes int8 codes
+        std::vector<int8_t> scalar_bytes(static_cast<size_t>(stride)),
+            simd_bytes(static_cast<size_t>(stride));
+        std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)),
+            simd_lane_scales(static_cast<size_t>(groups * 8));
+        std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)),
+            simd_offsets(static_cast<size_t>(groups * 8));
+        arrange_q4_activations(scalar_codes.data(), scalar_scales.data(), stride,
+                               scalar_bytes.data(), scalar_lane_scales.data(),
+                               scalar_offsets.data());
+        simd::avx512_arrange_q4_activations(scalar_codes.data(), scalar_scales.data(), stride,
+                                            simd_bytes.data(), simd_lane_scales.data(),
+                                            simd_offsets.data());
+        EXPECT_EQ(scalar_bytes, simd_bytes) << label;
+        EXPECT_EQ(scalar_offsets, simd_offsets) << label;
+        EXPECT_EQ(0, std::memcmp(scalar_lane_scales.data(), simd_lane_scales.data(),
+                                 scalar_lane_scales.size() * 4))
+            << label;
+      }
     }
   }
 }

@@ -35,7 +35,7 @@ struct QuantizedActivations {
   std::vector<int16_t> codes;  // [n_tokens][stride]
   std::vector<float> scales;   // [n_tokens][groups]
   // The Q4 VNNI kernel's layout (see simd::QuantMatmulJob).
-  std::vector<int8_t> high, low;
+  std::vector<int8_t> bytes;
   std::vector<float> lane_scales;
   std::vector<int32_t> lane_offsets;
   int64_t stride = 0;  // codes per token: cols rounded up to 128
@@ -56,34 +56,33 @@ void quantize_tokens(const WeightMatrix& w, const float* x, int64_t n_tokens, bo
   grow(a.codes, n_tokens * a.stride);
   grow(a.scales, n_tokens * a.groups);
   if (byte_layout) {
-    grow(a.high, n_tokens * a.stride);
-    grow(a.low, n_tokens * a.stride);
+    grow(a.bytes, n_tokens * a.stride);
     grow(a.lane_scales, n_tokens * a.groups * 8);
     grow(a.lane_offsets, n_tokens * a.groups * 8);
   }
   // AVX-512 whenever the CPU runs it, also for the portable Q4 kernel (no VNNI): bitwise the
   // same codes either way.
   const bool simd = active_isa() == KernelIsa::kAvx512;
+  const int code_max = activation_code_max(w.dtype);
   auto quantize_token = [&](int64_t t) {
     int16_t* codes = a.codes.data() + t * a.stride;
     float* scales = a.scales.data() + t * a.groups;
     std::fill(codes + w.cols, codes + a.stride, int16_t(0));
     std::fill(scales, scales + a.groups, 0.0f);
     if (simd) {
-      simd::avx512_quantize_activations(x + t * w.cols, w.cols, codes, scales);
+      simd::avx512_quantize_activations(x + t * w.cols, w.cols, code_max, codes, scales);
     } else {
-      quantize_activations(x + t * w.cols, w.cols, codes, scales);
+      quantize_activations(x + t * w.cols, w.cols, code_max, codes, scales);
     }
     if (!byte_layout) return;
-    int8_t* high = a.high.data() + t * a.stride;
-    int8_t* low = a.low.data() + t * a.stride;
+    int8_t* bytes = a.bytes.data() + t * a.stride;
     float* lane_scales = a.lane_scales.data() + t * a.groups * 8;
     int32_t* lane_offsets = a.lane_offsets.data() + t * a.groups * 8;
     if (simd) {
-      simd::avx512_split_activation_bytes(codes, scales, a.stride, high, low, lane_scales,
+      simd::avx512_arrange_q4_activations(codes, scales, a.stride, bytes, lane_scales,
                                           lane_offsets);
     } else {
-      split_activation_bytes(codes, scales, a.stride, high, low, lane_scales, lane_offsets);
+      arrange_q4_activations(codes, scales, a.stride, bytes, lane_scales, lane_offsets);
     }
   };
   if (n_tokens < kParallelQuantizeTokens) {
@@ -123,14 +122,9 @@ void quant_rows_portable(const WeightMatrix& w, const QuantizedActivations& a, i
 
 }  // namespace
 
-void split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
-                            int8_t* high, int8_t* low, float* lane_scales, int32_t* lane_offsets) {
-  // q = 256 * high + low with low in [-128, 127]: |q| <= kActivationCodeMax keeps high in int8.
-  for (int64_t c = 0; c < stride; ++c) {
-    const int high_part = (int(codes[c]) + 128) >> 8;
-    high[c] = int8_t(high_part);
-    low[c] = int8_t(int(codes[c]) - 256 * high_part);
-  }
+void arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
+                            int8_t* bytes, float* lane_scales, int32_t* lane_offsets) {
+  for (int64_t c = 0; c < stride; ++c) bytes[c] = int8_t(codes[c]);  // |q| <= 127
   // Group g fills lanes (g % 2) * 8 ... of step g / 2: flat index g * 8.
   for (int64_t g = 0; g < stride / kQuantGroup; ++g) {
     int32_t sum = 0;
@@ -180,7 +174,7 @@ QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n
 }
 
 bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b) {
-  return a.cols == b.cols && needs_byte_layout(a) == needs_byte_layout(b);
+  return a.cols == b.cols && a.dtype == b.dtype;
 }
 
 QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& w, float* out) {
@@ -204,8 +198,7 @@ void quant_rows(const QuantRowsJob& rows_job, int64_t row_begin, int64_t row_end
   job.x_stride = activations.stride;
   job.x_scales = activations.scales.data();
   job.x_groups = activations.groups;
-  job.x_high = activations.high.data();
-  job.x_low = activations.low.data();
+  job.x_bytes = activations.bytes.data();
   job.x_lane_scales = activations.lane_scales.data();
   job.x_lane_offsets = activations.lane_offsets.data();
   job.n_tokens = rows_job.n_tokens;

@@ -31,7 +31,7 @@ struct QuantRowsJob {
 QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                                 float* out, size_t slot);
 // Whether the products of a and b (validated Q8/Q4 matrices) quantize their activations alike
-// (the same columns, the same layout): products of both on one x can share one quantization.
+// (the same columns, the same format): products of both on one x can share one quantization.
 bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b);
 // The job of w's product on the activations `prepared` already quantized (prepared.w and w
 // quantize them alike), writing to out.
@@ -39,12 +39,12 @@ QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& 
 // Rows [row_begin, row_end) of job.out, all tokens.
 void quant_rows(const QuantRowsJob& job, int64_t row_begin, int64_t row_end);
 
-// The Q4 VNNI kernel's layout of one token's activation codes (`stride` codes, a multiple of
-// 128, zero past cols; stride / 32 scales), see simd::QuantMatmulJob: q = 256 * high + low,
-// 8 lane scales and 8 lane offsets per group. The portable form, the reference of
-// simd::avx512_split_activation_bytes.
-void split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
-                            int8_t* high, int8_t* low, float* lane_scales, int32_t* lane_offsets);
+// The Q4 VNNI kernel's layout of one token's int8 activation codes (`stride` codes, a multiple
+// of 128, zero past cols, each within kQ4ActivationCodeMax; stride / 32 scales), see
+// simd::QuantMatmulJob: the codes as bytes, 8 lane scales and 8 lane offsets per group. The
+// portable form, the reference of simd::avx512_arrange_q4_activations.
+void arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
+                            int8_t* bytes, float* lane_scales, int32_t* lane_offsets);
 
 // out[t][r] for a validated Q8/Q4 w, n_tokens >= 1, w.rows >= 1, w.cols >= 1.
 void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);

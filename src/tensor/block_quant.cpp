@@ -106,17 +106,18 @@ int quant_value(DType dtype, const uint8_t* row_codes, int64_t col) {
   return int(within < kQ4ChunkBytes ? (byte & 0x0f) : (byte >> 4)) - 8;
 }
 
-void quantize_activations(const float* x, int64_t cols, int16_t* codes, float* scales) {
+void quantize_activations(const float* x, int64_t cols, int code_max, int16_t* codes,
+                          float* scales) {
   const int64_t groups = quant_groups(cols);
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t begin = g * kQuantGroup, end = std::min(cols, begin + kQuantGroup);
     float largest = 0.0f;
     for (int64_t c = begin; c < end; ++c) largest = std::max(largest, std::fabs(x[c]));
     const bool usable = largest > 0.0f && std::isfinite(largest);
-    const float inverse = usable ? float(kActivationCodeMax) / largest : 0.0f;
-    scales[g] = usable ? largest / float(kActivationCodeMax) : 0.0f;
+    const float inverse = usable ? float(code_max) / largest : 0.0f;
+    scales[g] = usable ? largest / float(code_max) : 0.0f;
     for (int64_t c = begin; c < end; ++c)
-      codes[c] = int16_t(clamp_round(x[c] * inverse, -kActivationCodeMax, kActivationCodeMax));
+      codes[c] = int16_t(clamp_round(x[c] * inverse, -code_max, code_max));
   }
 }
 

@@ -42,12 +42,21 @@ void quantize_row(DType dtype, const float* row, int64_t cols, uint8_t* codes, u
 int quant_value(DType dtype, const uint8_t* row_codes, int64_t col);
 
 // Per-token activation quantization used by the Q8/Q4 kernels: x[c] ~= q[c] * scale[c / 32] with
-// scale = max|x| / kActivationCodeMax over the group and q = round(x / scale) (int16: int8
-// activations, as in llama.cpp's q8_0 x q8_0, cost several times the error of the weights
-// themselves on heavy-tailed inputs such as the SwiGLU product). kActivationCodeMax =
-// 127 * 256 + 127, so that q = 256 * high + low with both parts in int8 (the Q4 VNNI kernel
-// multiplies bytes). A zero group has scale 0. Writes quant_groups(cols) scales.
+// scale = max|x| / code_max over the group and q = round(x / scale). A zero group has scale 0.
+// Writes quant_groups(cols) scales.
+//   Q8 weights: int16 codes, code_max = kActivationCodeMax = 127 * 256 + 127 (int8 activations,
+//     as in llama.cpp's q8_0 x q8_0, cost several times the error of the weights themselves on
+//     heavy-tailed inputs such as the SwiGLU product).
+//   Q4 weights: int8 codes, code_max = kQ4ActivationCodeMax = 127 (llama.cpp's q4_0 x q8_0): the
+//     weights' own error is ~16 times that of Q8, so the activations' int8 rounding is small
+//     beside it, and one VNNI vpdpbusd multiplies 64 nibbles by 64 codes.
 inline constexpr int kActivationCodeMax = 32639;
-void quantize_activations(const float* x, int64_t cols, int16_t* codes, float* scales);
+inline constexpr int kQ4ActivationCodeMax = 127;
+// The code_max of the activations multiplied by a Q8 / Q4 matrix.
+inline int activation_code_max(DType weight_dtype) {
+  return weight_dtype == DType::Q4 ? kQ4ActivationCodeMax : kActivationCodeMax;
+}
+void quantize_activations(const float* x, int64_t cols, int code_max, int16_t* codes,
+                          float* scales);
 
 }  // namespace dsv3

@@ -1,6 +1,6 @@
 // The per-token activation quantization of the Q8 / Q4 kernels (tensor/block_quant.h
 // quantize_activations) and the Q4 VNNI byte layout of its codes (kernels/quant_matmul.cpp
-// split_activation_bytes), for AVX-512 (F, BW, VL). Both are run once per product before the
+// arrange_q4_activations), for AVX-512 (F, BW, VL). Both are run once per product before the
 // pool pass, on the calling thread, so they sit on the decode's serial path: the scalar forms
 // cost about as much as a small matrix.
 //
@@ -25,10 +25,11 @@
 
 namespace dsv3::kernels::simd {
 
-void avx512_quantize_activations(const float* x, int64_t cols, int16_t* codes, float* scales) {
+void avx512_quantize_activations(const float* x, int64_t cols, int code_max, int16_t* codes,
+                                 float* scales) {
   const __m512 zero = _mm512_setzero_ps();
-  const __m512 lowest = _mm512_set1_ps(-float(kActivationCodeMax));
-  const __m512 highest = _mm512_set1_ps(float(kActivationCodeMax));
+  const __m512 lowest = _mm512_set1_ps(-float(code_max));
+  const __m512 highest = _mm512_set1_ps(float(code_max));
   for (int64_t g = 0, begin = 0; begin < cols; ++g, begin += kQuantGroup) {
     const int64_t n = cols - begin < kQuantGroup ? cols - begin : kQuantGroup;
     const __mmask16 first_mask = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1u);
@@ -43,8 +44,8 @@ void avx512_quantize_activations(const float* x, int64_t cols, int16_t* codes, f
                                                _mm512_max_ps(_mm512_abs_ps(second), zero));
     const float largest = _mm512_reduce_max_ps(largest_lanes);  // no NaN left: order-free
     const bool usable = largest > 0.0f && std::isfinite(largest);
-    const float inverse = usable ? float(kActivationCodeMax) / largest : 0.0f;
-    scales[g] = usable ? largest / float(kActivationCodeMax) : 0.0f;
+    const float inverse = usable ? float(code_max) / largest : 0.0f;
+    scales[g] = usable ? largest / float(code_max) : 0.0f;
     const __m512 inverse_lanes = _mm512_set1_ps(inverse);
     auto quantize = [&](__m512 values) {
       const __m512 rounded = _mm512_roundscale_ps(_mm512_mul_ps(values, inverse_lanes),
@@ -58,20 +59,14 @@ void avx512_quantize_activations(const float* x, int64_t cols, int16_t* codes, f
   }
 }
 
-void avx512_split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
-                                   int8_t* high, int8_t* low, float* lane_scales,
-                                   int32_t* lane_offsets) {
-  const __m512i half_byte = _mm512_set1_epi16(128);
+void avx512_arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
+                                   int8_t* bytes, float* lane_scales, int32_t* lane_offsets) {
   const __m512i ones = _mm512_set1_epi16(1);
   for (int64_t g = 0; g * kQuantGroup < stride; ++g) {
     const __m512i q = _mm512_loadu_si512(codes + g * kQuantGroup);
-    // high = (q + 128) >> 8 (|q| <= kActivationCodeMax: q + 128 fits int16), low = q - 256 high.
-    const __m512i high_part = _mm512_srai_epi16(_mm512_add_epi16(q, half_byte), 8);
-    const __m512i low_part = _mm512_sub_epi16(q, _mm512_slli_epi16(high_part, 8));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(high + g * kQuantGroup),
-                        _mm512_cvtepi16_epi8(high_part));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(low + g * kQuantGroup),
-                        _mm512_cvtepi16_epi8(low_part));
+    // |q| <= kQ4ActivationCodeMax: the int16 -> int8 truncation keeps every code.
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(bytes + g * kQuantGroup),
+                        _mm512_cvtepi16_epi8(q));
     const int32_t sum = _mm512_reduce_add_epi32(_mm512_madd_epi16(q, ones));  // exact
     _mm256_storeu_ps(lane_scales + g * 8, _mm256_set1_ps(scales[g]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(lane_offsets + g * 8),

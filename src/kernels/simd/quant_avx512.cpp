@@ -4,9 +4,9 @@
 //   Q8: one group is one vector of 32 int16 (weight codes sign-extended), vpmaddwd sums pairs
 //       into 16 int32 lanes (|sum| < 2^24), and for every (row r, token t) of the register tile
 //       acc[r][t] = fma(float(ints), w_scale[r][g] * x_scale[t][g], acc[r][t]).
-//   Q4: 64 columns (two groups) at a time: the unsigned nibbles (q + 8) times the activation
-//       codes split in bytes, q_x = 256 * high + low: ints = (vpdpbusd(0, w, high) << 8) +
-//       vpdpbusd(offsets, w, low) (lanes 0-7 one group, 8-15 the next, |lane| < 2^24), then
+//   Q4: 64 columns (two groups) at a time: the unsigned nibbles (q + 8) times the int8
+//       activation codes: ints = vpdpbusd(offsets, w, x) (lanes 0-7 one group, 8-15 the next,
+//       the offsets take the 8 back), then
 //       acc[r][t] = fma(float(ints), w_scales[r][s] * x_scales[t][s], acc[r][t]) by lanes.
 // out[t][r] = reduce_add_avx512(acc[r][t]) (simd/reduce_avx512_impl.h). The sequence is the
 // same whatever the tile, the panel, the batch or the thread: batch invariant.
@@ -174,40 +174,47 @@ void avx512_quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row
 namespace dsv3::kernels::simd {
 namespace {
 
-// Lanes 0-7 = lane `first` of `scales`, lanes 8-15 = lane `first + 1`.
-__m512 spread_pair(__m128 scales, int first) {
-  const __m512i index = first == 0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
-                                   : _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
-  return _mm512_permutexvar_ps(index, _mm512_castps128_ps512(scales));
+// kStepLanes[j]: lanes 0-7 = 2j, lanes 8-15 = 2j + 1: the vpermps index that spreads the scales
+// of the two groups of step j of a block of 16 groups over the step's lanes.
+alignas(64) constexpr int32_t kStepLanes[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},
+    {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15},
+};
+
+// The scales of step j (0-7) of a block of 16 groups, spread as kStepLanes[j].
+inline __m512 step_scales(__m512 block_scales, int64_t j) {
+  return _mm512_permutexvar_ps(_mm512_load_si512(kStepLanes[j]), block_scales);
 }
 
-// Step s (64 columns, two groups) of every row of the tile (unsigned nibbles, lane scales)
-// against every token. kScaledByToken: scales[i] already holds the weight scales times the
-// token's (a one-token tile multiplies them once per chunk of 4 groups instead of once per
-// step: the same products of the same two floats, so the same bits, one multiply fewer).
+// Step s (64 columns, two groups) of every row of the tile (unsigned nibbles) against every
+// token: ints = vpdpbusd(offsets, nibbles, codes). kScaledByToken: scales[i] already holds the
+// weight scales times the token's (one-token tiles: the same products of the same two floats,
+// so the same bits, one multiply fewer per step).
 template <int kRows, int kTokens, bool kScaledByToken = false>
-inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s, const __m512i (&codes)[kRows],
-                    const __m512 (&scales)[kRows], __m512 (&acc)[kRows][kTokens]) {
+inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s,
+                    const __m512i (&nibbles)[kRows], const __m512 (&scales)[kRows],
+                    __m512 (&acc)[kRows][kTokens]) {
   static_assert(!kScaledByToken || kTokens == 1, "token scales fold in for one token only");
   const int64_t steps = job.x_stride / 64;
 #pragma GCC unroll 8
   for (int t = 0; t < kTokens; ++t) {
-    const int64_t byte_index = (token + t) * job.x_stride + s * 64;
     const int64_t lane_index = ((token + t) * steps + s) * 16;
-    const __m512i high = _mm512_loadu_si512(job.x_high + byte_index);
-    const __m512i low = _mm512_loadu_si512(job.x_low + byte_index);
+    const __m512i codes = _mm512_loadu_si512(job.x_bytes + (token + t) * job.x_stride + s * 64);
     const __m512i offsets = _mm512_loadu_si512(job.x_lane_offsets + lane_index);
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
-      const __m512i high_ints = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[i], high);
-      const __m512i ints = _mm512_add_epi32(_mm512_slli_epi32(high_ints, 8),
-                                            _mm512_dpbusd_epi32(offsets, codes[i], low));
+      const __m512 ints = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(offsets, nibbles[i], codes));
       if constexpr (kScaledByToken) {
-        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), scales[i], acc[i][t]);
+        acc[i][t] = _mm512_fmadd_ps(ints, scales[i], acc[i][t]);
       } else {
         const __m512 x_scales = _mm512_loadu_ps(job.x_lane_scales + lane_index);
-        acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ints), _mm512_mul_ps(scales[i], x_scales),
-                                    acc[i][t]);
+        acc[i][t] = _mm512_fmadd_ps(ints, _mm512_mul_ps(scales[i], x_scales), acc[i][t]);
       }
     }
   }
@@ -228,10 +235,28 @@ struct Q4Tile {
 #pragma GCC unroll 8
       for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
     const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+    // One token: the weight scales of a block of 16 groups (4 chunks) converted and multiplied
+    // by the token's in one vector per row, then spread per step.
+    __m512 block_scales[kRows];
     for (int64_t chunk = 0; chunk * kQ4ChunkCols < w.cols; ++chunk) {
-      const int64_t n_scales = w.scale_cols - 4 * chunk < 4 ? w.scale_cols - 4 * chunk : 4;
       __m512i low[kRows], high[kRows];
       __m512 low_scales[kRows], high_scales[kRows];
+      if constexpr (kTokens == 1) {
+        if (chunk % 4 == 0) {
+          // x_groups is a multiple of 4 and at least scale_cols rounded up to 4: the mask keeps
+          // both loads inside their rows.
+          const int64_t left = w.scale_cols - 4 * chunk;
+          const __mmask16 mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+          const __m512 x_scales =
+              _mm512_maskz_loadu_ps(mask, job.x_scales + token * job.x_groups + 4 * chunk);
+#pragma GCC unroll 8
+          for (int i = 0; i < kRows; ++i) {
+            block_scales[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                                                mask, first_scales + i * w.scale_cols + 4 * chunk)),
+                                            x_scales);
+          }
+        }
+      }
 #pragma GCC unroll 8
       for (int i = 0; i < kRows; ++i) {
         const int64_t offset = i * row_bytes + chunk * kQ4ChunkBytes;
@@ -239,14 +264,16 @@ struct Q4Tile {
         const __m512i packed = _mm512_loadu_si512(first_row + offset);
         low[i] = _mm512_and_si512(packed, low_nibbles);
         high[i] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
-        __m128 chunk_scales = _mm_cvtph_ps(
-            _mm_maskz_loadu_epi16(__mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 4 * chunk));
-        // One token: its scales of the chunk's 4 groups multiplied in here (x_groups is a
-        // multiple of 4, so all 4 are there, zero past cols).
-        if constexpr (kTokens == 1)
-          chunk_scales = _mm_mul_ps(chunk_scales, _mm_loadu_ps(job.x_scales + token * job.x_groups + 4 * chunk));
-        low_scales[i] = spread_pair(chunk_scales, 0);
-        high_scales[i] = spread_pair(chunk_scales, 2);
+        if constexpr (kTokens == 1) {
+          low_scales[i] = step_scales(block_scales[i], 2 * (chunk % 4));
+          high_scales[i] = step_scales(block_scales[i], 2 * (chunk % 4) + 1);
+        } else {
+          const int64_t n_scales = w.scale_cols - 4 * chunk < 4 ? w.scale_cols - 4 * chunk : 4;
+          const __m512 chunk_scales = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(
+              __mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 4 * chunk)));
+          low_scales[i] = step_scales(chunk_scales, 0);
+          high_scales[i] = step_scales(chunk_scales, 1);
+        }
       }
       q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk, low, low_scales, acc);
       q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk + 1, high, high_scales, acc);

@@ -18,13 +18,12 @@ struct QuantMatmulJob {
   int64_t x_stride = 0;
   const float* x_scales = nullptr;
   int64_t x_groups = 0;
-  // Q4 only (avx512_vnni_q4_rows): the codes split as q = 256 * high + low, both int8, and per
-  // token and step s of 64 columns ([n_tokens][x_stride / 64][16]): 16 floats, lanes 0-7 the
-  // scale of group 2s and lanes 8-15 that of group 2s+1; 16 int32, lanes 0 and 8 holding
-  // -8 * (sum of the group's codes) and the others 0 (the Q4 nibbles enter vpdpbusd unsigned,
-  // q + 8, and this start value takes the 8 back).
-  const int8_t* x_high = nullptr;
-  const int8_t* x_low = nullptr;
+  // Q4 only (avx512_vnni_q4_rows): the codes (int8 for Q4, see activation_code_max) as bytes
+  // ([n_tokens][x_stride]) and per token and step s of 64 columns ([n_tokens][x_stride / 64][16]):
+  // 16 floats, lanes 0-7 the scale of group 2s and lanes 8-15 that of group 2s+1; 16 int32,
+  // lanes 0 and 8 holding -8 * (sum of the group's codes) and the others 0 (the Q4 nibbles
+  // enter vpdpbusd unsigned, q + 8, and this start value takes the 8 back).
+  const int8_t* x_bytes = nullptr;
   const float* x_lane_scales = nullptr;
   const int32_t* x_lane_offsets = nullptr;
   int64_t n_tokens = 0;
@@ -34,12 +33,13 @@ struct QuantMatmulJob {
 };
 
 // Bitwise what quantize_activations (tensor/block_quant.h) writes. Requires AVX-512 F/BW/VL.
-void avx512_quantize_activations(const float* x, int64_t cols, int16_t* codes, float* scales);
-// Bitwise what split_activation_bytes (kernels/quant_matmul.h) writes: the Q4 layout above of
-// one token's codes (`stride` of them, a multiple of 128) and scales. Requires AVX-512 F/BW/VL.
-void avx512_split_activation_bytes(const int16_t* codes, const float* scales, int64_t stride,
-                                   int8_t* high, int8_t* low, float* lane_scales,
-                                   int32_t* lane_offsets);
+void avx512_quantize_activations(const float* x, int64_t cols, int code_max, int16_t* codes,
+                                 float* scales);
+// Bitwise what arrange_q4_activations (kernels/quant_matmul.h) writes: the Q4 layout above of
+// one token's int8 codes (`stride` of them, a multiple of 128) and scales. Requires AVX-512
+// F/BW/VL.
+void avx512_arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
+                                   int8_t* bytes, float* lane_scales, int32_t* lane_offsets);
 
 // Columns per block of avx512_quant_transposed_columns: one packed Q4 chunk.
 inline constexpr int64_t kTransposedBlockCols = 128;
@@ -51,7 +51,7 @@ void avx512_quant_transposed_columns(const WeightMatrix& w, const float* x, int6
 
 // Q8 rows [row_begin, row_end) of out, all tokens (vpmaddwd). Requires AVX-512 F/BW/VL.
 void avx512_quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end);
-// Q4 rows (vpdpbusd on the unpacked nibbles). Requires AVX-512 F/BW/VL and VNNI.
+// Q4 rows (vpdpbusd of the unpacked nibbles and the int8 codes). Requires AVX-512 F/BW/VL and VNNI.
 void avx512_vnni_q4_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end);
 
 }  // namespace dsv3::kernels::simd
