@@ -1,54 +1,66 @@
 // The attention products (kernels/attention_ops.h), written once against a vector type V and
-// compiled once per instruction set; include after matmul_impl.h (scores reuse its dot_tile,
-// so each score is the canonical dot product described there).
+// compiled once per instruction set; include after matmul_impl.h (with_token_count).
 #pragma once
 
 namespace dsv3::kernels::simd {
 namespace {
 
-// Keys per block: a block (up to 64 x 320 floats) stays in L2 while every query passes over it.
+// Keys per block of the weighted sum: a block (up to 64 x 320 floats) stays in L2 while every
+// query passes over it.
 constexpr int64_t kAttentionKeyBlock = 64;
+
+// Scores of up to L queries (one per lane) against kRows keys: lane q of acc[r] accumulates
+// queries[q][c] * keys[r][c] for c = 0, 1, ... in order, one fused multiply-add per step, so each
+// score is the same sequential dot product whatever the lane, the tile or the other queries.
+// Each key value is loaded once (broadcast) for all the queries; queries_by_dim holds the
+// queries transposed, [c][lane].
+template <class V, int kRows>
+inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t key_stride,
+                        int64_t dim, float scale, int n_queries, float* scores,
+                        int64_t scores_stride) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  F acc[kRows];
+#pragma GCC unroll 24
+  for (int r = 0; r < kRows; ++r) acc[r] = V::zero();
+  for (int64_t c = 0; c < dim; ++c) {
+    const F query_values = V::load(queries_by_dim + c * L);
+#pragma GCC unroll 24
+    for (int r = 0; r < kRows; ++r)
+      acc[r] = V::fma(query_values, V::set1(keys[r * key_stride + c]), acc[r]);
+  }
+  alignas(64) float tile[kRows][L];
+  const F scale_vector = V::set1(scale);
+#pragma GCC unroll 24
+  for (int r = 0; r < kRows; ++r) V::store(tile[r], V::mul(acc[r], scale_vector));
+  for (int q = 0; q < n_queries; ++q)
+#pragma GCC unroll 24
+    for (int r = 0; r < kRows; ++r) scores[q * scores_stride + r] = tile[r][q];
+}
 
 template <class V>
 void attention_scores(const float* queries, int64_t query_stride, int64_t n_queries,
                       const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
                       float scale, float* scores, int64_t scores_stride) {
-  WeightMatrix keys_matrix;  // the keys as float "weights" for dot_tile (rows = keys)
-  keys_matrix.dtype = DType::F32;
-  keys_matrix.data = keys;
-  keys_matrix.rows = n_keys;
-  keys_matrix.cols = dim;
-  for (int64_t s0 = 0; s0 < n_keys; s0 += kAttentionKeyBlock) {
-    const int64_t s1 = n_keys - s0 < kAttentionKeyBlock ? n_keys : s0 + kAttentionKeyBlock;
-    for (int64_t q0 = 0; q0 < n_queries; q0 += V::kDotTokens) {
-      const int64_t n = n_queries - q0 < V::kDotTokens ? n_queries - q0 : V::kDotTokens;
-      const float* x = queries + q0 * query_stride;
-      float* out = scores + q0 * scores_stride;
-      with_token_count<V::kDotTokens>(n, [&](auto count) {
-        constexpr int kQueries = decltype(count)::value;
-        int64_t s = s0;
-        for (; s + V::kDotRows <= s1; s += V::kDotRows) {
-          dot_tile<V, DType::F32, V::kDotRows, kQueries, false>(
-              keys_matrix, keys + s * key_stride, key_stride, s, x, query_stride, out + s,
-              scores_stride);
-        }
-        for (; s < s1; ++s) {
-          dot_tile<V, DType::F32, 1, kQueries, false>(keys_matrix, keys + s * key_stride,
-                                                      key_stride, s, x, query_stride, out + s,
-                                                      scores_stride);
-        }
-      });
-    }
-  }
   constexpr int L = V::kLanes;
-  const auto scale_vector = V::set1(scale);
-  for (int64_t q = 0; q < n_queries; ++q) {
-    float* row = scores + q * scores_stride;
+  // Keys per register tile: kRows accumulators and the query vector fit the register file.
+  constexpr int kRows = L == 16 ? 12 : 8;
+  float* queries_by_dim = thread_scratch_floats(dim * L);
+  for (int64_t q0 = 0; q0 < n_queries; q0 += L) {
+    const int n = n_queries - q0 < L ? int(n_queries - q0) : L;
+    for (int64_t c = 0; c < dim; ++c)
+      for (int q = 0; q < L; ++q)
+        queries_by_dim[c * L + q] = q < n ? queries[(q0 + q) * query_stride + c] : 0.0f;
+    float* out = scores + q0 * scores_stride;
     int64_t s = 0;
-    for (; s + L <= n_keys; s += L) V::store(row + s, V::mul(V::load(row + s), scale_vector));
+    for (; s + kRows <= n_keys; s += kRows)
+      scores_tile<V, kRows>(queries_by_dim, keys + s * key_stride, key_stride, dim, scale, n,
+                            out + s, scores_stride);
     if (s < n_keys) {
-      const int count = int(n_keys - s);
-      V::store_partial(row + s, V::mul(V::load_partial(row + s, count), scale_vector), count);
+      with_token_count<kRows - 1>(n_keys - s, [&](auto rows) {
+        scores_tile<V, decltype(rows)::value>(queries_by_dim, keys + s * key_stride, key_stride,
+                                              dim, scale, n, out + s, scores_stride);
+      });
     }
   }
 }

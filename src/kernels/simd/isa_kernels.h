@@ -52,6 +52,10 @@ struct IsaKernels {
                                  int64_t out_stride);
 };
 
+// A buffer of at least `floats` floats, 64-byte aligned, kept by the calling thread for the
+// kernels' own use (defined outside the target regions, so no std code is compiled for them).
+float* thread_scratch_floats(int64_t floats);
+
 const IsaKernels& avx512_kernels();
 const IsaKernels& avx2_kernels();
 // The table of an instruction set; nullptr for the scalar path.
