@@ -67,10 +67,13 @@ void attention_scores(const float* queries, int64_t query_stride, int64_t n_quer
 
 // kQueries queries x kVectors vectors of output columns [c, c + kVectors * L) (the last vector
 // holding last_lanes columns), accumulated over keys [s_begin, s_end) in key order onto out.
+// The probabilities are key-major: query q's for key s at probs_by_key[(s - s_first) *
+// key_step + q], so the kQueries broadcasts of a key come from one row.
 template <class V, int kQueries, int kVectors>
-inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const float* values,
-                              int64_t value_stride, int64_t s_begin, int64_t s_end, int64_t c,
-                              int last_lanes, float* out, int64_t out_stride) {
+inline void weighted_sum_tile(const float* probs_by_key, int64_t key_step, int64_t s_first,
+                              const float* values, int64_t value_stride, int64_t s_begin,
+                              int64_t s_end, int64_t c, int last_lanes, float* out,
+                              int64_t out_stride) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   F acc[kQueries][kVectors];
@@ -81,8 +84,9 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
       const float* p = out + q * out_stride + c + j * L;
       acc[q][j] = j + 1 < kVectors || last_lanes == L ? V::load(p) : V::load_partial(p, last_lanes);
     }
-  for (int64_t s = s_begin; s < s_end; ++s) {
-    const float* row = values + s * value_stride + c;
+  const float* probs = probs_by_key + (s_begin - s_first) * key_step;
+  const float* row = values + s_begin * value_stride + c;
+  for (int64_t s = s_begin; s < s_end; ++s, probs += key_step, row += value_stride) {
     F value[kVectors];
 #pragma GCC unroll 8
     for (int j = 0; j < kVectors; ++j)
@@ -90,7 +94,7 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
                                                      : V::load_partial(row + j * L, last_lanes);
 #pragma GCC unroll 8
     for (int q = 0; q < kQueries; ++q) {
-      const F p = V::set1(probs[q * probs_stride + s]);
+      const F p = V::set1(probs[q]);
 #pragma GCC unroll 8
       for (int j = 0; j < kVectors; ++j) acc[q][j] = V::fma(p, value[j], acc[q][j]);
     }
@@ -108,21 +112,20 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
 }
 
 // All columns of kQueries queries over keys [s_begin, s_end).
-template <class V, int kQueries>
-inline void weighted_sum_columns(const float* probs, int64_t probs_stride, const float* values,
-                                 int64_t value_stride, int64_t dim, int64_t s_begin, int64_t s_end,
-                                 float* out, int64_t out_stride) {
+template <class V, int kQueries, int kVectors>
+inline void weighted_sum_columns(const float* probs_by_key, int64_t key_step, int64_t s_first,
+                                 const float* values, int64_t value_stride, int64_t dim,
+                                 int64_t s_begin, int64_t s_end, float* out, int64_t out_stride) {
   constexpr int L = V::kLanes;
-  constexpr int kVectors = 4;
   if (s_begin >= s_end) return;
   for (int64_t c = 0; c < dim; c += kVectors * L) {
     const int64_t vectors = (dim - c + L - 1) / L;
     const int last_lanes = int(dim - c - (vectors < kVectors ? vectors - 1 : kVectors - 1) * L);
     with_token_count<kVectors>(vectors < kVectors ? vectors : kVectors, [&](auto count) {
       constexpr int kCount = decltype(count)::value;
-      weighted_sum_tile<V, kQueries, kCount>(probs, probs_stride, values, value_stride, s_begin,
-                                             s_end, c, last_lanes < L ? last_lanes : L, out,
-                                             out_stride);
+      weighted_sum_tile<V, kQueries, kCount>(probs_by_key, key_step, s_first, values, value_stride,
+                                             s_begin, s_end, c, last_lanes < L ? last_lanes : L,
+                                             out, out_stride);
     });
   }
 }
@@ -131,37 +134,42 @@ template <class V>
 void attention_weighted_sum(const float* probs, int64_t probs_stride, int64_t n_queries,
                             const int64_t* key_counts, const float* values, int64_t value_stride,
                             int64_t dim, float* out, int64_t out_stride) {
-  // Queries per tile: kQueries x 4 vectors of accumulators fit the register file.
-  constexpr int kQueries = V::kLanes == 16 ? 4 : 2;
+  // Register tile: kQueries x kVectors accumulators, kVectors values and a broadcast fit the
+  // register file.
+  constexpr int kQueries = V::kLanes == 16 ? 8 : 2;
+  constexpr int kVectors = V::kLanes == 16 ? 3 : 4;
   int64_t max_count = 0;
   for (int64_t q = 0; q < n_queries; ++q) {
     for (int64_t c = 0; c < dim; ++c) out[q * out_stride + c] = 0.0f;
     max_count = key_counts[q] > max_count ? key_counts[q] : max_count;
   }
+  float* probs_by_key = thread_scratch_floats(kAttentionKeyBlock * n_queries);
   // Key blocks outermost (each block's values stay in cache for every query); within a block a
   // tile of queries shares the keys all of them see, then each query takes its own rest.
   for (int64_t s0 = 0; s0 < max_count; s0 += kAttentionKeyBlock) {
     const int64_t s1 = max_count - s0 < kAttentionKeyBlock ? max_count : s0 + kAttentionKeyBlock;
-    int64_t q0 = 0;
-    for (; q0 + kQueries <= n_queries; q0 += kQueries) {
-      int64_t shared_end = s1;
-      for (int q = 0; q < kQueries; ++q)
-        shared_end = key_counts[q0 + q] < shared_end ? key_counts[q0 + q] : shared_end;
-      if (shared_end < s0) shared_end = s0;
-      weighted_sum_columns<V, kQueries>(probs + q0 * probs_stride, probs_stride, values,
-                                        value_stride, dim, s0, shared_end,
-                                        out + q0 * out_stride, out_stride);
-      for (int q = 0; q < kQueries; ++q) {
-        const int64_t end = key_counts[q0 + q] < s1 ? key_counts[q0 + q] : s1;
-        weighted_sum_columns<V, 1>(probs + (q0 + q) * probs_stride, probs_stride, values,
-                                   value_stride, dim, shared_end, end,
-                                   out + (q0 + q) * out_stride, out_stride);
-      }
+    for (int64_t q = 0; q < n_queries; ++q) {
+      const int64_t end = key_counts[q] < s1 ? key_counts[q] : s1;
+      for (int64_t s = s0; s < end; ++s)
+        probs_by_key[(s - s0) * n_queries + q] = probs[q * probs_stride + s];
     }
-    for (; q0 < n_queries; ++q0) {
-      const int64_t end = key_counts[q0] < s1 ? key_counts[q0] : s1;
-      weighted_sum_columns<V, 1>(probs + q0 * probs_stride, probs_stride, values, value_stride,
-                                 dim, s0, end, out + q0 * out_stride, out_stride);
+    for (int64_t q0 = 0; q0 < n_queries; q0 += kQueries) {
+      const int64_t n = n_queries - q0 < kQueries ? n_queries - q0 : kQueries;
+      int64_t shared_end = s1;
+      for (int64_t q = q0; q < q0 + n; ++q)
+        shared_end = key_counts[q] < shared_end ? key_counts[q] : shared_end;
+      if (shared_end < s0) shared_end = s0;
+      with_token_count<kQueries>(n, [&](auto count) {
+        weighted_sum_columns<V, decltype(count)::value, kVectors>(
+            probs_by_key + q0, n_queries, s0, values, value_stride, dim, s0, shared_end,
+            out + q0 * out_stride, out_stride);
+      });
+      for (int64_t q = q0; q < q0 + n; ++q) {
+        const int64_t end = key_counts[q] < s1 ? key_counts[q] : s1;
+        weighted_sum_columns<V, 1, kVectors>(probs_by_key + q, n_queries, s0, values, value_stride,
+                                             dim, shared_end, end, out + q * out_stride,
+                                             out_stride);
+      }
     }
   }
 }
