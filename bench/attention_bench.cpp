@@ -1,13 +1,15 @@
 // Attention over a latent cache as in an MLA decode step (16 heads, 256 latent + 64 rope values
 // per cached position) at cache depths 512 and 4096, in GFLOP/s of the scores and of the
-// weighted sum, and the whole step (scores, softmax, weighted sum) split over heads on the
-// thread pool, in GB/s of cache rows read.
+// weighted sum, and the whole step (scores, softmax, weighted sum) over 512-row chunks on the
+// thread pool as a long context in model/attention.cpp, in GB/s of cache rows read.
 //
 //   build-x/bench/attention_bench [--benchmark_filter=Step]
 //
 // Arguments: cache depth, then threads (1 or 2) where it applies.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -56,32 +58,56 @@ void BM_AttentionWeightedSum(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// One layer's attention of one decoded token, heads over the threads, as model/attention.cpp.
-// 10 caches (one per layer) are cycled so depth 4096 reads from DRAM as decode does.
+// One layer's attention of one decoded token as model/attention.cpp takes a long context
+// (attend_long_context): the rows in chunks of 512 claimed by whichever thread is free, per
+// chunk all heads' scores, softmax numerators and weighted sum, then the chunks combined per
+// head. 10 caches (one per layer) are cycled so depth 4096 reads from DRAM as decode does.
 void BM_AttentionStep(benchmark::State& state) {
   const int64_t depth = state.range(0);
   dsv3::ThreadPool::global().set_num_threads(int(state.range(1)));
   constexpr int kLayers = 10;
+  constexpr int64_t kChunk = 512;
   std::vector<std::vector<float>> caches;
   for (int l = 0; l < kLayers; ++l) caches.push_back(random_floats(size_t(depth * kRow), 1 + l));
   const auto queries = random_floats(size_t(kHeads * kRow), 2, 0.1f);
-  std::vector<float> out(size_t(kHeads * kLatent));
+  const int64_t chunks = (depth + kChunk - 1) / kChunk;
+  std::vector<float> partials(size_t(chunks * kHeads * kLatent)), out(size_t(kHeads * kLatent));
+  std::vector<float> chunk_max(size_t(chunks * kHeads)), chunk_sum(chunk_max.size());
   int layer = 0;
   for (auto _ : state) {
     const float* rows = caches[size_t(layer)].data();
     layer = (layer + 1) % kLayers;
-    // Units of 4 heads claimed by whichever thread is free, as model/attention.cpp.
-    dsv3::ThreadPool::global().parallel_claim(kHeads / 4, [&](int64_t unit) {
-      const int64_t h0 = unit * 4;
+    dsv3::ThreadPool::global().parallel_claim(chunks, [&](int64_t chunk) {
+      const int64_t first = chunk * kChunk, count = std::min(kChunk, depth - first);
       thread_local std::vector<float> scores;
-      scores.resize(size_t(4 * depth));
-      const int64_t counts[4] = {depth, depth, depth, depth};
-      dsv3::kernels::attention_scores(queries.data() + h0 * kRow, kRow, 4, rows, kRow, depth,
-                                      kRow, 0.1f, scores.data(), depth);
-      for (int64_t h = 0; h < 4; ++h) dsv3::kernels::softmax(scores.data() + h * depth, depth);
-      dsv3::kernels::attention_weighted_sum(scores.data(), depth, 4, counts, rows, kRow, kLatent,
-                                            out.data() + h0 * kLatent, kLatent);
+      scores.resize(size_t(kHeads * count));
+      dsv3::kernels::attention_scores(queries.data(), kRow, kHeads, rows + first * kRow, kRow,
+                                      count, kRow, 0.1f, scores.data(), count);
+      for (int64_t h = 0; h < kHeads; ++h) {
+        dsv3::kernels::softmax_numerators(scores.data() + h * count, count,
+                                          &chunk_max[size_t(chunk * kHeads + h)],
+                                          &chunk_sum[size_t(chunk * kHeads + h)]);
+      }
+      const std::vector<int64_t> counts(kHeads, count);
+      dsv3::kernels::attention_weighted_sum(scores.data(), count, kHeads, counts.data(),
+                                            rows + first * kRow, kRow, kLatent,
+                                            partials.data() + chunk * kHeads * kLatent, kLatent);
     });
+    for (int64_t h = 0; h < kHeads; ++h) {
+      float overall_max = -INFINITY, denominator = 0.0f;
+      for (int64_t c = 0; c < chunks; ++c)
+        overall_max = std::max(overall_max, chunk_max[size_t(c * kHeads + h)]);
+      for (int64_t c = 0; c < chunks; ++c)
+        denominator += std::exp(chunk_max[size_t(c * kHeads + h)] - overall_max) *
+                       chunk_sum[size_t(c * kHeads + h)];
+      std::fill_n(out.data() + h * kLatent, kLatent, 0.0f);
+      for (int64_t c = 0; c < chunks; ++c) {
+        const float weight =
+            std::exp(chunk_max[size_t(c * kHeads + h)] - overall_max) / denominator;
+        dsv3::kernels::axpy(weight, partials.data() + (c * kHeads + h) * kLatent,
+                            out.data() + h * kLatent, kLatent);
+      }
+    }
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["GB/s"] = benchmark::Counter(double(depth * kRow * 4) * 1e-9,
@@ -95,6 +121,11 @@ void BM_AttentionStep(benchmark::State& state) {
 
 BENCHMARK(BM_AttentionScores)->Arg(512)->Arg(4096);
 BENCHMARK(BM_AttentionWeightedSum)->Arg(512)->Arg(4096);
-BENCHMARK(BM_AttentionStep)->Args({512, 1})->Args({512, 2})->Args({4096, 1})->Args({4096, 2})->UseRealTime();
+BENCHMARK(BM_AttentionStep)
+    ->Args({1024, 1})
+    ->Args({1024, 2})
+    ->Args({4096, 1})
+    ->Args({4096, 2})
+    ->UseRealTime();
 
 BENCHMARK_MAIN();

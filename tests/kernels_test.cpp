@@ -874,6 +874,36 @@ TEST(Ops, SoftmaxMatchesReference) {
   }
 }
 
+TEST(Ops, SoftmaxNumeratorsMatchReference) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      std::vector<float> row = random_floats(n, uint32_t(n + 3), 5.0f);
+      if (n >= 7) row[2] = -INFINITY;  // a masked position
+      std::vector<float> fast = row, reference = row;
+      float fast_max = 0.0f, fast_sum = 0.0f, reference_max = 0.0f, reference_sum = 0.0f;
+      softmax_numerators(fast.data(), n, &fast_max, &fast_sum);
+      softmax_numerators_reference(reference.data(), n, &reference_max, &reference_sum);
+      const std::string label = std::string(isa_name(isa)) + " n=" + std::to_string(n);
+      EXPECT_EQ(fast_max, reference_max) << label;
+      EXPECT_NEAR(fast_sum, reference_sum, 1e-5 * reference_sum) << label;
+      expect_near_relative(fast, reference, 1e-5, 1e-30, label);
+      // Divided by their sum, the numerators are the softmax.
+      std::vector<float> softmaxed = row, divided = fast;
+      softmax(softmaxed.data(), n);
+      for (float& v : divided) v /= fast_sum;
+      expect_near_relative(divided, softmaxed, 1e-6, 1e-30, label + " divided");
+    }
+    std::vector<float> masked(19, -INFINITY);
+    float masked_max = 0.0f, masked_sum = 1.0f;
+    softmax_numerators(masked.data(), 19, &masked_max, &masked_sum);
+    EXPECT_EQ(masked_max, -INFINITY);
+    EXPECT_EQ(masked_sum, 0.0f);
+    for (float v : masked) EXPECT_EQ(v, 0.0f);
+  }
+}
+
 TEST(Ops, DotAndAxpyMatchReference) {
   KernelSettingsGuard guard;
   for (KernelIsa isa : supported_isas()) {

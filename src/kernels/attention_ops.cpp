@@ -1,13 +1,33 @@
 #include "kernels/attention_ops.h"
 
+#include <cstdlib>
+#include <memory>
+#include <new>
+
 #include "kernels/cpu_dispatch.h"
 #include "kernels/simd/isa_kernels.h"
 
 namespace dsv3::kernels {
 
+float* simd::thread_scratch_floats(int64_t floats) {
+  struct FreeDeleter {
+    void operator()(float* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<float, FreeDeleter> buffer;
+  thread_local int64_t capacity = 0;
+  if (floats > capacity) {
+    const int64_t rounded = (floats + 15) / 16 * 16;
+    capacity = 0;
+    buffer.reset(static_cast<float*>(std::aligned_alloc(64, size_t(rounded) * sizeof(float))));
+    if (!buffer) throw std::bad_alloc();
+    capacity = rounded;
+  }
+  return buffer.get();
+}
+
 void attention_scores_reference(const float* queries, int64_t query_stride, int64_t n_queries,
-                                const float* keys, int64_t key_stride, int64_t n_keys,
-                                int64_t dim, float scale, float* scores, int64_t scores_stride) {
+                                const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
+                                float scale, float* scores, int64_t scores_stride) {
   for (int64_t q = 0; q < n_queries; ++q) {
     for (int64_t s = 0; s < n_keys; ++s) {
       double sum = 0.0;

@@ -3,10 +3,10 @@
 // against every key, and the probability-weighted sum of value rows. The model calls these;
 // they know nothing of heads or layers. Scalar references beside the fast paths.
 //
-// Batch invariance: each score is one dot product in the fixed order of kernels::matmul (see
-// simd/matmul_impl.h) and each output lane sums its keys one after another in key order with
-// fused multiply-adds, so a query's results never depend on the other queries of the call,
-// on how the keys are blocked or on the thread that runs it.
+// Batch invariance: each score sums its products one after another in dimension order with
+// fused multiply-adds (then times scale), and each output lane sums its keys one after another
+// in key order with fused multiply-adds, so a query's results never depend on the other
+// queries of the call, on how the keys are blocked or on the thread that runs it.
 #pragma once
 
 #include <cstdint>

@@ -41,6 +41,23 @@ void softmax_reference(float* row, int64_t n) {
   for (int64_t i = 0; i < n; ++i) row[i] *= inv_sum;
 }
 
+void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum) {
+  float max_value = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) max_value = std::max(max_value, row[i]);
+  *row_max = max_value;
+  *row_sum = 0.0f;
+  if (max_value == -INFINITY) {
+    std::fill(row, row + n, 0.0f);
+    return;
+  }
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    row[i] = std::exp(row[i] - max_value);
+    sum += row[i];
+  }
+  *row_sum = float(sum);
+}
+
 float dot_reference(const float* a, const float* b, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += double(a[i]) * double(b[i]);
@@ -64,6 +81,12 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 void softmax(float* row, int64_t n) {
   if (const auto* kernels = active_kernels()) return kernels->softmax(row, n);
   softmax_reference(row, n);
+}
+
+void softmax_numerators(float* row, int64_t n, float* row_max, float* row_sum) {
+  if (const auto* kernels = active_kernels())
+    return kernels->softmax_numerators(row, n, row_max, row_sum);
+  softmax_numerators_reference(row, n, row_max, row_sum);
 }
 
 float dot(const float* a, const float* b, int64_t n) {

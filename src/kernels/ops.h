@@ -16,6 +16,11 @@ void silu_mul(float* gate, const float* up, int64_t n);
 // In-place softmax of one row of length n. A row whose entries are all -inf becomes zeros.
 void softmax(float* row, int64_t n);
 
+// The numerators of that softmax, for a softmax taken in pieces (flash-decoding):
+// row[i] = exp(row[i] - max) in place, *row_max = max, *row_sum = the sum of the new entries.
+// A row whose entries are all -inf becomes zeros with *row_max = -inf and *row_sum = 0.
+void softmax_numerators(float* row, int64_t n, float* row_max, float* row_sum);
+
 // sum_i a[i] * b[i] (attention scores).
 float dot(const float* a, const float* b, int64_t n);
 
@@ -26,6 +31,7 @@ void axpy(float alpha, const float* x, float* y, int64_t n);
 void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out);
 void silu_mul_reference(float* gate, const float* up, int64_t n);
 void softmax_reference(float* row, int64_t n);
+void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum);
 float dot_reference(const float* a, const float* b, int64_t n);
 void axpy_reference(float alpha, const float* x, float* y, int64_t n);
 

@@ -91,7 +91,7 @@ struct AttentionScratch {
   std::vector<float> q, q_latent, kv, attention_out;
   std::vector<float> q_nope_heads, q_absorbed_heads, queries, latent_out, latent_heads, value_heads;
   std::vector<float> latents, keys_values, keys, values;
-  std::vector<float> long_scores, long_partials;  // attend_long_context
+  std::vector<float> long_partials, long_chunk_stats;  // attend_long_context
   std::vector<int64_t> short_tokens;
   std::vector<kernels::MatmulItem> products;
   std::vector<kernels::TransposedMatmulItem> transposed_products;
@@ -118,47 +118,66 @@ std::vector<int64_t>& thread_key_counts(int64_t size) {
 // From this many visible cache rows on, a token's attention splits the rows over the threads
 // (attend_long_context) instead of its heads.
 constexpr int64_t kLongContextKeys = 1024;
-// Rows per piece of a long context: fixed, so the sums do not depend on the thread count.
+// Rows per piece of a long context: fixed, so the sums do not depend on the thread count; small
+// enough that a piece (512 x 320 floats) is still in L2 when its weighted sum reads it again.
 constexpr int64_t kContextChunk = 512;
 
 // Absorbed attention of token t over `visible` cache rows, all heads at once, the rows cut in
-// chunks the threads take in turn: all heads' scores per chunk (every row read once, while all
-// heads pass over it), the probabilities per head, then per chunk the weighted sum of its rows
-// for all heads, and the chunks' sums added in chunk order. Giving each thread a share of the
-// heads instead has every thread read every row twice (scores, sums), which at depth 4096 made
-// attention a third of a decode step.
+// chunks the threads take in turn, each chunk's rows read from memory once (flash-decoding):
+// per chunk all heads' scores, their softmax numerators exp(score - chunk max) and the
+// numerator-weighted sum of the chunk's rows; then per head the chunks' sums rescaled to the
+// overall max and divided by the overall denominator, added in chunk order. Giving each thread
+// a share of the heads instead has every thread read every row, and a softmax over all rows
+// before the weighted sum reads every row a second time from memory.
 void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int64_t visible,
                          const float* queries, const float* cache_rows, float scale,
                          float* latent_out) {
   AttentionScratch& scratch = attention_scratch();
   const int64_t row_size = s.rank + s.rope;
   const int64_t chunks = (visible + kContextChunk - 1) / kContextChunk;
-  std::vector<float>& scores = scratch.long_scores;          // [head][row]
-  std::vector<float>& partial_sums = scratch.long_partials;  // [chunk][head][rank]
-  scores.resize(s.heads * visible);
+  std::vector<float>& partial_sums = scratch.long_partials;    // [chunk][head][rank]
+  std::vector<float>& chunk_stats = scratch.long_chunk_stats;  // [chunk][head]: max, then sum
   partial_sums.resize(chunks * s.heads * s.rank);
-  ThreadPool& pool = ThreadPool::global();
-  pool.parallel_claim(chunks, [&](int64_t chunk) {
+  chunk_stats.resize(2 * chunks * s.heads);
+  float* chunk_max = chunk_stats.data();
+  float* chunk_sum = chunk_stats.data() + chunks * s.heads;
+  const uint8_t* mask = batch.key_masks ? batch.key_masks[t] : nullptr;
+  ThreadPool::global().parallel_claim(chunks, [&](int64_t chunk) {
     const int64_t first = chunk * kContextChunk, count = std::min(kContextChunk, visible - first);
-    kernels::attention_scores(queries, row_size, s.heads, cache_rows + first * row_size, row_size,
-                              count, row_size, scale, scores.data() + first, visible);
-  });
-  pool.parallel_claim(s.heads, [&](int64_t h) {
-    attention_probabilities(batch, t, h, s.heads, scores.data() + h * visible, visible);
-  });
-  pool.parallel_claim(chunks, [&](int64_t chunk) {
-    const int64_t first = chunk * kContextChunk, count = std::min(kContextChunk, visible - first);
+    const float* rows = cache_rows + first * row_size;
+    float* scores = thread_scores(s.heads * count).data();  // [head][row of the chunk]
+    kernels::attention_scores(queries, row_size, s.heads, rows, row_size, count, row_size, scale,
+                              scores, count);
+    for (int64_t h = 0; h < s.heads; ++h) {
+      float* head_scores = scores + h * count;
+      if (mask)
+        for (int64_t i = 0; i < count; ++i)
+          if (!mask[first + i]) head_scores[i] = -std::numeric_limits<float>::infinity();
+      kernels::softmax_numerators(head_scores, count, &chunk_max[chunk * s.heads + h],
+                                  &chunk_sum[chunk * s.heads + h]);
+    }
     int64_t* key_counts = thread_key_counts(s.heads).data();
     std::fill_n(key_counts, s.heads, count);
-    kernels::attention_weighted_sum(scores.data() + first, visible, s.heads, key_counts,
-                                    cache_rows + first * row_size, row_size, s.rank,
+    kernels::attention_weighted_sum(scores, count, s.heads, key_counts, rows, row_size, s.rank,
                                     partial_sums.data() + chunk * s.heads * s.rank, s.rank);
   });
-  const int64_t values = s.heads * s.rank;
-  std::copy_n(partial_sums.data(), values, latent_out);
-  for (int64_t chunk = 1; chunk < chunks; ++chunk) {
-    const float* partial = partial_sums.data() + chunk * values;
-    for (int64_t j = 0; j < values; ++j) latent_out[j] += partial[j];
+  for (int64_t h = 0; h < s.heads; ++h) {
+    float* out = latent_out + h * s.rank;
+    std::fill_n(out, s.rank, 0.0f);
+    float overall_max = -std::numeric_limits<float>::infinity();
+    for (int64_t chunk = 0; chunk < chunks; ++chunk)
+      overall_max = std::max(overall_max, chunk_max[chunk * s.heads + h]);
+    if (overall_max == -std::numeric_limits<float>::infinity()) continue;  // all masked: zeros
+    // A chunk's numerators were taken against its own max: exp(chunk max - overall max) puts
+    // them on the common scale (0 for a fully masked chunk).
+    float denominator = 0.0f;
+    for (int64_t chunk = 0; chunk < chunks; ++chunk)
+      denominator +=
+          std::exp(chunk_max[chunk * s.heads + h] - overall_max) * chunk_sum[chunk * s.heads + h];
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const float weight = std::exp(chunk_max[chunk * s.heads + h] - overall_max) / denominator;
+      kernels::axpy(weight, partial_sums.data() + (chunk * s.heads + h) * s.rank, out, s.rank);
+    }
   }
 }
 

@@ -1,64 +1,87 @@
 // The attention products (kernels/attention_ops.h), written once against a vector type V and
-// compiled once per instruction set; include after matmul_impl.h (scores reuse its dot_tile,
-// so each score is the canonical dot product described there).
+// compiled once per instruction set; include after matmul_impl.h (with_token_count).
 #pragma once
 
 namespace dsv3::kernels::simd {
 namespace {
 
-// Keys per block: a block (up to 64 x 320 floats) stays in L2 while every query passes over it.
+// Keys per block of the weighted sum: a block (up to 64 x 320 floats) stays in L2 while every
+// query passes over it.
 constexpr int64_t kAttentionKeyBlock = 64;
+
+// Scores of up to L queries (one per lane) against kRows keys: lane q of acc[r] accumulates
+// queries[q][c] * keys[r][c] for c = 0, 1, ... in order, one fused multiply-add per step, so each
+// score is the same sequential dot product whatever the lane, the tile or the other queries.
+// Each key value is loaded once (broadcast) for all the queries; queries_by_dim holds the
+// queries transposed, [c][lane].
+template <class V, int kRows>
+inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t key_stride,
+                        int64_t dim, float scale, int n_queries, float* scores,
+                        int64_t scores_stride) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  F acc[kRows];
+#pragma GCC unroll 24
+  for (int r = 0; r < kRows; ++r) acc[r] = V::zero();
+  // Per cache line of the rows, a prefetch of the same line of the next tile's rows: kRows
+  // streams read 4 bytes a step are too many for the hardware prefetcher to follow from DRAM.
+  const float* next_keys = keys + kRows * key_stride;
+  for (int64_t c0 = 0; c0 < dim; c0 += 16) {
+#pragma GCC unroll 24
+    for (int r = 0; r < kRows; ++r) __builtin_prefetch(next_keys + r * key_stride + c0, 0, 3);
+    const int64_t c1 = dim - c0 < 16 ? dim : c0 + 16;
+    for (int64_t c = c0; c < c1; ++c) {
+      const F query_values = V::load(queries_by_dim + c * L);
+#pragma GCC unroll 24
+      for (int r = 0; r < kRows; ++r)
+        acc[r] = V::fma(query_values, V::set1(keys[r * key_stride + c]), acc[r]);
+    }
+  }
+  alignas(64) float tile[kRows][L];
+  const F scale_vector = V::set1(scale);
+#pragma GCC unroll 24
+  for (int r = 0; r < kRows; ++r) V::store(tile[r], V::mul(acc[r], scale_vector));
+  for (int q = 0; q < n_queries; ++q)
+#pragma GCC unroll 24
+    for (int r = 0; r < kRows; ++r) scores[q * scores_stride + r] = tile[r][q];
+}
 
 template <class V>
 void attention_scores(const float* queries, int64_t query_stride, int64_t n_queries,
                       const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
                       float scale, float* scores, int64_t scores_stride) {
-  WeightMatrix keys_matrix;  // the keys as float "weights" for dot_tile (rows = keys)
-  keys_matrix.dtype = DType::F32;
-  keys_matrix.data = keys;
-  keys_matrix.rows = n_keys;
-  keys_matrix.cols = dim;
-  for (int64_t s0 = 0; s0 < n_keys; s0 += kAttentionKeyBlock) {
-    const int64_t s1 = n_keys - s0 < kAttentionKeyBlock ? n_keys : s0 + kAttentionKeyBlock;
-    for (int64_t q0 = 0; q0 < n_queries; q0 += V::kDotTokens) {
-      const int64_t n = n_queries - q0 < V::kDotTokens ? n_queries - q0 : V::kDotTokens;
-      const float* x = queries + q0 * query_stride;
-      float* out = scores + q0 * scores_stride;
-      with_token_count<V::kDotTokens>(n, [&](auto count) {
-        constexpr int kQueries = decltype(count)::value;
-        int64_t s = s0;
-        for (; s + V::kDotRows <= s1; s += V::kDotRows) {
-          dot_tile<V, DType::F32, V::kDotRows, kQueries, false>(
-              keys_matrix, keys + s * key_stride, key_stride, s, x, query_stride, out + s,
-              scores_stride);
-        }
-        for (; s < s1; ++s) {
-          dot_tile<V, DType::F32, 1, kQueries, false>(keys_matrix, keys + s * key_stride,
-                                                      key_stride, s, x, query_stride, out + s,
-                                                      scores_stride);
-        }
-      });
-    }
-  }
   constexpr int L = V::kLanes;
-  const auto scale_vector = V::set1(scale);
-  for (int64_t q = 0; q < n_queries; ++q) {
-    float* row = scores + q * scores_stride;
+  // Keys per register tile: kRows accumulators and the query vector fit the register file.
+  constexpr int kRows = L == 16 ? 12 : 8;
+  float* queries_by_dim = thread_scratch_floats(dim * L);
+  for (int64_t q0 = 0; q0 < n_queries; q0 += L) {
+    const int n = n_queries - q0 < L ? int(n_queries - q0) : L;
+    for (int64_t c = 0; c < dim; ++c)
+      for (int q = 0; q < L; ++q)
+        queries_by_dim[c * L + q] = q < n ? queries[(q0 + q) * query_stride + c] : 0.0f;
+    float* out = scores + q0 * scores_stride;
     int64_t s = 0;
-    for (; s + L <= n_keys; s += L) V::store(row + s, V::mul(V::load(row + s), scale_vector));
+    for (; s + kRows <= n_keys; s += kRows)
+      scores_tile<V, kRows>(queries_by_dim, keys + s * key_stride, key_stride, dim, scale, n,
+                            out + s, scores_stride);
     if (s < n_keys) {
-      const int count = int(n_keys - s);
-      V::store_partial(row + s, V::mul(V::load_partial(row + s, count), scale_vector), count);
+      with_token_count<kRows - 1>(n_keys - s, [&](auto rows) {
+        scores_tile<V, decltype(rows)::value>(queries_by_dim, keys + s * key_stride, key_stride,
+                                              dim, scale, n, out + s, scores_stride);
+      });
     }
   }
 }
 
 // kQueries queries x kVectors vectors of output columns [c, c + kVectors * L) (the last vector
 // holding last_lanes columns), accumulated over keys [s_begin, s_end) in key order onto out.
+// The probabilities are key-major: query q's for key s at probs_by_key[(s - s_first) *
+// key_step + q], so the kQueries broadcasts of a key come from one row.
 template <class V, int kQueries, int kVectors>
-inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const float* values,
-                              int64_t value_stride, int64_t s_begin, int64_t s_end, int64_t c,
-                              int last_lanes, float* out, int64_t out_stride) {
+inline void weighted_sum_tile(const float* probs_by_key, int64_t key_step, int64_t s_first,
+                              const float* values, int64_t value_stride, int64_t s_begin,
+                              int64_t s_end, int64_t c, int last_lanes, float* out,
+                              int64_t out_stride) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   F acc[kQueries][kVectors];
@@ -69,8 +92,9 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
       const float* p = out + q * out_stride + c + j * L;
       acc[q][j] = j + 1 < kVectors || last_lanes == L ? V::load(p) : V::load_partial(p, last_lanes);
     }
-  for (int64_t s = s_begin; s < s_end; ++s) {
-    const float* row = values + s * value_stride + c;
+  const float* probs = probs_by_key + (s_begin - s_first) * key_step;
+  const float* row = values + s_begin * value_stride + c;
+  for (int64_t s = s_begin; s < s_end; ++s, probs += key_step, row += value_stride) {
     F value[kVectors];
 #pragma GCC unroll 8
     for (int j = 0; j < kVectors; ++j)
@@ -78,7 +102,7 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
                                                      : V::load_partial(row + j * L, last_lanes);
 #pragma GCC unroll 8
     for (int q = 0; q < kQueries; ++q) {
-      const F p = V::set1(probs[q * probs_stride + s]);
+      const F p = V::set1(probs[q]);
 #pragma GCC unroll 8
       for (int j = 0; j < kVectors; ++j) acc[q][j] = V::fma(p, value[j], acc[q][j]);
     }
@@ -96,21 +120,20 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
 }
 
 // All columns of kQueries queries over keys [s_begin, s_end).
-template <class V, int kQueries>
-inline void weighted_sum_columns(const float* probs, int64_t probs_stride, const float* values,
-                                 int64_t value_stride, int64_t dim, int64_t s_begin, int64_t s_end,
-                                 float* out, int64_t out_stride) {
+template <class V, int kQueries, int kVectors>
+inline void weighted_sum_columns(const float* probs_by_key, int64_t key_step, int64_t s_first,
+                                 const float* values, int64_t value_stride, int64_t dim,
+                                 int64_t s_begin, int64_t s_end, float* out, int64_t out_stride) {
   constexpr int L = V::kLanes;
-  constexpr int kVectors = 4;
   if (s_begin >= s_end) return;
   for (int64_t c = 0; c < dim; c += kVectors * L) {
     const int64_t vectors = (dim - c + L - 1) / L;
     const int last_lanes = int(dim - c - (vectors < kVectors ? vectors - 1 : kVectors - 1) * L);
     with_token_count<kVectors>(vectors < kVectors ? vectors : kVectors, [&](auto count) {
       constexpr int kCount = decltype(count)::value;
-      weighted_sum_tile<V, kQueries, kCount>(probs, probs_stride, values, value_stride, s_begin,
-                                             s_end, c, last_lanes < L ? last_lanes : L, out,
-                                             out_stride);
+      weighted_sum_tile<V, kQueries, kCount>(probs_by_key, key_step, s_first, values, value_stride,
+                                             s_begin, s_end, c, last_lanes < L ? last_lanes : L,
+                                             out, out_stride);
     });
   }
 }
@@ -119,37 +142,42 @@ template <class V>
 void attention_weighted_sum(const float* probs, int64_t probs_stride, int64_t n_queries,
                             const int64_t* key_counts, const float* values, int64_t value_stride,
                             int64_t dim, float* out, int64_t out_stride) {
-  // Queries per tile: kQueries x 4 vectors of accumulators fit the register file.
-  constexpr int kQueries = V::kLanes == 16 ? 4 : 2;
+  // Register tile: kQueries x kVectors accumulators, kVectors values and a broadcast fit the
+  // register file.
+  constexpr int kQueries = V::kLanes == 16 ? 8 : 2;
+  constexpr int kVectors = V::kLanes == 16 ? 3 : 4;
   int64_t max_count = 0;
   for (int64_t q = 0; q < n_queries; ++q) {
     for (int64_t c = 0; c < dim; ++c) out[q * out_stride + c] = 0.0f;
     max_count = key_counts[q] > max_count ? key_counts[q] : max_count;
   }
+  float* probs_by_key = thread_scratch_floats(kAttentionKeyBlock * n_queries);
   // Key blocks outermost (each block's values stay in cache for every query); within a block a
   // tile of queries shares the keys all of them see, then each query takes its own rest.
   for (int64_t s0 = 0; s0 < max_count; s0 += kAttentionKeyBlock) {
     const int64_t s1 = max_count - s0 < kAttentionKeyBlock ? max_count : s0 + kAttentionKeyBlock;
-    int64_t q0 = 0;
-    for (; q0 + kQueries <= n_queries; q0 += kQueries) {
-      int64_t shared_end = s1;
-      for (int q = 0; q < kQueries; ++q)
-        shared_end = key_counts[q0 + q] < shared_end ? key_counts[q0 + q] : shared_end;
-      if (shared_end < s0) shared_end = s0;
-      weighted_sum_columns<V, kQueries>(probs + q0 * probs_stride, probs_stride, values,
-                                        value_stride, dim, s0, shared_end,
-                                        out + q0 * out_stride, out_stride);
-      for (int q = 0; q < kQueries; ++q) {
-        const int64_t end = key_counts[q0 + q] < s1 ? key_counts[q0 + q] : s1;
-        weighted_sum_columns<V, 1>(probs + (q0 + q) * probs_stride, probs_stride, values,
-                                   value_stride, dim, shared_end, end,
-                                   out + (q0 + q) * out_stride, out_stride);
-      }
+    for (int64_t q = 0; q < n_queries; ++q) {
+      const int64_t end = key_counts[q] < s1 ? key_counts[q] : s1;
+      for (int64_t s = s0; s < end; ++s)
+        probs_by_key[(s - s0) * n_queries + q] = probs[q * probs_stride + s];
     }
-    for (; q0 < n_queries; ++q0) {
-      const int64_t end = key_counts[q0] < s1 ? key_counts[q0] : s1;
-      weighted_sum_columns<V, 1>(probs + q0 * probs_stride, probs_stride, values, value_stride,
-                                 dim, s0, end, out + q0 * out_stride, out_stride);
+    for (int64_t q0 = 0; q0 < n_queries; q0 += kQueries) {
+      const int64_t n = n_queries - q0 < kQueries ? n_queries - q0 : kQueries;
+      int64_t shared_end = s1;
+      for (int64_t q = q0; q < q0 + n; ++q)
+        shared_end = key_counts[q] < shared_end ? key_counts[q] : shared_end;
+      if (shared_end < s0) shared_end = s0;
+      with_token_count<kQueries>(n, [&](auto count) {
+        weighted_sum_columns<V, decltype(count)::value, kVectors>(
+            probs_by_key + q0, n_queries, s0, values, value_stride, dim, s0, shared_end,
+            out + q0 * out_stride, out_stride);
+      });
+      for (int64_t q = q0; q < q0 + n; ++q) {
+        const int64_t end = key_counts[q] < s1 ? key_counts[q] : s1;
+        weighted_sum_columns<V, 1, kVectors>(probs_by_key + q, n_queries, s0, values, value_stride,
+                                             dim, shared_end, end, out + q * out_stride,
+                                             out_stride);
+      }
     }
   }
 }

@@ -119,6 +119,7 @@ constexpr IsaKernels kAvx2Kernels{
     .rms_norm = &rms_norm<Avx2>,
     .silu_mul = &silu_mul<Avx2>,
     .softmax = &softmax<Avx2>,
+    .softmax_numerators = &softmax_numerators<Avx2>,
     .dot = &dot<Avx2>,
     .axpy = &axpy<Avx2>,
     .attention_scores = &attention_scores<Avx2>,

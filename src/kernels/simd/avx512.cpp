@@ -96,6 +96,7 @@ constexpr IsaKernels kAvx512Kernels{
     .rms_norm = &rms_norm<Avx512>,
     .silu_mul = &silu_mul<Avx512>,
     .softmax = &softmax<Avx512>,
+    .softmax_numerators = &softmax_numerators<Avx512>,
     .dot = &dot<Avx512>,
     .axpy = &axpy<Avx512>,
     .attention_scores = &attention_scores<Avx512>,

@@ -39,6 +39,7 @@ struct IsaKernels {
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
   void (*silu_mul)(float* gate, const float* up, int64_t n);
   void (*softmax)(float* row, int64_t n);
+  void (*softmax_numerators)(float* row, int64_t n, float* row_max, float* row_sum);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
   // kernels/attention_ops.h
@@ -50,6 +51,10 @@ struct IsaKernels {
                                  int64_t value_stride, int64_t dim, float* out,
                                  int64_t out_stride);
 };
+
+// A buffer of at least `floats` floats, 64-byte aligned, kept by the calling thread for the
+// kernels' own use (defined outside the target regions, so no std code is compiled for them).
+float* thread_scratch_floats(int64_t floats);
 
 const IsaKernels& avx512_kernels();
 const IsaKernels& avx2_kernels();

@@ -74,9 +74,13 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   }
 }
 
+// The numerators of a softmax: row[i] = exp(row[i] - max) in place, with the max and the sum of
+// the new entries (a row of all -inf: zeros, max -inf, sum 0).
 template <class V>
-void softmax(float* row, int64_t n) {
+void softmax_numerators(float* row, int64_t n, float* row_max, float* row_sum) {
   constexpr int L = V::kLanes;
+  *row_max = -__builtin_inff();
+  *row_sum = 0.0f;
   if (n <= 0) return;
   auto max_vector = V::set1(-__builtin_inff());
   int64_t i = 0;
@@ -101,8 +105,19 @@ void softmax(float* row, int64_t n) {
     V::store_partial(row + i, e, count);
     sum = V::add(sum, V::load_partial(row + i, count));
   }
-  const auto inv_sum = V::set1(1.0f / V::reduce_add(sum));
-  for (i = 0; i + L <= n; i += L) V::store(row + i, V::mul(V::load(row + i), inv_sum));
+  *row_max = max_value;
+  *row_sum = V::reduce_add(sum);
+}
+
+template <class V>
+void softmax(float* row, int64_t n) {
+  constexpr int L = V::kLanes;
+  float max_value, sum;
+  softmax_numerators<V>(row, n, &max_value, &sum);
+  if (max_value == -__builtin_inff()) return;  // fully masked (or empty): zeros already
+  const auto inv_sum = V::set1(1.0f / sum);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::store(row + i, V::mul(V::load(row + i), inv_sum));
   if (i < n) {
     const int count = int(n - i);
     V::store_partial(row + i, V::mul(V::load_partial(row + i, count), inv_sum), count);
