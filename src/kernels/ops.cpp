@@ -25,37 +25,38 @@ void silu_mul_reference(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void softmax_reference(float* row, int64_t n) {
+namespace {
+
+// exp(x - max) in place with the row's max and the sum of the results in double (an all -inf,
+// i.e. fully masked, row becomes zeros with max -inf and sum 0).
+double softmax_numerators_in_double(float* row, int64_t n, float* row_max) {
   float max_value = -INFINITY;
   for (int64_t i = 0; i < n; ++i) max_value = std::max(max_value, row[i]);
-  if (max_value == -INFINITY) {  // fully masked row: torch gives NaN; we give zeros
+  *row_max = max_value;
+  if (max_value == -INFINITY) {
     std::fill(row, row + n, 0.0f);
-    return;
+    return 0.0;
   }
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     row[i] = std::exp(row[i] - max_value);
     sum += row[i];
   }
+  return sum;
+}
+
+}  // namespace
+
+void softmax_reference(float* row, int64_t n) {
+  float max_value;
+  const double sum = softmax_numerators_in_double(row, n, &max_value);
+  if (max_value == -INFINITY) return;  // fully masked row: torch gives NaN; we give zeros
   const float inv_sum = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) row[i] *= inv_sum;
 }
 
 void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum) {
-  float max_value = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) max_value = std::max(max_value, row[i]);
-  *row_max = max_value;
-  *row_sum = 0.0f;
-  if (max_value == -INFINITY) {
-    std::fill(row, row + n, 0.0f);
-    return;
-  }
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    row[i] = std::exp(row[i] - max_value);
-    sum += row[i];
-  }
-  *row_sum = float(sum);
+  *row_sum = float(softmax_numerators_in_double(row, n, row_max));
 }
 
 float dot_reference(const float* a, const float* b, int64_t n) {
