@@ -17,6 +17,7 @@
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/quant_matmul.h"
 #include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
 
@@ -144,13 +145,15 @@ struct QuantWeightSet {
   }
 };
 
-// Args: rows, cols, dtype (Q8 / Q4), threads. Reports bytes read per second (codes and scales).
+// Args: rows, cols, dtype (Q8 / Q4), threads, int8 (Q8: 1 for int8 activation codes, as the
+// output head, 0 for int16). Reports bytes read per second (codes and scales).
 void BM_QuantMatvec(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1);
   const DType dtype = DType(state.range(2));
   ThreadPool::global().set_num_threads(int(state.range(3)));
   const int64_t bytes = rows * (dsv3::quant_row_bytes(dtype, cols) + 2 * dsv3::quant_groups(cols));
   QuantWeightSet weights(dtype, rows, cols, std::max<size_t>(1, (kColdBytes + bytes - 1) / size_t(bytes)));
+  for (WeightMatrix& w : weights.matrices) w.byte_activations = state.range(4) != 0;
   const std::vector<float> x = random_floats(size_t(cols), 1);
   std::vector<float> out(static_cast<size_t>(rows));
   size_t next = 0;
@@ -161,7 +164,8 @@ void BM_QuantMatvec(benchmark::State& state) {
   }
   state.counters["GB/s"] = benchmark::Counter(double(weights.bytes_per_matrix) * 1e-9 * double(state.iterations()),
                                               benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
+  state.SetLabel(std::string(dsv3::dtype_name(dtype)) +
+                 (dsv3::kernels::quant_vnni_active(weights.matrices[0]) ? " vnni " : " ") +
                  std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
 }
 
@@ -371,10 +375,11 @@ BENCHMARK(BM_Matvec)
 
 constexpr int64_t kQ8 = int64_t(DType::Q8), kQ4 = int64_t(DType::Q4);
 BENCHMARK(BM_QuantMatvec)
-    ->ArgNames({"rows", "cols", "dtype", "threads"})
-    ->ArgsProduct({{2816}, {1024}, {kQ8, kQ4}, {1, 2}})
-    ->ArgsProduct({{1024}, {2816}, {kQ8, kQ4}, {1, 2}})
-    ->ArgsProduct({{129280}, {1024}, {kQ8, kQ4}, {1, 2}})
+    ->ArgNames({"rows", "cols", "dtype", "threads", "int8"})
+    ->ArgsProduct({{2816}, {1024}, {kQ8, kQ4}, {1, 2}, {0}})
+    ->ArgsProduct({{1024}, {2816}, {kQ8, kQ4}, {1, 2}, {0}})
+    ->ArgsProduct({{129280}, {1024}, {kQ8, kQ4}, {1, 2}, {0}})
+    ->ArgsProduct({{2816, 129280}, {1024}, {kQ8}, {1, 2}, {1}})
     ->UseRealTime();
 BENCHMARK(BM_QuantMatmul)
     ->ArgNames({"rows", "cols", "dtype", "threads", "tokens"})

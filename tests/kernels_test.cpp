@@ -528,7 +528,7 @@ void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, u
           weight_sum += std::fabs(double(weight_row[size_t(c)]));
           magnitude += std::fabs(double(xt[c]) * weight_row[size_t(c)]);
         }
-        bound += largest / (2.0 * activation_code_max(w.dtype)) * weight_sum;
+        bound += largest / (2.0 * activation_code_max(w.dtype, w.byte_activations)) * weight_sum;
       }
       const size_t index = size_t(t * w.rows + r);
       const double error = std::fabs(double(fast[index]) - double(reference[index]));
@@ -542,19 +542,41 @@ void expect_quant_matmul_within_bound(const WeightMatrix& w, int64_t n_tokens, u
   }
 }
 
+// The block-quantized formats with their activation codes: Q8 with int16 codes, Q8 with int8
+// codes (byte_activations, as the output head), Q4 (int8 codes).
+struct QuantFormat {
+  DType dtype;
+  bool byte_activations;
+};
+constexpr QuantFormat kQuantFormats[] = {{DType::Q8, false}, {DType::Q8, true}, {DType::Q4, false}};
+
+RandomWeights random_quant_format_weights(QuantFormat format, int64_t rows, int64_t cols,
+                                          uint32_t seed) {
+  RandomWeights weights = random_quant_weights(format.dtype, rows, cols, seed);
+  weights.w.byte_activations = format.byte_activations;
+  return weights;
+}
+
+std::string describe(QuantFormat format) {
+  return std::string(dtype_name(format.dtype)) + (format.byte_activations ? " (int8 codes)" : "");
+}
+
 TEST(Matmul, QuantizedFormatsMatchReferenceWithinActivationRounding) {
   KernelSettingsGuard guard;
   uint32_t seed = 7000;
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
-    for (DType dtype : {DType::Q8, DType::Q4}) {
+    for (QuantFormat format : kQuantFormats) {
       for (int64_t rows : {1, 3, 17, 130}) {
-        for (int64_t cols : {1, 31, 32, 33, 64, 65, 100, 128, 129, 300, 1000}) {
-          const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+        for (int64_t cols : {1, 31, 32, 33, 64, 65, 100, 127, 128, 129, 300, 1000}) {
+          const RandomWeights weights = random_quant_format_weights(format, rows, cols, ++seed);
+          const std::string kernel = quant_vnni_active(weights.w)   ? " (vnni)"
+                                     : quant_simd_active(weights.w) ? " (simd)"
+                                                                    : "";
           for (int64_t n_tokens : {1, 3, 8, 9, 20}) {
             expect_quant_matmul_within_bound(
                 weights.w, n_tokens, ++seed,
-                describe(isa, dtype, rows, cols, n_tokens) + (quant_simd_active(dtype) ? " (simd)" : ""));
+                describe(isa, format.dtype, rows, cols, n_tokens) + " " + describe(format) + kernel);
           }
         }
       }
@@ -567,9 +589,9 @@ TEST(Matmul, QuantizedFormatsMatchReferenceWithinActivationRounding) {
 TEST(Matmul, QuantizedKernelsAgreeAcrossInstructionSets) {
   KernelSettingsGuard guard;
   uint32_t seed = 8000;
-  for (DType dtype : {DType::Q8, DType::Q4}) {
+  for (QuantFormat format : kQuantFormats) {
     for (int64_t cols : {33, 130, 1000}) {
-      const RandomWeights weights = random_weights(dtype, 45, cols, ++seed);
+      const RandomWeights weights = random_quant_format_weights(format, 45, cols, ++seed);
       const int64_t n_tokens = 11;
       const std::vector<float> x = random_floats(n_tokens * cols, ++seed);
       std::vector<std::vector<float>> outputs;
@@ -586,7 +608,7 @@ TEST(Matmul, QuantizedKernelsAgreeAcrossInstructionSets) {
           for (int64_t c = 0; c < cols; ++c) magnitude += std::fabs(double(x[size_t(t * cols + c)]) * weight_row[c]);
           for (size_t i = 1; i < outputs.size(); ++i) {
             EXPECT_NEAR(outputs[0][size_t(t * 45 + r)], outputs[i][size_t(t * 45 + r)], 2e-6 * magnitude)
-                << dtype_name(dtype) << " cols " << cols << " isa #" << i;
+                << describe(format) << " cols " << cols << " isa #" << i;
           }
         }
       }
@@ -594,14 +616,14 @@ TEST(Matmul, QuantizedKernelsAgreeAcrossInstructionSets) {
   }
 }
 
-// The AVX-512 activation quantization and Q4 byte layout are bitwise the scalar forms, at odd
+// The AVX-512 activation quantization and VNNI byte layout are bitwise the scalar forms, at odd
 // sizes, on values over 20 binades, groups of zeros, NaN, infinities, values near FLT_MAX or
 // denormal, and values exactly half-way between two codes (round to even).
 TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
   if (!isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "no AVX-512";
   std::mt19937 rng(31);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (int code_max : {kActivationCodeMax, kQ4ActivationCodeMax}) {
+  for (int code_max : {kActivationCodeMax, kByteActivationCodeMax}) {
     for (int64_t cols : {1, 5, 16, 17, 31, 32, 33, 63, 64, 100, 128, 129, 300, 1000}) {
       for (int pattern = 0; pattern < 6; ++pattern) {
         std::vector<float> x(static_cast<size_t>(cols));
@@ -637,24 +659,27 @@ TEST(BlockQuant, SimdActivationQuantizationIsBitwiseTheScalarOne) {
                   std::memcmp(scalar_scales.data(), simd_scales.data(), scalar_scales.size() * 4))
             << label;
 
-        if (code_max != kQ4ActivationCodeMax) continue;  // the Q4 layout takes int8 codes
-        std::vector<int8_t> scalar_bytes(static_cast<size_t>(stride)),
-            simd_bytes(static_cast<size_t>(stride));
-        std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)),
-            simd_lane_scales(static_cast<size_t>(groups * 8));
-        std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)),
-            simd_offsets(static_cast<size_t>(groups * 8));
-        arrange_q4_activations(scalar_codes.data(), scalar_scales.data(), stride,
-                               scalar_bytes.data(), scalar_lane_scales.data(),
-                               scalar_offsets.data());
-        simd::avx512_arrange_q4_activations(scalar_codes.data(), scalar_scales.data(), stride,
-                                            simd_bytes.data(), simd_lane_scales.data(),
-                                            simd_offsets.data());
-        EXPECT_EQ(scalar_bytes, simd_bytes) << label;
-        EXPECT_EQ(scalar_offsets, simd_offsets) << label;
-        EXPECT_EQ(0, std::memcmp(scalar_lane_scales.data(), simd_lane_scales.data(),
-                                 scalar_lane_scales.size() * 4))
-            << label;
+        if (code_max != kByteActivationCodeMax) continue;  // the VNNI layout takes int8 codes
+        for (int weight_offset : {8, 128}) {  // Q4, Q8
+          std::vector<int8_t> scalar_bytes(static_cast<size_t>(stride)),
+              simd_bytes(static_cast<size_t>(stride));
+          std::vector<float> scalar_lane_scales(static_cast<size_t>(groups * 8)),
+              simd_lane_scales(static_cast<size_t>(groups * 8));
+          std::vector<int32_t> scalar_offsets(static_cast<size_t>(groups * 8)),
+              simd_offsets(static_cast<size_t>(groups * 8));
+          arrange_byte_activations(scalar_codes.data(), scalar_scales.data(), stride,
+                                   weight_offset, scalar_bytes.data(),
+                                   scalar_lane_scales.data(), scalar_offsets.data());
+          simd::avx512_arrange_byte_activations(scalar_codes.data(), scalar_scales.data(), stride,
+                                                weight_offset, simd_bytes.data(),
+                                                simd_lane_scales.data(), simd_offsets.data());
+          const std::string offset_label = label + " weight offset " + std::to_string(weight_offset);
+          EXPECT_EQ(scalar_bytes, simd_bytes) << offset_label;
+          EXPECT_EQ(scalar_offsets, simd_offsets) << offset_label;
+          EXPECT_EQ(0, std::memcmp(scalar_lane_scales.data(), simd_lane_scales.data(),
+                                   scalar_lane_scales.size() * 4))
+              << offset_label;
+        }
       }
     }
   }
@@ -936,6 +961,7 @@ TEST(Matmul, GroupGivesTheBitsOfMatmul) {
     DType dtype;
     int64_t rows, cols, n_tokens;
     bool float_activations;
+    bool byte_activations = false;  // Q8 with int8 codes
   };
   const Shape shapes[] = {
       {DType::BF16, 37, 300, 1, false}, {DType::F32, 1, 7, 1, false},
@@ -946,7 +972,8 @@ TEST(Matmul, GroupGivesTheBitsOfMatmul) {
       // Enough many-token products for the threads to take whole products.
       {DType::BF16, 40, 70, 9, false},  {DType::F32, 33, 50, 10, false},
       {DType::Q4, 20, 64, 11, false},   {DType::F8_E4M3, 129, 256, 9, false},
-      {DType::BF16, 64, 64, 16, false}};
+      {DType::BF16, 64, 64, 16, false}, {DType::Q8, 45, 130, 1, false, true},
+      {DType::Q8, 40, 100, 10, false, true}};
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (ActivationPrecision precision : {ActivationPrecision::kAuto, ActivationPrecision::kF32}) {
@@ -955,6 +982,7 @@ TEST(Matmul, GroupGivesTheBitsOfMatmul) {
       std::vector<std::vector<float>> inputs, expected;
       for (const Shape& shape : shapes) {
         weights.push_back(random_weights(shape.dtype, shape.rows, shape.cols, ++seed));
+        weights.back().w.byte_activations = shape.byte_activations;
         inputs.push_back(random_floats(shape.n_tokens * shape.cols, ++seed));
         expected.emplace_back(size_t(shape.n_tokens * shape.rows));
         (shape.float_activations ? matmul_f32_activations : matmul)(
@@ -1032,11 +1060,13 @@ TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
   struct Shape {
     DType dtype;
     int64_t rows, cols, n_tokens;
+    bool byte_activations = false;  // Q8 with int8 codes
   };
   const Shape shapes[] = {
-      {DType::Q8, 40, 130, 1}, {DType::Q4, 33, 130, 1}, {DType::Q4, 70, 130, 1},
-      {DType::Q8, 20, 97, 1},  {DType::Q4, 50, 65, 1},  {DType::Q8, 40, 130, 2},
-      {DType::Q4, 45, 130, 2}, {DType::Q8, 29, 130, 1}, {DType::BF16, 30, 130, 1}};
+      {DType::Q8, 40, 130, 1},       {DType::Q4, 33, 130, 1},       {DType::Q4, 70, 130, 1},
+      {DType::Q8, 20, 97, 1},        {DType::Q8, 35, 130, 1, true}, {DType::Q4, 50, 65, 1},
+      {DType::Q8, 40, 130, 2},       {DType::Q4, 45, 130, 2},       {DType::Q8, 29, 130, 1},
+      {DType::Q8, 33, 130, 1, true}, {DType::BF16, 30, 130, 1}};
   const std::vector<float> x = random_floats(2 * 130, ++seed);
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
@@ -1045,6 +1075,7 @@ TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
     std::vector<MatmulItem> items;
     for (const Shape& shape : shapes) {
       weights.push_back(random_weights(shape.dtype, shape.rows, shape.cols, ++seed));
+      weights.back().w.byte_activations = shape.byte_activations;
       expected.emplace_back(size_t(shape.n_tokens * shape.rows));
       matmul(weights.back().w, x.data(), shape.n_tokens, expected.back().data());
     }

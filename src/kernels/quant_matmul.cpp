@@ -34,7 +34,7 @@ std::string describe(const WeightMatrix& w) {
 struct QuantizedActivations {
   std::vector<int16_t> codes;  // [n_tokens][stride]
   std::vector<float> scales;   // [n_tokens][groups]
-  // The Q4 VNNI kernel's layout (see simd::QuantMatmulJob).
+  // The VNNI kernels' layout (see simd::QuantMatmulJob).
   std::vector<int8_t> bytes;
   std::vector<float> lane_scales;
   std::vector<int32_t> lane_offsets;
@@ -48,6 +48,10 @@ template <class T>
 void grow(std::vector<T>& buffer, int64_t count) {
   if (buffer.size() < size_t(count)) buffer.resize(size_t(count));
 }
+
+// The amount a VNNI kernel adds to w's codes to make them unsigned for vpdpbusd: Q4 stores
+// them so (q + 8), Q8 flips their sign bits (q + 128).
+int vnni_weight_offset(const WeightMatrix& w) { return w.dtype == DType::Q4 ? 8 : 128; }
 
 void quantize_tokens(const WeightMatrix& w, const float* x, int64_t n_tokens, bool byte_layout,
                      QuantizedActivations& a) {
@@ -63,7 +67,8 @@ void quantize_tokens(const WeightMatrix& w, const float* x, int64_t n_tokens, bo
   // AVX-512 whenever the CPU runs it, also for the portable Q4 kernel (no VNNI): bitwise the
   // same codes either way.
   const bool simd = active_isa() == KernelIsa::kAvx512;
-  const int code_max = activation_code_max(w.dtype);
+  const int code_max = activation_code_max(w.dtype, w.byte_activations);
+  const int weight_offset = vnni_weight_offset(w);
   auto quantize_token = [&](int64_t t) {
     int16_t* codes = a.codes.data() + t * a.stride;
     float* scales = a.scales.data() + t * a.groups;
@@ -79,10 +84,11 @@ void quantize_tokens(const WeightMatrix& w, const float* x, int64_t n_tokens, bo
     float* lane_scales = a.lane_scales.data() + t * a.groups * 8;
     int32_t* lane_offsets = a.lane_offsets.data() + t * a.groups * 8;
     if (simd) {
-      simd::avx512_arrange_q4_activations(codes, scales, a.stride, bytes, lane_scales,
-                                          lane_offsets);
+      simd::avx512_arrange_byte_activations(codes, scales, a.stride, weight_offset, bytes,
+                                            lane_scales, lane_offsets);
     } else {
-      arrange_q4_activations(codes, scales, a.stride, bytes, lane_scales, lane_offsets);
+      arrange_byte_activations(codes, scales, a.stride, weight_offset, bytes, lane_scales,
+                               lane_offsets);
     }
   };
   if (n_tokens < kParallelQuantizeTokens) {
@@ -122,8 +128,9 @@ void quant_rows_portable(const WeightMatrix& w, const QuantizedActivations& a, i
 
 }  // namespace
 
-void arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
-                            int8_t* bytes, float* lane_scales, int32_t* lane_offsets) {
+void arrange_byte_activations(const int16_t* codes, const float* scales, int64_t stride,
+                              int weight_offset, int8_t* bytes, float* lane_scales,
+                              int32_t* lane_offsets) {
   for (int64_t c = 0; c < stride; ++c) bytes[c] = int8_t(codes[c]);  // |q| <= 127
   // Group g fills lanes (g % 2) * 8 ... of step g / 2: flat index g * 8.
   for (int64_t g = 0; g < stride / kQuantGroup; ++g) {
@@ -131,7 +138,7 @@ void arrange_q4_activations(const int16_t* codes, const float* scales, int64_t s
     for (int64_t c = g * kQuantGroup; c < (g + 1) * kQuantGroup; ++c) sum += codes[c];
     std::fill_n(lane_scales + g * 8, 8, scales[g]);
     std::fill_n(lane_offsets + g * 8, 8, 0);
-    lane_offsets[g * 8] = -8 * sum;
+    lane_offsets[g * 8] = -weight_offset * sum;
   }
 }
 
@@ -144,18 +151,15 @@ void validate_quant_weight(const WeightMatrix& w) {
   }
 }
 
-bool quant_simd_active(DType dtype) {
-  return active_isa() == KernelIsa::kAvx512 && (dtype == DType::Q8 || cpu_has_avx512_vnni());
+bool quant_vnni_active(const WeightMatrix& w) {
+  return active_isa() == KernelIsa::kAvx512 && cpu_has_avx512_vnni() &&
+         (w.dtype == DType::Q4 || w.byte_activations);
 }
 
-namespace {
-
-// Whether w's kernel reads the Q4 VNNI byte layout besides the codes.
-bool needs_byte_layout(const WeightMatrix& w) {
-  return w.dtype == DType::Q4 && quant_simd_active(w.dtype);
+// Without VNNI, Q8 with int8 codes takes the int16 kernel (the codes are int16 there anyway).
+bool quant_simd_active(const WeightMatrix& w) {
+  return w.dtype == DType::Q8 ? active_isa() == KernelIsa::kAvx512 : quant_vnni_active(w);
 }
-
-}  // namespace
 
 QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                                 float* out, size_t slot) {
@@ -168,20 +172,20 @@ QuantRowsJob prepare_quant_rows(const WeightMatrix& w, const float* x, int64_t n
   job.activations = &activations;
   job.n_tokens = n_tokens;
   job.out = out;
-  job.simd = quant_simd_active(w.dtype);
-  quantize_tokens(w, x, n_tokens, needs_byte_layout(w), activations);
+  job.simd = quant_simd_active(w);
+  quantize_tokens(w, x, n_tokens, quant_vnni_active(w), activations);
   return job;
 }
 
 bool quantizes_activations_alike(const WeightMatrix& a, const WeightMatrix& b) {
-  return a.cols == b.cols && a.dtype == b.dtype;
+  return a.cols == b.cols && a.dtype == b.dtype && a.byte_activations == b.byte_activations;
 }
 
 QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& w, float* out) {
   QuantRowsJob job = prepared;
   job.w = &w;
   job.out = out;
-  job.simd = quant_simd_active(w.dtype);
+  job.simd = quant_simd_active(w);
   return job;
 }
 
@@ -205,8 +209,9 @@ void quant_rows(const QuantRowsJob& rows_job, int64_t row_begin, int64_t row_end
   job.out = rows_job.out;
   job.panel_rows = std::max<int64_t>(kRowsPerTask, kPanelBytes / std::max<int64_t>(w.row_bytes(), 1) /
                                                        kRowsPerTask * kRowsPerTask);
-  if (w.dtype == DType::Q8) return simd::avx512_quant_rows(job, row_begin, row_end);
-  simd::avx512_vnni_q4_rows(job, row_begin, row_end);
+  if (w.dtype == DType::Q4) return simd::avx512_vnni_q4_rows(job, row_begin, row_end);
+  if (quant_vnni_active(w)) return simd::avx512_vnni_q8_rows(job, row_begin, row_end);
+  simd::avx512_quant_rows(job, row_begin, row_end);
 }
 
 void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {

@@ -1,10 +1,11 @@
 // kernels::matmul for the block-quantized Q8 / Q4 weights (tensor/block_quant.h): each token's
-// activations are quantized to int16 per group of 32 columns with their own scale (so a token's
-// result never depends on its batch), every group's integer dot product is exact, and
+// activations are quantized to int16 or int8 codes (activation_code_max) per group of 32
+// columns with their own scale (so a token's result never depends on its batch), every group's
+// integer dot product is exact, and
 //   out[t][r] = sum over groups g of float(dot_g(q_w[r], q_x[t])) * (scale_w[r][g] * scale_x[t][g])
-// The AVX-512 kernels (simd/quant_avx512.cpp: vpmaddwd for Q8, VNNI vpdpbusd for Q4) sum the
-// groups in 16 float lanes; the portable kernel here one group after the other (also used for
-// Q4 on AVX-512 CPUs without VNNI). Only kernels/matmul.cpp calls these.
+// The AVX-512 kernels (simd/quant_avx512.cpp: vpmaddwd for int16 codes, VNNI vpdpbusd for int8
+// codes) sum the groups in 16 float lanes; the portable kernel here one group after the other
+// (also used for Q4 on AVX-512 CPUs without VNNI). Only kernels/matmul.cpp calls these.
 #pragma once
 
 #include <cstdint>
@@ -39,16 +40,22 @@ QuantRowsJob share_quant_rows(const QuantRowsJob& prepared, const WeightMatrix& 
 // Rows [row_begin, row_end) of job.out, all tokens.
 void quant_rows(const QuantRowsJob& job, int64_t row_begin, int64_t row_end);
 
-// The Q4 VNNI kernel's layout of one token's int8 activation codes (`stride` codes, a multiple
-// of 128, zero past cols, each within kQ4ActivationCodeMax; stride / 32 scales), see
-// simd::QuantMatmulJob: the codes as bytes, 8 lane scales and 8 lane offsets per group. The
-// portable form, the reference of simd::avx512_arrange_q4_activations.
-void arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
-                            int8_t* bytes, float* lane_scales, int32_t* lane_offsets);
+// The VNNI kernels' layout of one token's int8 activation codes (`stride` codes, a multiple of
+// 128, zero past cols, each within kByteActivationCodeMax; stride / 32 scales), see
+// simd::QuantMatmulJob: the codes as bytes, 8 lane scales and 8 lane offsets per group, the
+// offsets -weight_offset * (the group's code sum), weight_offset the amount the kernel adds to
+// make the weights unsigned (8 for Q4, 128 for Q8). The portable form, the reference of
+// simd::avx512_arrange_byte_activations.
+void arrange_byte_activations(const int16_t* codes, const float* scales, int64_t stride,
+                              int weight_offset, int8_t* bytes, float* lane_scales,
+                              int32_t* lane_offsets);
 
 // out[t][r] for a validated Q8/Q4 w, n_tokens >= 1, w.rows >= 1, w.cols >= 1.
 void quant_matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
-// Whether quant_matmul uses an AVX-512 kernel for this format with the active kernel set.
-bool quant_simd_active(DType dtype);
+// Whether quant_matmul uses an AVX-512 kernel for w with the active kernel set.
+bool quant_simd_active(const WeightMatrix& w);
+// Whether that kernel is a VNNI one, multiplying int8 activation codes with vpdpbusd (Q4, and
+// Q8 with byte_activations, on a CPU with AVX512_VNNI).
+bool quant_vnni_active(const WeightMatrix& w);
 
 }  // namespace dsv3::kernels

@@ -286,6 +286,10 @@ std::shared_ptr<ModelWeights> ModelWeights::load(const Checkpoint& checkpoint, c
     weights->lm_head = weights->embed_tokens;
   else if (checkpoint.find("lm_head.weight"))  // absent in sequence-classification checkpoints
     weights->lm_head = loader.matrix("lm_head.weight", config.vocab_size, config.hidden_size);
+  // A Q8 head multiplies int8 activation codes, 64 columns per VNNI instruction: its input is
+  // the final norm's output and its rounding reaches the logits once, not every later layer
+  // (measured: the KL to F32 moves from 0.00056 to 0.00061, README `quantize`).
+  weights->lm_head.byte_activations = weights->lm_head.dtype == DType::Q8;
   if (checkpoint.find("score.weight"))
     weights->score = loader.matrix("score.weight", config.num_labels, config.hidden_size);
   return weights;

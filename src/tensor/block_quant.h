@@ -46,15 +46,18 @@ int quant_value(DType dtype, const uint8_t* row_codes, int64_t col);
 // Writes quant_groups(cols) scales.
 //   Q8 weights: int16 codes, code_max = kActivationCodeMax = 127 * 256 + 127 (int8 activations,
 //     as in llama.cpp's q8_0 x q8_0, cost several times the error of the weights themselves on
-//     heavy-tailed inputs such as the SwiGLU product).
-//   Q4 weights: int8 codes, code_max = kQ4ActivationCodeMax = 127 (llama.cpp's q4_0 x q8_0): the
-//     weights' own error is ~16 times that of Q8, so the activations' int8 rounding is small
-//     beside it, and one VNNI vpdpbusd multiplies 64 nibbles by 64 codes.
+//     heavy-tailed inputs such as the SwiGLU product), except for a matrix marked
+//     byte_activations (the output head, see WeightMatrix): int8 codes as Q4's.
+//   Q4 weights: int8 codes, code_max = kByteActivationCodeMax = 127 (llama.cpp's q4_0 x q8_0):
+//     the weights' own error is ~16 times that of Q8, so the activations' int8 rounding is small
+//     beside it, and one VNNI vpdpbusd multiplies 64 weights by 64 codes.
 inline constexpr int kActivationCodeMax = 32639;
-inline constexpr int kQ4ActivationCodeMax = 127;
-// The code_max of the activations multiplied by a Q8 / Q4 matrix.
-inline int activation_code_max(DType weight_dtype) {
-  return weight_dtype == DType::Q4 ? kQ4ActivationCodeMax : kActivationCodeMax;
+inline constexpr int kByteActivationCodeMax = 127;
+// The code_max of the activations multiplied by a Q8 / Q4 matrix (byte_activations: its
+// WeightMatrix field).
+inline int activation_code_max(DType weight_dtype, bool byte_activations) {
+  return weight_dtype == DType::Q4 || byte_activations ? kByteActivationCodeMax
+                                                       : kActivationCodeMax;
 }
 void quantize_activations(const float* x, int64_t cols, int code_max, int16_t* codes,
                           float* scales);

@@ -21,6 +21,10 @@ struct WeightMatrix {
   int64_t scale_cols = 0;
   // Q8 / Q4 (tensor/block_quant.h): float16 scales [rows][scale_cols], one per 32 columns.
   const uint16_t* group_scale = nullptr;
+  // Q8 only: the activations this matrix multiplies are quantized to int8 codes (as for Q4)
+  // instead of int16, so that VNNI's vpdpbusd multiplies 64 columns per instruction. The model
+  // sets it on a Q8 output head, where it measured free in accuracy (README, `quantize`).
+  bool byte_activations = false;
 
   bool empty() const { return data == nullptr; }
   // Bytes from one row to the next in `data`.

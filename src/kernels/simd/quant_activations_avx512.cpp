@@ -1,6 +1,6 @@
 // The per-token activation quantization of the Q8 / Q4 kernels (tensor/block_quant.h
-// quantize_activations) and the Q4 VNNI byte layout of its codes (kernels/quant_matmul.cpp
-// arrange_q4_activations), for AVX-512 (F, BW, VL). Both are run once per product before the
+// quantize_activations) and the VNNI byte layout of its codes (kernels/quant_matmul.cpp
+// arrange_byte_activations), for AVX-512 (F, BW, VL). Both are run once per product before the
 // pool pass, on the calling thread, so they sit on the decode's serial path: the scalar forms
 // cost about as much as a small matrix.
 //
@@ -59,18 +59,19 @@ void avx512_quantize_activations(const float* x, int64_t cols, int code_max, int
   }
 }
 
-void avx512_arrange_q4_activations(const int16_t* codes, const float* scales, int64_t stride,
-                                   int8_t* bytes, float* lane_scales, int32_t* lane_offsets) {
+void avx512_arrange_byte_activations(const int16_t* codes, const float* scales, int64_t stride,
+                                     int weight_offset, int8_t* bytes, float* lane_scales,
+                                     int32_t* lane_offsets) {
   const __m512i ones = _mm512_set1_epi16(1);
   for (int64_t g = 0; g * kQuantGroup < stride; ++g) {
     const __m512i q = _mm512_loadu_si512(codes + g * kQuantGroup);
-    // |q| <= kQ4ActivationCodeMax: the int16 -> int8 truncation keeps every code.
+    // |q| <= kByteActivationCodeMax: the int16 -> int8 truncation keeps every code.
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(bytes + g * kQuantGroup),
                         _mm512_cvtepi16_epi8(q));
     const int32_t sum = _mm512_reduce_add_epi32(_mm512_madd_epi16(q, ones));  // exact
     _mm256_storeu_ps(lane_scales + g * 8, _mm256_set1_ps(scales[g]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(lane_offsets + g * 8),
-                        _mm256_setr_epi32(-8 * sum, 0, 0, 0, 0, 0, 0, 0));
+                        _mm256_setr_epi32(-weight_offset * sum, 0, 0, 0, 0, 0, 0, 0));
   }
 }
 

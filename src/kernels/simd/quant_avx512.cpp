@@ -1,12 +1,14 @@
-// The Q8 / Q4 matrix kernels for AVX-512 (F, BW, VL; Q4 also VNNI). Each token's activations
-// come as int16 codes per group of 32 columns (kernels/quant_matmul.cpp); every group's integer
-// dot product with the weight codes is exact, then scaled and added in float:
-//   Q8: one group is one vector of 32 int16 (weight codes sign-extended), vpmaddwd sums pairs
-//       into 16 int32 lanes (|sum| < 2^24), and for every (row r, token t) of the register tile
-//       acc[r][t] = fma(float(ints), w_scale[r][g] * x_scale[t][g], acc[r][t]).
-//   Q4: 64 columns (two groups) at a time: the unsigned nibbles (q + 8) times the int8
+// The Q8 / Q4 matrix kernels for AVX-512 (F, BW, VL; the int8-code kernels also VNNI). Each
+// token's activations come as int16 or int8 codes per group of 32 columns
+// (kernels/quant_matmul.cpp); every group's integer dot product with the weight codes is exact,
+// then scaled and added in float:
+//   Q8, int16 codes: one group is one vector of 32 int16 (weight codes sign-extended), vpmaddwd
+//       sums pairs into 16 int32 lanes (|sum| < 2^24), and for every (row r, token t) of the
+//       register tile acc[r][t] = fma(float(ints), w_scale[r][g] * x_scale[t][g], acc[r][t]).
+//   Q4, and Q8 with int8 codes: 64 columns (two groups) at a time: the weights made unsigned
+//       (Q4 nibbles q + 8, Q8 codes with the sign bit flipped, q + 128) times the int8
 //       activation codes: ints = vpdpbusd(offsets, w, x) (lanes 0-7 one group, 8-15 the next,
-//       the offsets take the 8 back), then
+//       the offsets take the 8 or 128 back; |ints| <= 32 * 255 * 127 < 2^24), then
 //       acc[r][t] = fma(float(ints), w_scales[r][s] * x_scales[t][s], acc[r][t]) by lanes.
 // out[t][r] = reduce_add_avx512(acc[r][t]) (simd/reduce_avx512_impl.h). The sequence is the
 // same whatever the tile, the panel, the batch or the thread: batch invariant.
@@ -166,8 +168,8 @@ void avx512_quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row
 
 #pragma GCC pop_options
 
-// The Q4 kernel needs VNNI: compiled in its own target region, so the Q8 kernel above never
-// contains a VNNI instruction.
+// The int8-code kernels need VNNI: compiled in their own target region, so the int16 Q8 kernel
+// above never contains a VNNI instruction.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")
 
@@ -192,14 +194,14 @@ inline __m512 step_scales(__m512 block_scales, int64_t j) {
   return _mm512_permutexvar_ps(_mm512_load_si512(kStepLanes[j]), block_scales);
 }
 
-// Step s (64 columns, two groups) of every row of the tile (unsigned nibbles) against every
-// token: ints = vpdpbusd(offsets, nibbles, codes). kScaledByToken: scales[i] already holds the
+// Step s (64 columns, two groups) of every row of the tile (unsigned weights) against every
+// token: ints = vpdpbusd(offsets, weights, codes). kScaledByToken: scales[i] already holds the
 // weight scales times the token's (one-token tiles: the same products of the same two floats,
 // so the same bits, one multiply fewer per step).
 template <int kRows, int kTokens, bool kScaledByToken = false>
-inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s,
-                    const __m512i (&nibbles)[kRows], const __m512 (&scales)[kRows],
-                    __m512 (&acc)[kRows][kTokens]) {
+inline void byte_step(const QuantMatmulJob& job, int64_t token, int64_t s,
+                      const __m512i (&weights)[kRows], const __m512 (&scales)[kRows],
+                      __m512 (&acc)[kRows][kTokens]) {
   static_assert(!kScaledByToken || kTokens == 1, "token scales fold in for one token only");
   const int64_t steps = job.x_stride / 64;
 #pragma GCC unroll 8
@@ -209,7 +211,7 @@ inline void q4_step(const QuantMatmulJob& job, int64_t token, int64_t s,
     const __m512i offsets = _mm512_loadu_si512(job.x_lane_offsets + lane_index);
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
-      const __m512 ints = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(offsets, nibbles[i], codes));
+      const __m512 ints = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(offsets, weights[i], codes));
       if constexpr (kScaledByToken) {
         acc[i][t] = _mm512_fmadd_ps(ints, scales[i], acc[i][t]);
       } else {
@@ -275,8 +277,73 @@ struct Q4Tile {
           high_scales[i] = step_scales(chunk_scales, 1);
         }
       }
-      q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk, low, low_scales, acc);
-      q4_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk + 1, high, high_scales, acc);
+      byte_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk, low, low_scales, acc);
+      byte_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk + 1, high, high_scales, acc);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < kTokens; ++t)
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i)
+        job.out[(token + t) * w.rows + row + i] = reduce_add_avx512(acc[i][t]);
+  }
+};
+
+// Q8 with int8 activation codes: a step is 64 consecutive stored codes of a row, their sign
+// bits flipped (q + 128), the last step of a row masked (its weights then enter as 128, against
+// activation codes that are 0 past cols).
+struct Q8ByteTile {
+  template <int kRows, int kTokens>
+  static void dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
+    const WeightMatrix& w = *job.w;
+    const int64_t row_bytes = w.row_bytes();
+    const auto* first_row = static_cast<const uint8_t*>(w.data) + row * row_bytes;
+    const uint16_t* first_scales = w.group_scale + row * w.scale_cols;
+    const uint8_t* ahead = first_row + 2 * kRows * row_bytes;
+    const bool prefetch = row + 3 * kRows <= w.rows;
+    __m512 acc[kRows][kTokens];
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+      for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+    const __m512i sign_bits = _mm512_set1_epi8(char(0x80));
+    // One token: the weight scales of a block of 16 groups (8 steps) converted and multiplied by
+    // the token's in one vector per row, then spread per step.
+    __m512 block_scales[kRows];
+    for (int64_t s = 0; s * 64 < w.cols; ++s) {
+      const int64_t c = s * 64;
+      const __mmask64 mask = w.cols - c >= 64 ? ~__mmask64(0) : (__mmask64(1) << (w.cols - c)) - 1;
+      if constexpr (kTokens == 1) {
+        if (s % 8 == 0) {
+          // x_groups >= scale_cols: the mask keeps both loads inside their rows.
+          const int64_t left = w.scale_cols - 2 * s;
+          const __mmask16 scale_mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+          const __m512 x_scales =
+              _mm512_maskz_loadu_ps(scale_mask, job.x_scales + token * job.x_groups + 2 * s);
+#pragma GCC unroll 8
+          for (int i = 0; i < kRows; ++i) {
+            block_scales[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                                                scale_mask, first_scales + i * w.scale_cols + 2 * s)),
+                                            x_scales);
+          }
+        }
+      }
+      __m512i weights[kRows];
+      __m512 scales[kRows];
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) {
+        const int64_t offset = i * row_bytes + c;
+        if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(ahead + offset), _MM_HINT_T1);
+        weights[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, first_row + offset), sign_bits);
+        if constexpr (kTokens == 1) {
+          scales[i] = step_scales(block_scales[i], s % 8);
+        } else {
+          const int64_t n_scales = w.scale_cols - 2 * s < 2 ? 1 : 2;
+          const __m512 step_pair = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(
+              __mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 2 * s)));
+          scales[i] = step_scales(step_pair, 0);
+        }
+      }
+      byte_step<kRows, kTokens, kTokens == 1>(job, token, s, weights, scales, acc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t)
@@ -290,6 +357,10 @@ struct Q4Tile {
 
 void avx512_vnni_q4_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end) {
   quant_rows<Q4Tile>(job, row_begin, row_end);
+}
+
+void avx512_vnni_q8_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end) {
+  quant_rows<Q8ByteTile>(job, row_begin, row_end);
 }
 
 }  // namespace dsv3::kernels::simd
