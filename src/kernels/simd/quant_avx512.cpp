@@ -32,6 +32,60 @@
 namespace dsv3::kernels::simd {
 namespace {
 
+// Where the rows of a register tile start: codes and scales, and the codes of the tile after
+// next, which are prefetched while this tile streams (enough reads in flight for the few short
+// streams of a tile).
+struct TileRows {
+  TileRows(const WeightMatrix& w, int64_t row, int tile_rows)
+      : row_bytes(w.row_bytes()),
+        first(static_cast<const uint8_t*>(w.data) + row * row_bytes),
+        ahead(first + 2 * tile_rows * row_bytes),
+        first_scales(w.group_scale + row * w.scale_cols),
+        prefetch(row + 3 * tile_rows <= w.rows) {}
+  int64_t row_bytes;
+  const uint8_t* first;
+  const uint8_t* ahead;
+  const uint16_t* first_scales;
+  bool prefetch;  // whether the tile after next exists
+};
+
+template <int kRows, int kTokens>
+inline void zero(__m512 (&acc)[kRows][kTokens]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+    for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+}
+
+// out[token + t][row + i] = the sum of acc[i][t]'s lanes.
+template <int kRows, int kTokens>
+inline void store_outputs(const QuantMatmulJob& job, int64_t row, int64_t token,
+                          const __m512 (&acc)[kRows][kTokens]) {
+#pragma GCC unroll 8
+  for (int t = 0; t < kTokens; ++t)
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i)
+      job.out[(token + t) * job.w->rows + row + i] = reduce_add_avx512(acc[i][t]);
+}
+
+// One token: the weight scales of groups [g, g + 16) of every row of the tile, converted and
+// multiplied by the token's in one vector per row (x_groups >= scale_cols: the mask keeps both
+// loads inside their rows).
+template <int kRows>
+inline void token_block_scales(const QuantMatmulJob& job, const TileRows& rows, int64_t token,
+                               int64_t g, __m512 (&block_scales)[kRows]) {
+  const WeightMatrix& w = *job.w;
+  const int64_t left = w.scale_cols - g;
+  const __mmask16 mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
+  const __m512 x_scales = _mm512_maskz_loadu_ps(mask, job.x_scales + token * job.x_groups + g);
+#pragma GCC unroll 8
+  for (int i = 0; i < kRows; ++i) {
+    block_scales[i] = _mm512_mul_ps(
+        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, rows.first_scales + i * w.scale_cols + g)),
+        x_scales);
+  }
+}
+
 // Group g of every row of the tile (weights as int16, their scales) against every token.
 // kScaledByToken: scales[i] already holds the weight scale times the token's (one-token tiles,
 // see Q8Tile::dot: the same product of the same two floats, so the same bits).
@@ -65,19 +119,9 @@ struct Q8Tile {
 template <int kRows, int kTokens>
 void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
   const WeightMatrix& w = *job.w;
-  const int64_t row_bytes = w.row_bytes();
-  const auto* first_row = static_cast<const uint8_t*>(w.data) + row * row_bytes;
-  const uint16_t* first_scales = w.group_scale + row * w.scale_cols;
-  // The rows of the tile after next come next in memory: prefetching them while this tile
-  // streams keeps enough reads in flight for the few short streams of a tile.
-  const uint8_t* ahead = first_row + 2 * kRows * row_bytes;
-  const bool prefetch = row + 3 * kRows <= w.rows;
-
+  const TileRows rows(w, row, kRows);
   __m512 acc[kRows][kTokens];
-#pragma GCC unroll 8
-  for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+  zero(acc);
 
   {
     // One token: the weight scales of 16 groups at a time converted and multiplied by the
@@ -90,38 +134,29 @@ void Q8Tile::dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
       const __mmask32 mask = n == 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
       if constexpr (kTokens == 1) {
         if (g % 16 == 0) {
-          const int64_t left = w.scale_cols - g;  // x_groups >= scale_cols
-          const __mmask16 scale_mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
-          const __m512 x_scales = _mm512_maskz_loadu_ps(scale_mask, job.x_scales + token * job.x_groups + g);
+          __m512 block_scales[kRows];
+          token_block_scales(job, rows, token, g, block_scales);
 #pragma GCC unroll 8
-          for (int i = 0; i < kRows; ++i) {
-            const __m512 w_scales = _mm512_cvtph_ps(
-                _mm256_maskz_loadu_epi16(scale_mask, first_scales + i * w.scale_cols + g));
-            _mm512_store_ps(token_scaled[i], _mm512_mul_ps(w_scales, x_scales));
-          }
+          for (int i = 0; i < kRows; ++i) _mm512_store_ps(token_scaled[i], block_scales[i]);
         }
       }
       __m512i weights[kRows];
       __m512 scales[kRows];
 #pragma GCC unroll 8
       for (int i = 0; i < kRows; ++i) {
-        if (prefetch && g % 2 == 0)
-          _mm_prefetch(reinterpret_cast<const char*>(ahead + i * row_bytes + c), _MM_HINT_T1);
-        weights[i] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, first_row + i * row_bytes + c));
+        if (rows.prefetch && g % 2 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(rows.ahead + i * rows.row_bytes + c), _MM_HINT_T1);
+        weights[i] = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, rows.first + i * rows.row_bytes + c));
         if constexpr (kTokens == 1) {
           scales[i] = _mm512_set1_ps(token_scaled[i][g % 16]);
         } else {
-          scales[i] = broadcast_f16(first_scales + i * w.scale_cols + g);
+          scales[i] = broadcast_f16(rows.first_scales + i * w.scale_cols + g);
         }
       }
       group_step<kRows, kTokens, kTokens == 1>(job, token, g, weights, scales, acc);
     }
   }
-#pragma GCC unroll 8
-  for (int t = 0; t < kTokens; ++t)
-#pragma GCC unroll 8
-    for (int i = 0; i < kRows; ++i)
-      job.out[(token + t) * w.rows + row + i] = reduce_add_avx512(acc[i][t]);
+  store_outputs(job, row, token, acc);
 }
 
 // Rows [row_begin, row_end) for tokens [token, token + kTokens): tiles of kRows, then single rows.
@@ -226,44 +261,22 @@ struct Q4Tile {
   template <int kRows, int kTokens>
   static void dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
     const WeightMatrix& w = *job.w;
-    const int64_t row_bytes = w.row_bytes();
-    const auto* first_row = static_cast<const uint8_t*>(w.data) + row * row_bytes;
-    const uint16_t* first_scales = w.group_scale + row * w.scale_cols;
-    const uint8_t* ahead = first_row + 2 * kRows * row_bytes;
-    const bool prefetch = row + 3 * kRows <= w.rows;
+    const TileRows rows(w, row, kRows);
     __m512 acc[kRows][kTokens];
-#pragma GCC unroll 8
-    for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 8
-      for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+    zero(acc);
     const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
-    // One token: the weight scales of a block of 16 groups (4 chunks) converted and multiplied
-    // by the token's in one vector per row, then spread per step.
-    __m512 block_scales[kRows];
+    __m512 block_scales[kRows];  // one token: token_block_scales of 4 chunks, spread per step
     for (int64_t chunk = 0; chunk * kQ4ChunkCols < w.cols; ++chunk) {
       __m512i low[kRows], high[kRows];
       __m512 low_scales[kRows], high_scales[kRows];
       if constexpr (kTokens == 1) {
-        if (chunk % 4 == 0) {
-          // x_groups is a multiple of 4 and at least scale_cols rounded up to 4: the mask keeps
-          // both loads inside their rows.
-          const int64_t left = w.scale_cols - 4 * chunk;
-          const __mmask16 mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
-          const __m512 x_scales =
-              _mm512_maskz_loadu_ps(mask, job.x_scales + token * job.x_groups + 4 * chunk);
-#pragma GCC unroll 8
-          for (int i = 0; i < kRows; ++i) {
-            block_scales[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                                                mask, first_scales + i * w.scale_cols + 4 * chunk)),
-                                            x_scales);
-          }
-        }
+        if (chunk % 4 == 0) token_block_scales(job, rows, token, 4 * chunk, block_scales);
       }
 #pragma GCC unroll 8
       for (int i = 0; i < kRows; ++i) {
-        const int64_t offset = i * row_bytes + chunk * kQ4ChunkBytes;
-        if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(ahead + offset), _MM_HINT_T1);
-        const __m512i packed = _mm512_loadu_si512(first_row + offset);
+        const int64_t offset = i * rows.row_bytes + chunk * kQ4ChunkBytes;
+        if (rows.prefetch) _mm_prefetch(reinterpret_cast<const char*>(rows.ahead + offset), _MM_HINT_T1);
+        const __m512i packed = _mm512_loadu_si512(rows.first + offset);
         low[i] = _mm512_and_si512(packed, low_nibbles);
         high[i] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_nibbles);
         if constexpr (kTokens == 1) {
@@ -272,7 +285,7 @@ struct Q4Tile {
         } else {
           const int64_t n_scales = w.scale_cols - 4 * chunk < 4 ? w.scale_cols - 4 * chunk : 4;
           const __m512 chunk_scales = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(
-              __mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 4 * chunk)));
+              __mmask8((1u << n_scales) - 1u), rows.first_scales + i * w.scale_cols + 4 * chunk)));
           low_scales[i] = step_scales(chunk_scales, 0);
           high_scales[i] = step_scales(chunk_scales, 1);
         }
@@ -280,11 +293,7 @@ struct Q4Tile {
       byte_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk, low, low_scales, acc);
       byte_step<kRows, kTokens, kTokens == 1>(job, token, 2 * chunk + 1, high, high_scales, acc);
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t)
-#pragma GCC unroll 8
-      for (int i = 0; i < kRows; ++i)
-        job.out[(token + t) * w.rows + row + i] = reduce_add_avx512(acc[i][t]);
+    store_outputs(job, row, token, acc);
   }
 };
 
@@ -295,61 +304,36 @@ struct Q8ByteTile {
   template <int kRows, int kTokens>
   static void dot(const QuantMatmulJob& job, int64_t row, int64_t token) {
     const WeightMatrix& w = *job.w;
-    const int64_t row_bytes = w.row_bytes();
-    const auto* first_row = static_cast<const uint8_t*>(w.data) + row * row_bytes;
-    const uint16_t* first_scales = w.group_scale + row * w.scale_cols;
-    const uint8_t* ahead = first_row + 2 * kRows * row_bytes;
-    const bool prefetch = row + 3 * kRows <= w.rows;
+    const TileRows rows(w, row, kRows);
     __m512 acc[kRows][kTokens];
-#pragma GCC unroll 8
-    for (int i = 0; i < kRows; ++i)
-#pragma GCC unroll 8
-      for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+    zero(acc);
     const __m512i sign_bits = _mm512_set1_epi8(char(0x80));
-    // One token: the weight scales of a block of 16 groups (8 steps) converted and multiplied by
-    // the token's in one vector per row, then spread per step.
-    __m512 block_scales[kRows];
+    __m512 block_scales[kRows];  // one token: token_block_scales of 8 steps, spread per step
     for (int64_t s = 0; s * 64 < w.cols; ++s) {
       const int64_t c = s * 64;
       const __mmask64 mask = w.cols - c >= 64 ? ~__mmask64(0) : (__mmask64(1) << (w.cols - c)) - 1;
       if constexpr (kTokens == 1) {
-        if (s % 8 == 0) {
-          // x_groups >= scale_cols: the mask keeps both loads inside their rows.
-          const int64_t left = w.scale_cols - 2 * s;
-          const __mmask16 scale_mask = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u);
-          const __m512 x_scales =
-              _mm512_maskz_loadu_ps(scale_mask, job.x_scales + token * job.x_groups + 2 * s);
-#pragma GCC unroll 8
-          for (int i = 0; i < kRows; ++i) {
-            block_scales[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
-                                                scale_mask, first_scales + i * w.scale_cols + 2 * s)),
-                                            x_scales);
-          }
-        }
+        if (s % 8 == 0) token_block_scales(job, rows, token, 2 * s, block_scales);
       }
       __m512i weights[kRows];
       __m512 scales[kRows];
 #pragma GCC unroll 8
       for (int i = 0; i < kRows; ++i) {
-        const int64_t offset = i * row_bytes + c;
-        if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(ahead + offset), _MM_HINT_T1);
-        weights[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, first_row + offset), sign_bits);
+        const int64_t offset = i * rows.row_bytes + c;
+        if (rows.prefetch) _mm_prefetch(reinterpret_cast<const char*>(rows.ahead + offset), _MM_HINT_T1);
+        weights[i] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, rows.first + offset), sign_bits);
         if constexpr (kTokens == 1) {
           scales[i] = step_scales(block_scales[i], s % 8);
         } else {
           const int64_t n_scales = w.scale_cols - 2 * s < 2 ? 1 : 2;
           const __m512 step_pair = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(
-              __mmask8((1u << n_scales) - 1u), first_scales + i * w.scale_cols + 2 * s)));
+              __mmask8((1u << n_scales) - 1u), rows.first_scales + i * w.scale_cols + 2 * s)));
           scales[i] = step_scales(step_pair, 0);
         }
       }
       byte_step<kRows, kTokens, kTokens == 1>(job, token, s, weights, scales, acc);
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t)
-#pragma GCC unroll 8
-      for (int i = 0; i < kRows; ++i)
-        job.out[(token + t) * w.rows + row + i] = reduce_add_avx512(acc[i][t]);
+    store_outputs(job, row, token, acc);
   }
 };
 
