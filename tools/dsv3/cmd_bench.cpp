@@ -140,12 +140,23 @@ int run_bench(const CommandArgs& argv) {
   prefill(model, prompt, cache, prompt_tokens);
   cache.clear();
 
+  // --ctx-depth D: D tokens prefilled once into their own cache; every run decodes from there
+  // (the cache cut back to D first), right after its decode from depth 0, so that each run's
+  // ratio of the two is measured in one state of the host.
+  LatentCache depth_cache = model.new_cache(depth > 0 ? depth + gen_tokens + 1 : 1);
+  int32_t depth_first = 0;
+  if (depth > 0) {
+    note("prefilling the context depth ...");
+    const std::vector<int32_t> long_prompt = spread_token_ids(depth, config.vocab_size, 12345);
+    depth_first = argmax(prefill(model, long_prompt, depth_cache, 512));
+  }
+
   note("prefill and decode ...");
   // Each run: prefill the prompt into an empty cache, then decode gen_tokens greedily from an
   // empty cache again (depth 0, as llama-bench's tg): the decode figure is the weights' stream
   // that the roofline models, and --ctx-depth D measures how attention over D cached tokens
   // slows it.
-  std::vector<double> prefill_runs, decode_runs, cpu_share_runs;
+  std::vector<double> prefill_runs, decode_runs, depth_decode_runs, cpu_share_runs;
   for (int64_t run = 0; run < repeats; ++run) {
     const bool profile_this_run = profiling && run + 1 == repeats;
     cache.clear();
@@ -168,19 +179,16 @@ int run_bench(const CommandArgs& argv) {
     if (profile_this_run && !json_output)
       print_phases("decode phases per token", double(gen_tokens));
     profile::set_enabled(false);
+    if (depth > 0) {
+      depth_cache.truncate(depth);
+      depth_decode_runs.push_back(decode(model, depth_first, depth_cache, gen_tokens));
+    }
   }
   const double prefill_seconds = median(prefill_runs);
   const double decode_seconds = median(decode_runs);
   const double prefill_cpu_share = median(cpu_share_runs);
 
-  double depth_decode_tok_s = 0;
-  if (depth > 0) {
-    note("decode at context depth ...");
-    cache.clear();
-    const std::vector<int32_t> long_prompt = spread_token_ids(depth, config.vocab_size, 12345);
-    std::vector<float> logits = prefill(model, long_prompt, cache, 512);
-    depth_decode_tok_s = double(gen_tokens) / decode(model, argmax(logits), cache, gen_tokens);
-  }
+  const double depth_decode_tok_s = depth > 0 ? double(gen_tokens) / median(depth_decode_runs) : 0;
 
   const double prefill_tok_s = double(prompt_tokens) / prefill_seconds;
   const double decode_tok_s = double(gen_tokens) / decode_seconds;
@@ -237,6 +245,8 @@ int run_bench(const CommandArgs& argv) {
   const std::vector<double> decode_rates = rates(decode_runs, gen_tokens);
   result["prefill_tok_s_runs"] = prefill_rates;
   result["decode_tok_s_runs"] = decode_rates;
+  const std::vector<double> depth_decode_rates = rates(depth_decode_runs, gen_tokens);
+  if (depth > 0) result["decode_tok_s_at_depth_runs"] = depth_decode_rates;
   if (json_output) {
     std::printf("%s\n", result.dump().c_str());
     return 0;
@@ -271,9 +281,17 @@ int run_bench(const CommandArgs& argv) {
       (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
       footprint.decode_bytes_per_token / 1e6);
   print_range(decode_rates);
-  if (depth > 0)
+  if (depth > 0) {
     std::printf("decode at %-6lld %.1f tok/s (%.1f%% of decode at depth 0)\n", (long long)depth,
                 depth_decode_tok_s, 100.0 * depth_decode_tok_s / decode_tok_s);
+    print_range(depth_decode_rates);
+    if (repeats > 1) {
+      std::printf("                 (run by run, %% of that run's depth 0:");
+      for (size_t i = 0; i < depth_decode_rates.size(); ++i)
+        std::printf(" %.1f", 100.0 * depth_decode_rates[i] / decode_rates[i]);
+      std::printf(")\n");
+    }
+  }
   std::printf("cache            %lld B per token (%lld B with per-head keys and values)\n",
               (long long)cache.bytes_per_token(),
               (long long)(LatentCache::expanded_bytes_per_token_per_layer(config) *
