@@ -260,6 +260,8 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
       job.x_stride = w.cols;
       job.n_tokens = product.n_tokens;
       job.out = product.out;
+      job.prefetch_next = next.data;
+      job.prefetch_next_bytes = next.bytes;
       return product.path.float_kernels->matvec_rows(job, row_begin, row_end);
     }
     case MatmulKernel::kBf16Stream: {
@@ -292,10 +294,12 @@ size_t product_of_task(std::span<const StreamProduct> products, int64_t task) {
 }
 
 // The weight bytes of rows [row_begin, row_end) of a product, where the kernel reads them as
-// one stretch (BF16 rows); none otherwise.
+// one stretch (the rows of a float or vdpbf16ps stream product); none otherwise.
 WeightBytes weight_bytes(const StreamProduct& product, int64_t row_begin, int64_t row_end) {
-  if (product.path.kernel != MatmulKernel::kBf16Stream) return {};
-  const int64_t row_bytes = product.w->cols * int64_t(sizeof(uint16_t));
+  if (product.path.kernel != MatmulKernel::kBf16Stream &&
+      product.path.kernel != MatmulKernel::kFloatStream)
+    return {};
+  const int64_t row_bytes = product.w->cols * int64_t(dtype_size(product.w->dtype));
   return {static_cast<const char*>(product.w->data) + row_begin * row_bytes,
           (row_end - row_begin) * row_bytes};
 }

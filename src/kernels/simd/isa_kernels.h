@@ -21,6 +21,9 @@ struct MatmulJob {
   // (the scratch holds panel_rows * panel_stride floats).
   int64_t panel_rows = 0;
   int64_t panel_stride = 0;
+  // Stream form only: the weight bytes this thread streams next, as Bf16MatmulJob's.
+  const void* prefetch_next = nullptr;
+  int64_t prefetch_next_bytes = 0;
 };
 
 struct IsaKernels {

@@ -70,16 +70,16 @@ inline float weight_factor(const WeightMatrix& w, int64_t row, int64_t col) {
 // tokens: out[t * out_stride + i] for i < kRows, t < kTokens. Weight row i starts at
 // `weights` + i * weight_stride elements of kDType and is matrix row `row + i` (for the FP8
 // block scales); token t starts at x + t * x_stride. Each weight vector is loaded once for all
-// kTokens tokens, each token vector once for all kRows rows.
+// kTokens tokens, each token vector once for all kRows rows. kPrefetch: the tile also prefetches
+// as many bytes from prefetch_base on as it reads.
 template <class V, DType kDType, int kRows, int kTokens, bool kPrefetch>
 inline void dot_tile(const WeightMatrix& w, const void* weights, int64_t weight_stride, int64_t row,
-                     const float* x, int64_t x_stride, float* out, int64_t out_stride) {
+                     const float* x, int64_t x_stride, float* out, int64_t out_stride,
+                     const char* prefetch_base = nullptr) {
   const int64_t cols = w.cols;
   using F = typename V::F;
   constexpr int L = V::kLanes;
   constexpr int64_t kBytesPerStep = kRows * L * weight_bytes<kDType>();
-  const char* prefetch_base =
-      static_cast<const char*>(weights) + 2 * kRows * weight_stride * weight_bytes<kDType>();
 
   F acc[kRows][kTokens];
 #pragma GCC unroll 8
@@ -110,9 +110,9 @@ inline void dot_tile(const WeightMatrix& w, const void* weights, int64_t weight_
     int64_t c = begin;
     for (; c + L <= end; c += L) {
       if constexpr (kPrefetch) {
-        // The rows of the following tiles come next in memory; stepping through the tile after
-        // next (into L2) as fast as through this one keeps enough reads in flight, which the
-        // hardware prefetcher alone does not for kRows short interleaved streams (+35% GB/s).
+        // Stepping through the tile after next (into L2) as fast as through this one keeps
+        // enough reads in flight, which the hardware prefetcher alone does not for kRows short
+        // interleaved streams (+35% GB/s).
         const char* ahead = prefetch_base + c * kRows * weight_bytes<kDType>();
 #pragma GCC unroll 8
         for (int64_t b = 0; b < kBytesPerStep; b += 64) __builtin_prefetch(ahead + b, 0, 2);
@@ -147,7 +147,10 @@ inline void dot_tile(const WeightMatrix& w, const void* weights, int64_t weight_
 }
 
 // Rows [row_begin, row_end) x tokens [token, token + kTokens) in tiles of kRows rows (then
-// single rows). Weight row r starts at weights + (r - row_begin) * weight_stride.
+// single rows). Weight row r starts at weights + (r - row_begin) * weight_stride. kPrefetch
+// (weights streaming from memory, rows contiguous): each tile prefetches the tile after next,
+// which near row_end lies in job.prefetch_next (when given), so that the stream runs on into
+// the thread's next range (often another small matrix) instead of starting it cold.
 template <class V, DType kDType, int kRows, int kTokens, bool kPrefetch>
 void dot_rows(const MatmulJob& job, const void* weights, int64_t weight_stride, int64_t row_begin,
               int64_t row_end, int64_t token) {
@@ -155,17 +158,27 @@ void dot_rows(const MatmulJob& job, const void* weights, int64_t weight_stride, 
   const float* x = job.x + token * job.x_stride;
   float* out = job.out + token * w.rows;
   const auto* weight_bytes_begin = static_cast<const char*>(weights);
-  auto weight_row = [&](int64_t r) {
-    return weight_bytes_begin + (r - row_begin) * weight_stride * weight_bytes<kDType>();
+  const int64_t row_bytes = weight_stride * weight_bytes<kDType>();
+  auto weight_row = [&](int64_t r) { return weight_bytes_begin + (r - row_begin) * row_bytes; };
+  const char* range_end = weight_row(row_end);
+  const char* next = static_cast<const char*>(job.prefetch_next);
+  auto prefetch_base = [&](int64_t r, int tile_rows) -> const char* {
+    if constexpr (!kPrefetch) return nullptr;
+    const char* ahead = weight_row(r) + 2 * tile_rows * row_bytes;
+    if (next == nullptr || ahead < range_end) return ahead;
+    // Beyond the next range too: a harmless hint at the bytes right after it.
+    const int64_t past = ahead - range_end;
+    return next + (past < job.prefetch_next_bytes ? past : job.prefetch_next_bytes);
   };
   int64_t r = row_begin;
   for (; r + kRows <= row_end; r += kRows) {
     dot_tile<V, kDType, kRows, kTokens, kPrefetch>(w, weight_row(r), weight_stride, r, x,
-                                                   job.x_stride, out + r, w.rows);
+                                                   job.x_stride, out + r, w.rows,
+                                                   prefetch_base(r, kRows));
   }
   for (; r < row_end; ++r) {
     dot_tile<V, kDType, 1, kTokens, kPrefetch>(w, weight_row(r), weight_stride, r, x, job.x_stride,
-                                               out + r, w.rows);
+                                               out + r, w.rows, prefetch_base(r, 1));
   }
 }
 
