@@ -18,6 +18,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/quant_matmul.h"
+#include "kernels/simd/isa_kernels.h"
 #include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
 
@@ -230,7 +231,7 @@ void BM_MatmulBf16(benchmark::State& state) {
   state.SetLabel(std::string(dsv3::kernels::activation_precision_name(precision)) +
                  (dsv3::kernels::rounds_activations_to_bf16(weights.matrices[0]) &&
                           dsv3::kernels::cpu_has_avx512_bf16()
-                      ? " vdpbf16ps"
+                      ? (dsv3::kernels::amx_bf16_active() ? " amx (DSV3_AMX=1)" : " vdpbf16ps")
                       : ""));
   dsv3::kernels::set_activation_precision(previous);
 }
@@ -256,7 +257,8 @@ void BM_MatvecBf16(benchmark::State& state) {
   const double bytes = double(rows * cols) * 2.0;
   state.counters["GB/s"] =
       benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(dsv3::kernels::activation_precision_name(precision)));
+  state.SetLabel(std::string(dsv3::kernels::activation_precision_name(precision)) +
+                 (dsv3::kernels::simd::amx_bf16_rows(weights.matrices[0]) > 0 ? " amx" : ""));
   dsv3::kernels::set_activation_precision(previous);
 }
 

@@ -38,17 +38,20 @@ class KernelSettingsGuard {
   KernelSettingsGuard()
       : isa_(active_isa()),
         precision_(activation_precision()),
-        threads_(ThreadPool::global().num_threads()) {}
+        threads_(ThreadPool::global().num_threads()),
+        amx_(amx_allowed()) {}
   ~KernelSettingsGuard() {
     set_active_isa(isa_);
     set_activation_precision(precision_);
     ThreadPool::global().set_num_threads(threads_);
+    set_amx_allowed(amx_);
   }
 
  private:
   KernelIsa isa_;
   ActivationPrecision precision_;
   int threads_;
+  bool amx_;
 };
 
 // The activation precisions that give BF16 weights different kernels (others: one).
@@ -379,6 +382,84 @@ TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
           const RandomWeights weights = random_weights(dtype, rows, cols, ++seed, 64, 32);
           expect_batch_invariant(&matmul, weights.w, ++seed,
                                  "matmul " + describe_weights(isa, dtype, rows, cols));
+        }
+      }
+    }
+  }
+}
+
+// AMX (simd/amx_bf16.cpp) for BF16 weights with bf16 activations, allowed for these tests: its
+// rows [0, amx_bf16_rows(w)) against the reference, the rows past them on vdpbf16ps.
+bool use_amx() {
+  if (!cpu_has_amx_bf16()) return false;
+  set_active_isa(KernelIsa::kAvx512);
+  set_activation_precision(ActivationPrecision::kBf16);
+  set_amx_allowed(true);
+  return amx_bf16_active();
+}
+
+TEST(Matmul, AmxMatchesReferenceAtOddSizes) {
+  KernelSettingsGuard guard;
+  if (!use_amx()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or not granted by the kernel)";
+  uint32_t seed = 7000;
+  for (int64_t rows : {1, 15, 16, 17, 47, 100, 300}) {
+    for (int64_t cols : {32, 64, 96, 256, 1000, 1024}) {
+      const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
+      EXPECT_EQ(simd::amx_bf16_rows(weights.w), cols % 32 == 0 ? rows / 16 * 16 : 0);
+      for (int64_t n_tokens : {1, 2, 5, 8, 9, 15, 16, 17, 33, 40}) {
+        for (int threads : {1, 2}) {
+          ThreadPool::global().set_num_threads(threads);
+          expect_matmul_matches_reference(
+              weights.w, n_tokens, ++seed,
+              "amx " + describe(KernelIsa::kAvx512, DType::BF16, rows, cols, n_tokens) +
+                  " threads=" + std::to_string(threads));
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, AmxGivesATokenTheSameBitsAloneAndInAnyBatch) {
+  // TDPBF16PS computes each output from its own weight row and token only, so a token's row is
+  // bitwise the same alone (the stream form, one token in a tile of 16) and in batches of 2 to
+  // 40 (stream and panel forms, the token at any place of its tiles), with 1 to 3 threads.
+  KernelSettingsGuard guard;
+  if (!use_amx()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or not granted by the kernel)";
+  uint32_t seed = 8000;
+  // 300 x 256: AMX rows 0..287, vdpbf16ps 288..299; 64 x 1024: all AMX, longer dot products.
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{300, 256}, {64, 1024}}) {
+    const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
+    constexpr int64_t kPoolTokens = 40;
+    const std::vector<float> pool = random_floats(kPoolTokens * cols, ++seed);
+    std::vector<float> alone(size_t(kPoolTokens * rows));
+    ThreadPool::global().set_num_threads(1);
+    for (int64_t p = 0; p < kPoolTokens; ++p)
+      matmul(weights.w, pool.data() + p * cols, 1, alone.data() + p * rows);
+    // The rows AMX computes differ from the vdpbf16ps ones (another summation order): AMX ran.
+    set_amx_allowed(false);
+    std::vector<float> without_amx(size_t(kPoolTokens * rows));
+    matmul(weights.w, pool.data(), kPoolTokens, without_amx.data());
+    EXPECT_NE(0, std::memcmp(alone.data(), without_amx.data(), alone.size() * sizeof(float)))
+        << rows << "x" << cols << ": AMX gave the vdpbf16ps bits";
+    set_amx_allowed(true);
+    std::mt19937 rng(seed);
+    for (int threads : {1, 2, 3}) {
+      ThreadPool::global().set_num_threads(threads);
+      for (int64_t n_tokens = 2; n_tokens <= kPoolTokens; ++n_tokens) {
+        std::vector<int64_t> picks(static_cast<size_t>(n_tokens));
+        std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          picks[size_t(t)] = int64_t(rng() % kPoolTokens);
+          std::memcpy(x.data() + t * cols, pool.data() + picks[size_t(t)] * cols,
+                      size_t(cols) * sizeof(float));
+        }
+        std::vector<float> batched(size_t(n_tokens * rows), NAN);
+        matmul(weights.w, x.data(), n_tokens, batched.data());
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          ASSERT_EQ(0, std::memcmp(alone.data() + picks[size_t(t)] * rows,
+                                   batched.data() + t * rows, size_t(rows) * sizeof(float)))
+              << rows << "x" << cols << " threads=" << threads << " n_tokens=" << n_tokens
+              << ": token " << t << " differs from its product alone";
         }
       }
     }

@@ -4,6 +4,12 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "util/error.h"
 
 namespace dsv3::kernels {
@@ -80,6 +86,44 @@ bool cpu_has_avx512_vnni() {
 #else
   return false;
 #endif
+}
+
+bool cpu_has_amx_bf16() {
+#if defined(__x86_64__) && defined(__linux__) && (__GNUC__ >= 12)
+  static const bool usable = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;  // CPUID.(7,0):EDX
+    if ((edx & kAmxBf16) == 0 || (edx & kAmxTile) == 0 || !cpu_has_avx512_bf16()) return false;
+    // Linux hands out the 8 KB of tile data (XFEATURE_XTILEDATA = 18) to a process only on
+    // request; once granted, every thread of the process may use the tiles.
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
+
+namespace {
+std::atomic<int> g_amx_allowed{kUnset};
+}  // namespace
+
+bool amx_allowed() {
+  int allowed = g_amx_allowed.load(std::memory_order_relaxed);
+  if (allowed == kUnset) {
+    const char* setting = std::getenv("DSV3_AMX");
+    allowed = setting != nullptr && std::string_view(setting) == "1";
+    g_amx_allowed.store(allowed, std::memory_order_relaxed);
+  }
+  return allowed != 0;
+}
+
+void set_amx_allowed(bool allowed) { g_amx_allowed.store(allowed, std::memory_order_relaxed); }
+
+bool amx_bf16_active() {
+  return active_isa() == KernelIsa::kAvx512 && amx_allowed() && cpu_has_amx_bf16();
 }
 
 KernelIsa active_isa() {

@@ -22,6 +22,18 @@ bool cpu_has_avx512_bf16();
 // Whether this CPU has AVX512_VNNI (vpdpbusd), used by the Q4 weight kernel.
 bool cpu_has_avx512_vnni();
 
+// Whether this CPU has AMX-BF16 (TDPBF16PS) and Linux granted this process the tile state
+// (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process).
+bool cpu_has_amx_bf16();
+// Whether matmul multiplies BF16 weights with bf16 activations on AMX (kernels/simd/amx_bf16.cpp)
+// where the avx512 kernels run: the CPU has it (cpu_has_amx_bf16) and it is allowed. Off unless
+// DSV3_AMX=1 (environment) or set_amx_allowed(true) (tests, benchmarks): prefill runs about 2x
+// faster, but decode streams the weights at ~15-50% less GB/s than vdpbf16ps so far, and a
+// token's bits must not depend on its batch, so decode cannot keep vdpbf16ps for AMX's rows.
+bool amx_bf16_active();
+bool amx_allowed();
+void set_amx_allowed(bool allowed);
+
 // The set in use: DSV3_KERNELS if set (throws dsv3::Error when it names an unknown set or one
 // this CPU lacks), else the best supported one.
 KernelIsa active_isa();

@@ -108,6 +108,7 @@ void matmul_reference_rows(const WeightMatrix& w, const float* x, int64_t n_toke
 thread_local std::vector<float> t_panel_scratch;
 thread_local std::vector<float> t_x_packed;
 thread_local std::vector<uint16_t> t_x_bf16;
+thread_local std::vector<uint16_t> t_x_amx;
 
 // The first 64-byte aligned element of `buffer`, grown to hold `count` elements from there:
 // vector loads then never straddle cache lines when the row strides are whole lines.
@@ -132,16 +133,25 @@ void round_through_bf16(const float* x, int64_t n, float* out) {
 void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
   uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
-  auto round_tokens = [&](int64_t token_begin, int64_t token_end) {
+  const int64_t amx_rows = simd::amx_bf16_rows(w);
+  uint16_t* x_amx =
+      amx_rows > 0 ? cache_aligned(t_x_amx, simd::amx_packed_elements(n_tokens, w.cols)) : nullptr;
+  // Tokens in blocks of AMX's 16: each block rounded, then packed for the tiles where AMX runs.
+  const int64_t token_blocks = (n_tokens + simd::kAmxTokens - 1) / simd::kAmxTokens;
+  auto round_blocks = [&](int64_t block_begin, int64_t block_end) {
+    const int64_t token_begin = block_begin * simd::kAmxTokens;
+    const int64_t token_end = std::min(n_tokens, block_end * simd::kAmxTokens);
     for (int64_t t = token_begin; t < token_end; ++t)
       simd::avx512_round_to_bf16(x + t * w.cols, w.cols, x_bf16 + t * x_stride);
+    if (x_amx != nullptr)
+      simd::amx_pack_tokens(x_bf16, x_stride, w.cols, n_tokens, token_begin, token_end, x_amx);
   };
   // A few thousand values round in well under a microsecond: cheaper than waking the pool.
   constexpr int64_t kMaxSerialRounding = int64_t(1) << 15;
   if (n_tokens * w.cols <= kMaxSerialRounding) {
-    round_tokens(0, n_tokens);
+    round_blocks(0, token_blocks);
   } else {
-    ThreadPool::global().parallel_for(n_tokens, round_tokens);
+    ThreadPool::global().parallel_for(token_blocks, round_blocks);
   }
   simd::Bf16MatmulJob job;
   job.w = &w;
@@ -150,6 +160,8 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   job.n_tokens = n_tokens;
   job.out = out;
   job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
+  job.amx_rows = amx_rows;
+  job.x_amx = x_amx;
   // Rows are handed out in blocks from a shared counter rather than one fixed range per thread:
   // on a shared host a thread that loses its core for a while no longer holds the others up.
   // Every output is the same canonical dot product whichever thread computes it, so results
@@ -159,7 +171,12 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   const int64_t tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
   const int64_t block_tiles =
       std::clamp<int64_t>(tiles / (4 * threads), 1, job.panel_rows / simd::kBf16TileRows);
-  const int64_t block_rows = block_tiles * simd::kBf16TileRows;
+  // With AMX, whole pairs of its 16-row tiles per block.
+  constexpr int64_t kAmxBlockRows = 32;
+  const int64_t block_rows =
+      amx_rows > 0
+          ? (block_tiles * simd::kBf16TileRows + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows
+          : block_tiles * simd::kBf16TileRows;
   const int64_t n_blocks = (w.rows + block_rows - 1) / block_rows;
   std::atomic<int64_t> next_block{0};
   ThreadPool::global().parallel_for(std::min(threads, n_blocks), [&](int64_t, int64_t) {
@@ -229,9 +246,11 @@ bool trivial_product(const WeightMatrix& w, int64_t n_tokens, float* out) {
 struct StreamProduct {
   const WeightMatrix* w = nullptr;
   MatmulPath path;
-  const float* x = nullptr;         // kReference, kFloatStream: [n_tokens][w->cols]
+  const float* x = nullptr;          // kReference, kFloatStream: [n_tokens][w->cols]
   const uint16_t* x_bf16 = nullptr;  // kBf16Stream: [n_tokens][x_stride]
-  QuantRowsJob quant;                // kQuantStream: the quantized activations
+  const uint16_t* x_amx = nullptr;   // kBf16Stream with amx_rows > 0: x_bf16 packed for AMX
+  int64_t amx_rows = 0;
+  QuantRowsJob quant;  // kQuantStream: the quantized activations
   int64_t x_stride = 0;
   int64_t n_tokens = 0;
   float* out = nullptr;
@@ -274,6 +293,8 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
       job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
       job.prefetch_next = next.data;
       job.prefetch_next_bytes = next.bytes;
+      job.amx_rows = product.amx_rows;
+      job.x_amx = product.x_amx;
       return simd::avx512_bf16_matmul_rows(job, row_begin, row_end);
     }
     case MatmulKernel::kQuantStream:
@@ -441,6 +462,8 @@ void run_stream_products(std::span<const MatmulItem> items, std::span<const Matm
     const WeightMatrix& w = *items[i].w;
     if (paths[i].kernel == MatmulKernel::kBf16Stream) {
       bf16_values += aligned(items[i].n_tokens * cache_friendly_stride(w.cols, sizeof(uint16_t)));
+      if (simd::amx_bf16_rows(w) > 0)
+        bf16_values += aligned(simd::amx_packed_elements(items[i].n_tokens, w.cols));
     } else if (paths[i].bf16_activations) {
       rounded_values += aligned(items[i].n_tokens * w.cols);
     }
@@ -469,6 +492,13 @@ void run_stream_products(std::span<const MatmulItem> items, std::span<const Matm
       }
       product.x_bf16 = bf16_next;
       bf16_next += aligned(item.n_tokens * product.x_stride);
+      product.amx_rows = simd::amx_bf16_rows(w);
+      if (product.amx_rows > 0) {
+        simd::amx_pack_tokens(product.x_bf16, product.x_stride, w.cols, item.n_tokens, 0,
+                              item.n_tokens, bf16_next);
+        product.x_amx = bf16_next;
+        bf16_next += aligned(simd::amx_packed_elements(item.n_tokens, w.cols));
+      }
     } else if (paths[i].kernel == MatmulKernel::kQuantStream) {
       // Products on the same activations (the gate and up projections of every expert, q_a_proj
       // and kv_a_proj_with_mqa) share one quantization: it runs on this thread before the pass.

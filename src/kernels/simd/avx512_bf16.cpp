@@ -271,7 +271,13 @@ void round_row_to_bf16(const float* x, int64_t n, uint16_t* out) {
 namespace dsv3::kernels::simd {
 
 void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
-  gemm_rows(job, row_begin, row_end);
+  // Rows [0, job.amx_rows) on AMX: the split depends on the matrix only (batch invariance).
+  const int64_t amx_end = std::min(row_end, job.amx_rows);
+  if (row_begin < amx_end) {
+    amx_bf16_matmul_rows(job, row_begin, amx_end);
+    row_begin = amx_end;
+  }
+  if (row_begin < row_end) gemm_rows(job, row_begin, row_end);
 }
 
 void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out) {

@@ -78,6 +78,10 @@ struct Bf16MatmulJob {
   // into them instead of past the end of the range, so the next range does not start cold.
   const void* prefetch_next = nullptr;
   int64_t prefetch_next_bytes = 0;
+  // Rows [0, amx_rows) run on AMX (amx_bf16.cpp), the others on vdpbf16ps; amx_rows is
+  // amx_bf16_rows(*w), fixed per matrix. x_amx: x in the AMX tiles' layout (amx_pack_tokens).
+  int64_t amx_rows = 0;
+  const uint16_t* x_amx = nullptr;
 };
 // Weight rows per register tile of the bf16 kernel's prefill loop (panel_rows is a multiple).
 inline constexpr int kBf16TileRows = 4;
@@ -86,6 +90,23 @@ inline constexpr int kBf16TileRows = 4;
 void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end);
 // out[i] = f32_to_bf16(x[i]) for i < n (bitwise); requires cpu_has_avx512_bf16().
 void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out);
+
+// AMX (TDPBF16PS) for the bf16 product, see simd/amx_bf16.cpp. The rows of w that AMX computes
+// whenever amx_bf16_active(): the whole 16-row tiles, when cols is a multiple of 32; else 0.
+int64_t amx_bf16_rows(const WeightMatrix& w);
+// Tokens are multiplied in blocks of 16 (a B tile); the packed activations of n_tokens tokens of
+// `cols` columns take amx_packed_elements(n_tokens, cols) uint16 values.
+inline constexpr int64_t kAmxTokens = 16;
+inline int64_t amx_packed_elements(int64_t n_tokens, int64_t cols) {
+  return (n_tokens + kAmxTokens - 1) / kAmxTokens * kAmxTokens * cols;
+}
+// Packs tokens [token_begin, token_end) (token_begin a multiple of 16) of x_bf16 ([n][x_stride])
+// into `packed` (of all n_tokens tokens), zero-filling the slots of missing tokens of their last
+// block of 16.
+void amx_pack_tokens(const uint16_t* x_bf16, int64_t x_stride, int64_t cols, int64_t n_tokens,
+                     int64_t token_begin, int64_t token_end, uint16_t* packed);
+// Rows [row_begin, row_end) of out, all within [0, job.amx_rows); requires amx_bf16_active().
+void amx_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end);
 
 // FP8 weights are widened with the bits placed straight into a float (fp8 value * 2^-120,
 // exact, fp8 subnormals becoming float subnormals) and then multiplied by block_scale * 2^120,
