@@ -244,12 +244,10 @@ void matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   const int64_t row_bytes = job.w->cols * 2;
   const char* weights = static_cast<const char*>(job.w->data);
   const char* range_end = weights + row_end * row_bytes;
-  const char* next = static_cast<const char*>(job.prefetch_next);
   // Two steps of 32 rows ahead; near row_end in the thread's next range when given.
   auto prefetch_base = [&](int64_t row) {
-    const char* ahead = weights + (row + 4 * kTileRows) * row_bytes;
-    if (next == nullptr || ahead < range_end) return ahead;
-    return next + std::min<int64_t>(ahead - range_end, job.prefetch_next_bytes);
+    return prefetch_target(weights + (row + 4 * kTileRows) * row_bytes, range_end,
+                           job.prefetch_next, job.prefetch_next_bytes);
   };
   configure_tiles();
   int64_t row = row_begin;

@@ -184,13 +184,9 @@ void stream_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   const int64_t row_bytes = job.w->cols * int64_t(sizeof(uint16_t));
   const char* weights = static_cast<const char*>(job.w->data);
   const char* range_end = weights + row_end * row_bytes;
-  const char* next = static_cast<const char*>(job.prefetch_next);
   auto prefetch_base = [&](int64_t row) {
-    const char* ahead = weights + row * row_bytes + prefetch_distance<kRows>(job);
-    if (next == nullptr || ahead < range_end) return ahead;
-    const int64_t past = ahead - range_end;
-    // Beyond the next range too: a harmless hint at the bytes right after it.
-    return next + std::min(past, job.prefetch_next_bytes);
+    return prefetch_target(weights + row * row_bytes + prefetch_distance<kRows>(job), range_end,
+                           job.prefetch_next, job.prefetch_next_bytes);
   };
   int64_t row = row_begin;
   for (; row + kRows <= row_end; row += kRows)

@@ -83,6 +83,17 @@ struct Bf16MatmulJob {
   int64_t amx_rows = 0;
   const uint16_t* x_amx = nullptr;
 };
+// Where a streaming tile prefetches the bytes at `ahead`: there while they lie inside the
+// thread's row range (ending at range_end); past it, that far into the thread's next range
+// (`next`, of next_bytes, from the job's prefetch_next) when given, and beyond that one too at
+// its last byte, a harmless hint.
+inline const char* prefetch_target(const char* ahead, const char* range_end, const void* next,
+                                   int64_t next_bytes) {
+  if (next == nullptr || ahead < range_end) return ahead;
+  const int64_t past = ahead - range_end;
+  return static_cast<const char*>(next) + (past < next_bytes ? past : next_bytes);
+}
+
 // Weight rows per register tile of the bf16 kernel's prefill loop (panel_rows is a multiple).
 inline constexpr int kBf16TileRows = 4;
 // Rows [row_begin, row_end) of out, all tokens; requires cpu_has_avx512_bf16(). Each output is

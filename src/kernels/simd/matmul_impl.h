@@ -161,14 +161,10 @@ void dot_rows(const MatmulJob& job, const void* weights, int64_t weight_stride, 
   const int64_t row_bytes = weight_stride * weight_bytes<kDType>();
   auto weight_row = [&](int64_t r) { return weight_bytes_begin + (r - row_begin) * row_bytes; };
   const char* range_end = weight_row(row_end);
-  const char* next = static_cast<const char*>(job.prefetch_next);
   auto prefetch_base = [&](int64_t r, int tile_rows) -> const char* {
     if constexpr (!kPrefetch) return nullptr;
-    const char* ahead = weight_row(r) + 2 * tile_rows * row_bytes;
-    if (next == nullptr || ahead < range_end) return ahead;
-    // Beyond the next range too: a harmless hint at the bytes right after it.
-    const int64_t past = ahead - range_end;
-    return next + (past < job.prefetch_next_bytes ? past : job.prefetch_next_bytes);
+    return prefetch_target(weight_row(r) + 2 * tile_rows * row_bytes, range_end,
+                           job.prefetch_next, job.prefetch_next_bytes);
   };
   int64_t r = row_begin;
   for (; r + kRows <= row_end; r += kRows) {
