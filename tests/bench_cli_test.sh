@@ -41,6 +41,17 @@ for key in ["prefill_tok_s_runs", "decode_tok_s_runs"]:
     assert len(runs) == 3 and all(r > 0 for r in runs), (key, runs)
 # The reported figure is the median run.
 assert sorted(result["prefill_tok_s_runs"])[1] == result["prefill_tok_s"], result
+# Every decode run has its own bandwidth probe, and its share of that roofline; the figure is
+# their median, and the best probe is at least every other.
+bandwidths, shares = result["bandwidth_gb_s_runs"], result["decode_roofline_pct_runs"]
+assert len(bandwidths) == 3 and len(shares) == 3, result
+for rate, bandwidth, share in zip(result["decode_tok_s_runs"], bandwidths, shares):
+    expected = 100 * rate * result["weight_bytes_per_token"] / (bandwidth * 1e9)
+    assert abs(share - expected) < 1e-6 * expected, (share, expected)
+assert sorted(shares)[1] == result["decode_roofline_pct"], result
+assert sorted(bandwidths)[1] == result["bandwidth_gb_s"], result
+assert result["bandwidth_gb_s_best"] >= max(bandwidths), result
+assert 0 < result["decode_roofline_pct_of_best"] <= max(shares) * (1 + 1e-9), result
 PYTHON
 
 "$DSV3" bench -m "$WORK/tiny" --prompt 24 --gen 3 --profile >"$WORK/profile.txt" 2>/dev/null ||

@@ -159,30 +159,44 @@ struct HugePageBuffer {
 
 }  // namespace
 
-double measure_read_bandwidth(int64_t bytes, int repetitions) {
-  const int64_t n = bytes / int64_t(sizeof(float));
-  const HugePageBuffer buffer(size_t(n) * sizeof(float));
-  float* data = static_cast<float*>(buffer.data);
-  ThreadPool& pool = ThreadPool::global();
-  const bool avx512 = isa_supported(KernelIsa::kAvx512);
+struct ReadBandwidthProbe::Buffer : HugePageBuffer {
+  using HugePageBuffer::HugePageBuffer;
+};
+
+ReadBandwidthProbe::ReadBandwidthProbe(int64_t bytes)
+    : buffer_(std::make_unique<Buffer>(size_t(bytes / int64_t(sizeof(float))) * sizeof(float))),
+      floats_(bytes / int64_t(sizeof(float))) {
+  float* data = static_cast<float*>(buffer_->data);
   // Touch the pages from the threads that will read them.
-  pool.parallel_for(n, [&](int64_t begin, int64_t end) {
+  ThreadPool::global().parallel_for(floats_, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) data[i] = 1.0f;
   });
+}
+
+ReadBandwidthProbe::~ReadBandwidthProbe() = default;
+
+double ReadBandwidthProbe::measure(int repetitions) const {
+  const int64_t n = floats_;
+  const float* data = static_cast<const float*>(buffer_->data);
+  const bool avx512 = isa_supported(KernelIsa::kAvx512);
   double best = 0;
   volatile double sink = 0;
   for (int repetition = 0; repetition < repetitions; ++repetition) {
     const auto start = std::chrono::steady_clock::now();
-    pool.parallel_for(n, [&](int64_t begin, int64_t end) {
+    ThreadPool::global().parallel_for(n, [&](int64_t begin, int64_t end) {
       begin = begin / 64 * 64;  // chunks start 64-float aligned
       end = end == n ? n : end / 64 * 64;
       const double sum =
           avx512 ? sum_avx512(data + begin, end - begin) : sum_portable(data + begin, end - begin);
       sink = sink + sum;
     });
-    best = std::max(best, double(bytes) / seconds_since(start) / 1e9);
+    best = std::max(best, double(n) * sizeof(float) / seconds_since(start) / 1e9);
   }
   return best;
+}
+
+double measure_read_bandwidth(int64_t bytes, int repetitions) {
+  return ReadBandwidthProbe(bytes).measure(repetitions);
 }
 
 double measure_peak_gflops_f32() {

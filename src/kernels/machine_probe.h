@@ -5,11 +5,33 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 namespace dsv3::kernels {
 
 // GB/s (1e9 bytes/s) reading `bytes` with all pool threads; best of `repetitions`.
 double measure_read_bandwidth(int64_t bytes = int64_t(1) << 30, int repetitions = 5);
+
+// The same measurement repeated over one buffer, allocated and touched once: a shared host's
+// bandwidth changes from second to second, so a benchmark probes it beside each run it
+// compares with the roofline.
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(int64_t bytes = int64_t(1) << 30);
+  ~ReadBandwidthProbe();
+  ReadBandwidthProbe(const ReadBandwidthProbe&) = delete;
+  ReadBandwidthProbe& operator=(const ReadBandwidthProbe&) = delete;
+
+  // GB/s, best of `repetitions` reads of the whole buffer.
+  double measure(int repetitions = 5) const;
+  // The buffer's bytes (resident from construction on).
+  int64_t bytes() const { return floats_ * int64_t(sizeof(float)); }
+
+ private:
+  struct Buffer;
+  std::unique_ptr<Buffer> buffer_;
+  int64_t floats_;
+};
 
 // GFLOP/s (a multiply-add counts 2) of float32 FMA on all pool threads.
 double measure_peak_gflops_f32();

@@ -2,9 +2,12 @@
 //            [--repeat R] [--profile] [--json]
 // Prefill and decode speed on a checkpoint, next to this machine's limits: its measured read
 // bandwidth gives the decode roofline (weight bytes read per token / bandwidth) and its
-// measured arithmetic peak the prefill one. With --repeat, prefill and decode run R times and
-// the medians are reported (with the range); --profile adds the wall time per phase of the
-// forward pass (util/phase_profile.h) for the last run.
+// measured arithmetic peak the prefill one. The bandwidth is probed again just before and just
+// after every decode run, and that run is compared with the mean of its two probes: on a shared
+// host the bandwidth changes from second to second (40 to 85 GB/s within a minute here), and a
+// roofline probed at another moment says little of the run. With --repeat, prefill and decode
+// run R times and the medians are reported (with the range); --profile adds the wall time per
+// phase of the forward pass (util/phase_profile.h) for the last run.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -121,14 +124,19 @@ int run_bench(const CommandArgs& argv) {
     if (!json_output) std::fprintf(stderr, "%s\n", text);
   };
 
+  // The bandwidth probe's buffer first: it stays resident through the runs, and peak_rss_mb()
+  // minus its size is then the model's peak.
+  note("measuring memory bandwidth and arithmetic peak ...");
+  const kernels::ReadBandwidthProbe bandwidth_probe;
+  const double first_bandwidth = bandwidth_probe.measure();
+  const double probe_mb = double(bandwidth_probe.bytes()) / double(1 << 20);
+
   auto load_start = Clock::now();
   CausalLM model = CausalLM::from_pretrained(dir);
   const double load_seconds = seconds_since(load_start);
   const Config& config = model.config();
   const Footprint footprint = model_footprint(config, model.model().weights());
 
-  note("measuring memory bandwidth and arithmetic peak ...");
-  const double bandwidth = kernels::measure_read_bandwidth();
   const double peak_f32 = kernels::measure_peak_gflops_f32();
   const double peak_bf16 = kernels::measure_peak_gflops_bf16();
 
@@ -157,6 +165,8 @@ int run_bench(const CommandArgs& argv) {
   // that the roofline models, and --ctx-depth D measures how attention over D cached tokens
   // slows it.
   std::vector<double> prefill_runs, decode_runs, depth_decode_runs, cpu_share_runs;
+  std::vector<double> bandwidth_runs;  // GB/s probed beside each decode run (mean of two)
+  constexpr int kProbeRepetitions = 3;
   for (int64_t run = 0; run < repeats; ++run) {
     const bool profile_this_run = profiling && run + 1 == repeats;
     cache.clear();
@@ -175,7 +185,9 @@ int run_bench(const CommandArgs& argv) {
     if (profile_this_run && !json_output) print_phases("prefill phases", 1.0);
     profile::reset();
     cache.clear();
+    const double bandwidth_before = bandwidth_probe.measure(kProbeRepetitions);
     decode_runs.push_back(decode(model, first, cache, gen_tokens));
+    bandwidth_runs.push_back(0.5 * (bandwidth_before + bandwidth_probe.measure(kProbeRepetitions)));
     if (profile_this_run && !json_output)
       print_phases("decode phases per token", double(gen_tokens));
     profile::set_enabled(false);
@@ -192,7 +204,19 @@ int run_bench(const CommandArgs& argv) {
 
   const double prefill_tok_s = double(prompt_tokens) / prefill_seconds;
   const double decode_tok_s = double(gen_tokens) / decode_seconds;
-  const double roofline = bandwidth * 1e9 / double(footprint.decode_bytes_per_token);
+  // Each decode run against the roofline of its own probes; the median of those shares is the
+  // figure. The best probe of the whole bench gives the stricter one beside it.
+  const double weight_bytes_per_token = double(footprint.decode_bytes_per_token);
+  std::vector<double> roofline_pct_runs;
+  for (size_t i = 0; i < decode_runs.size(); ++i)
+    roofline_pct_runs.push_back(100.0 * double(gen_tokens) / decode_runs[i] /
+                                (bandwidth_runs[i] * 1e9 / weight_bytes_per_token));
+  const double bandwidth = median(bandwidth_runs);
+  const double best_bandwidth =
+      std::max(first_bandwidth, *std::max_element(bandwidth_runs.begin(), bandwidth_runs.end()));
+  const double roofline = bandwidth * 1e9 / weight_bytes_per_token;
+  const double decode_roofline_pct = median(roofline_pct_runs);
+  const double best_roofline = best_bandwidth * 1e9 / weight_bytes_per_token;
   const double prefill_gflops = double(footprint.flops_per_token) * prefill_tok_s / 1e9;
   // The activation precision of the BF16-weight products that ran, and the peak to compare
   // with: the vdpbf16ps peak only when those products used vdpbf16ps.
@@ -222,14 +246,18 @@ int run_bench(const CommandArgs& argv) {
       {"decode_tok_s", decode_tok_s},
       {"ctx_depth", depth},
       {"decode_tok_s_at_depth", depth_decode_tok_s},
-      {"peak_rss_mb", peak_rss_mb()},
+      {"peak_rss_mb", peak_rss_mb() - probe_mb},
       {"cache_bytes_per_token", cache.bytes_per_token()},
       {"cache_bytes_per_token_expanded",
        LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers},
       {"bandwidth_gb_s", bandwidth},
+      {"bandwidth_gb_s_runs", bandwidth_runs},
+      {"bandwidth_gb_s_best", best_bandwidth},
       {"weight_bytes_per_token", footprint.decode_bytes_per_token},
       {"roofline_decode_tok_s", roofline},
-      {"decode_roofline_pct", 100.0 * decode_tok_s / roofline},
+      {"decode_roofline_pct", decode_roofline_pct},
+      {"decode_roofline_pct_runs", roofline_pct_runs},
+      {"decode_roofline_pct_of_best", 100.0 * decode_tok_s / best_roofline},
       {"peak_gflops", peak},
       {"peak_gflops_f32", peak_f32},
       {"peak_gflops_bf16", peak_bf16},
@@ -259,8 +287,9 @@ int run_bench(const CommandArgs& argv) {
               footprint.weight_bytes / 1e6, ThreadPool::global().num_threads(),
               result["kernels"].get<std::string>().c_str(), activations.c_str());
   std::printf(
-      "machine          read bandwidth %.1f GB/s, peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
-      bandwidth, peak_f32, peak_bf16);
+      "machine          read bandwidth %.1f GB/s (median of the probes beside the decode runs; "
+      "best %.1f), peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
+      bandwidth, best_bandwidth, peak_f32, peak_bf16);
   std::printf(
       "prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of the %s peak %.0f), ttft "
       "%.0f ms\n",
@@ -279,11 +308,15 @@ int run_bench(const CommandArgs& argv) {
         100.0 * prefill_cpu_share);
   std::printf(
       "decode           %lld tokens from depth 0: %.1f tok/s = %.1f%% of the roofline %.1f tok/s "
-      "(%.0f MB read "
-      "per token)\n",
-      (long long)gen_tokens, decode_tok_s, 100.0 * decode_tok_s / roofline, roofline,
-      footprint.decode_bytes_per_token / 1e6);
+      "(%.0f MB read per token)\n",
+      (long long)gen_tokens, decode_tok_s, decode_roofline_pct, roofline,
+      weight_bytes_per_token / 1e6);
   print_range(decode_rates);
+  std::printf("                 (run by run, %% of the roofline probed beside it:");
+  for (size_t i = 0; i < roofline_pct_runs.size(); ++i)
+    std::printf(" %.1f (%.0f GB/s)", roofline_pct_runs[i], bandwidth_runs[i]);
+  std::printf(";\n                 %.1f%% of the best probe's roofline %.1f tok/s)\n",
+              100.0 * decode_tok_s / best_roofline, best_roofline);
   if (depth > 0) {
     std::printf("decode at %-6lld %.1f tok/s (%.1f%% of decode at depth 0)\n", (long long)depth,
                 depth_decode_tok_s, 100.0 * depth_decode_tok_s / decode_tok_s);
@@ -299,7 +332,8 @@ int run_bench(const CommandArgs& argv) {
               (long long)cache.bytes_per_token(),
               (long long)(LatentCache::expanded_bytes_per_token_per_layer(config) *
                           config.num_hidden_layers));
-  std::printf("memory           peak RSS %.0f MB\n", peak_rss_mb());
+  std::printf("memory           peak RSS %.0f MB (without the bandwidth probe's %.0f MB)\n",
+              peak_rss_mb() - probe_mb, probe_mb);
   return 0;
 }
 
