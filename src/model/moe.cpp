@@ -271,13 +271,10 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
       for (int64_t k = 0; k < top_k; ++k) {
         const int64_t i = rows[size_t(k)];
         const float weight = routing.expert_weights[expert_of_row_order[i]];
-        const float* expert_out = packed_out.data() + i * hidden;
-        for (int64_t j = 0; j < hidden; ++j) token_out[j] += weight * expert_out[j];
+        kernels::axpy(weight, packed_out.data() + i * hidden, token_out, hidden);
       }
-      if (weights.has_shared_experts) {
-        const float* shared = shared_out.data() + token * hidden;
-        for (int64_t j = 0; j < hidden; ++j) token_out[j] += shared[j];
-      }
+      if (weights.has_shared_experts)
+        kernels::axpy(1.0f, shared_out.data() + token * hidden, token_out, hidden);
     }
   });
 }
