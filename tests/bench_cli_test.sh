@@ -86,6 +86,12 @@ assert first["decode_vs_first_runs"] == [1.0, 1.0], first
 assert second["weights_dtype"] == "Q8" and len(second["decode_vs_first_runs"]) == 2, second
 for row in (first, second):
     assert row["decode_tok_s"] > 0 and row["prefill_tok_s"] > 0 and row["file_mb"] > 0, row
+    # Each decode run against the bandwidth probed beside it.
+    assert len(row["bandwidth_gb_s_runs"]) == 2 and len(row["decode_roofline_pct_runs"]) == 2, row
+    for rate, bandwidth, share in zip(row["decode_tok_s_runs"], row["bandwidth_gb_s_runs"],
+                                      row["decode_roofline_pct_runs"]):
+        expected = 100 * rate * row["weight_mb_per_token"] / (bandwidth * 1e3)
+        assert abs(share - expected) < 1e-6 * expected, (share, expected)
 PYTHON
 
 for bad in "--repeat 0" "--repeat x" "--gen 0"; do
