@@ -1,19 +1,23 @@
 // Throughput of the hot kernels: matrix-vector products in GB/s of weights (decode is bound by
 // memory bandwidth), matrix products of 512 tokens in GFLOP/s (prefill is bound by arithmetic),
-// RMSNorm, and STREAM-like read and triad bandwidths to compare the matvec figures with.
+// the two attention products in GFLOP/s, RMSNorm, and STREAM-like read and triad bandwidths to
+// compare the matvec figures with.
 //
 //   build-x/bench/kernels_bench [--benchmark_filter=Matvec]
 //   DSV3_KERNELS=avx2 build-x/bench/kernels_bench     (force an instruction set)
 //
 // Every benchmark takes the thread count as its last argument (1 and 2).
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
 
 #include "kernels/activation_precision.h"
+#include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -40,9 +44,23 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
   return values;
 }
 
+// Bytes on 2 MB pages where the kernel gives them (as the model's weights, io/file_memory.h):
+// 4 KB pages would add TLB misses to the cold benchmarks that the model does not have.
+struct HugePageFree {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+std::unique_ptr<uint8_t[], HugePageFree> huge_page_bytes(size_t bytes) {
+  constexpr size_t kHugePage = size_t(2) << 20;
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  auto* data = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, rounded));
+  if (data == nullptr) throw std::bad_alloc();
+  ::madvise(data, rounded, MADV_HUGEPAGE);  // before the first touch
+  return std::unique_ptr<uint8_t[], HugePageFree>(data);
+}
+
 // `count` weight matrices of one shape sharing nothing, with plausible values.
 struct WeightSet {
-  std::vector<std::unique_ptr<uint8_t[]>> storage;
+  std::vector<std::unique_ptr<uint8_t[], HugePageFree>> storage;
   std::vector<float> scales;
   std::vector<WeightMatrix> matrices;
 
@@ -52,7 +70,7 @@ struct WeightSet {
     const int64_t scale_rows = (rows + 127) / 128, scale_cols = (cols + 127) / 128;
     scales.assign(size_t(scale_rows * scale_cols), 0.01f);
     for (size_t m = 0; m < count; ++m) {
-      storage.emplace_back(new uint8_t[bytes]);
+      storage.push_back(huge_page_bytes(bytes));
       uint8_t* data = storage.back().get();
       // Random bytes are fine for BF16/F16/F32 timing except NaN/inf/subnormal patterns;
       // draw real values for those, random finite codes for FP8.
@@ -306,6 +324,59 @@ void BM_RmsNorm(benchmark::State& state) {
       double(3 * n * kRows * 4) * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// The attention products (kernels/attention_ops.h) of `calls` independent problems spread over
+// the pool: `queries` queries against `keys` rows of `dim` floats. Prefill's expanded form is
+// 16 calls (heads) of 32 queries (a block) and dim 128 (scores) or 64 (values); decode's
+// absorbed form one call of 16 queries (the heads) over the latent cache, dim 320 (scores:
+// latent and rope) or 256 (values: latent). Args: calls, queries, keys, dim, threads. GFLOP/s.
+struct AttentionProblem {
+  int64_t calls, queries, keys, dim;
+  std::vector<float> q, rows, out;
+  explicit AttentionProblem(const benchmark::State& state)
+      : calls(state.range(0)), queries(state.range(1)), keys(state.range(2)), dim(state.range(3)),
+        q(random_floats(size_t(calls * queries * std::max(dim, keys)), 1)),
+        rows(random_floats(size_t(calls * keys * dim), 2)),
+        out(size_t(calls * queries * std::max(dim, keys))) {
+    ThreadPool::global().set_num_threads(int(state.range(4)));
+  }
+  void count(benchmark::State& state) const {
+    const double flops = 2.0 * double(calls * queries * keys * dim);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  }
+};
+
+void BM_AttentionScores(benchmark::State& state) {
+  AttentionProblem p(state);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(p.calls, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        dsv3::kernels::attention_scores(p.q.data() + c * p.queries * p.dim, p.dim, p.queries,
+                                        p.rows.data() + c * p.keys * p.dim, p.dim, p.keys, p.dim,
+                                        0.125f, p.out.data() + c * p.queries * p.keys, p.keys);
+    });
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  p.count(state);
+}
+
+void BM_AttentionWeightedSum(benchmark::State& state) {
+  AttentionProblem p(state);
+  for (float& v : p.q) v = 1.0f / float(p.keys);  // probabilities
+  const std::vector<int64_t> key_counts(size_t(p.queries), p.keys);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(p.calls, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        dsv3::kernels::attention_weighted_sum(p.q.data() + c * p.queries * p.keys, p.keys,
+                                              p.queries, key_counts.data(),
+                                              p.rows.data() + c * p.keys * p.dim, p.dim, p.dim,
+                                              p.out.data() + c * p.queries * p.dim, p.dim);
+    });
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  p.count(state);
+}
+
 // STREAM-like bandwidth over arrays far larger than the caches, split over the pool's threads.
 // Read: the sum of a * b (what a matvec does to memory). Triad-like: y += s * x (2 reads and a
 // write per element; STREAM counts 3 x 4 bytes, write-allocate traffic aside).
@@ -422,6 +493,19 @@ BENCHMARK(BM_ExpertGroupBf16)
     ->ArgsProduct({{128}, {512}, {1024}, {48}, {2}})
     ->ArgsProduct({{64}, {1024}, {512}, {48}, {2}})
     ->ArgsProduct({{2}, {512}, {1024}, {48}, {2}})
+    ->ArgsProduct({{2, 128}, {512}, {1024}, {48}, {1}})
+    ->UseRealTime();
+
+BENCHMARK(BM_AttentionScores)
+    ->ArgNames({"calls", "queries", "keys", "dim", "threads"})
+    ->ArgsProduct({{16}, {32}, {512}, {128}, {1, 2}})
+    ->ArgsProduct({{1}, {16}, {512, 4096}, {320}, {1, 2}})
+    ->UseRealTime();
+
+BENCHMARK(BM_AttentionWeightedSum)
+    ->ArgNames({"calls", "queries", "keys", "dim", "threads"})
+    ->ArgsProduct({{16}, {32}, {512}, {64}, {1, 2}})
+    ->ArgsProduct({{1}, {16}, {512, 4096}, {256}, {1, 2}})
     ->UseRealTime();
 
 BENCHMARK(BM_RmsNorm)

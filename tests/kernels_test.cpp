@@ -1186,7 +1186,8 @@ TEST(Attention, ScoresAndWeightedSumMatchReference) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (int64_t dim : {1, 13, 64, 128, 320}) {
-      for (int64_t n_queries : {1, 3, 8, 17}) {
+      // 33 and 70: AVX-512's tiles of two query vectors (32 queries), then the rest.
+      for (int64_t n_queries : {1, 3, 8, 17, 33, 70}) {
         for (int64_t n_keys : {1, 5, 63, 64, 130, 300}) {
           const std::string label = std::string(isa_name(isa)) + " dim=" + std::to_string(dim) +
                                     " queries=" + std::to_string(n_queries) +
@@ -1224,18 +1225,19 @@ TEST(Attention, ScoresAndWeightedSumMatchReference) {
 }
 
 TEST(Attention, AQueryDoesNotDependOnTheOthers) {
-  // Each query alone gives bitwise the scores and weighted sum it gets among 11 others.
+  // Each query alone gives bitwise the scores and weighted sum it gets among 39 others (in
+  // AVX-512's tiles of 32 queries and of 16, the rest).
   KernelSettingsGuard guard;
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
-    const int64_t dim = 70, n_queries = 11, n_keys = 150;
+    const int64_t dim = 70, n_queries = 40, n_keys = 150;
     const std::vector<float> queries = random_floats(n_queries * dim, 1);
     const std::vector<float> keys = random_floats(n_keys * dim, 2);
     std::vector<float> scores(size_t(n_queries * n_keys));
     attention_scores(queries.data(), dim, n_queries, keys.data(), dim, n_keys, dim, 0.3f,
                      scores.data(), n_keys);
     std::vector<int64_t> counts(static_cast<size_t>(n_queries));
-    for (int64_t q = 0; q < n_queries; ++q) counts[size_t(q)] = n_keys - 13 * q;
+    for (int64_t q = 0; q < n_queries; ++q) counts[size_t(q)] = n_keys - 3 * q;
     std::vector<float> sums(size_t(n_queries * dim));
     attention_weighted_sum(scores.data(), n_keys, n_queries, counts.data(), keys.data(), dim, dim,
                            sums.data(), dim);

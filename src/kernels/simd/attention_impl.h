@@ -9,20 +9,23 @@ namespace {
 // query passes over it.
 constexpr int64_t kAttentionKeyBlock = 64;
 
-// Scores of up to L queries (one per lane) against kRows keys: lane q of acc[r] accumulates
-// queries[q][c] * keys[r][c] for c = 0, 1, ... in order, one fused multiply-add per step, so each
-// score is the same sequential dot product whatever the lane, the tile or the other queries.
-// Each key value is loaded once (broadcast) for all the queries; queries_by_dim holds the
-// queries transposed, [c][lane].
-template <class V, int kRows>
+// Scores of up to kVectors * L queries (one per lane of kVectors vectors) against kRows keys:
+// lane q of acc[v][r] accumulates queries[v L + q][c] * keys[r][c] for c = 0, 1, ... in order,
+// one fused multiply-add per step, so each score is the same sequential dot product whatever
+// the lane, the vector, the tile or the other queries. Each key value is loaded once
+// (broadcast) for all the queries: two query vectors halve the broadcasts per multiply-add.
+// queries_by_dim holds the queries transposed, [c][kVectors L].
+template <class V, int kRows, int kVectors>
 inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t key_stride,
                         int64_t dim, float scale, int n_queries, float* scores,
                         int64_t scores_stride) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
-  F acc[kRows];
+  F acc[kVectors][kRows];
+#pragma GCC unroll 2
+  for (int v = 0; v < kVectors; ++v)
 #pragma GCC unroll 24
-  for (int r = 0; r < kRows; ++r) acc[r] = V::zero();
+    for (int r = 0; r < kRows; ++r) acc[v][r] = V::zero();
   // Per cache line of the rows, a prefetch of the same line of the next tile's rows: kRows
   // streams read 4 bytes a step are too many for the hardware prefetcher to follow from DRAM.
   const float* next_keys = keys + kRows * key_stride;
@@ -31,19 +34,52 @@ inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t 
     for (int r = 0; r < kRows; ++r) __builtin_prefetch(next_keys + r * key_stride + c0, 0, 3);
     const int64_t c1 = dim - c0 < 16 ? dim : c0 + 16;
     for (int64_t c = c0; c < c1; ++c) {
-      const F query_values = V::load(queries_by_dim + c * L);
+      F query_values[kVectors];
+#pragma GCC unroll 2
+      for (int v = 0; v < kVectors; ++v)
+        query_values[v] = V::load(queries_by_dim + (c * kVectors + v) * L);
 #pragma GCC unroll 24
-      for (int r = 0; r < kRows; ++r)
-        acc[r] = V::fma(query_values, V::set1(keys[r * key_stride + c]), acc[r]);
+      for (int r = 0; r < kRows; ++r) {
+        const F key_value = V::set1(keys[r * key_stride + c]);
+#pragma GCC unroll 2
+        for (int v = 0; v < kVectors; ++v)
+          acc[v][r] = V::fma(query_values[v], key_value, acc[v][r]);
+      }
     }
   }
   alignas(64) float tile[kRows][L];
   const F scale_vector = V::set1(scale);
+#pragma GCC unroll 2
+  for (int v = 0; v < kVectors; ++v) {
 #pragma GCC unroll 24
-  for (int r = 0; r < kRows; ++r) V::store(tile[r], V::mul(acc[r], scale_vector));
-  for (int q = 0; q < n_queries; ++q)
+    for (int r = 0; r < kRows; ++r) V::store(tile[r], V::mul(acc[v][r], scale_vector));
+    const int n = n_queries - v * L < L ? n_queries - v * L : L;
+    float* out = scores + v * L * scores_stride;
+    for (int q = 0; q < n; ++q)
 #pragma GCC unroll 24
-    for (int r = 0; r < kRows; ++r) scores[q * scores_stride + r] = tile[r][q];
+      for (int r = 0; r < kRows; ++r) out[q * scores_stride + r] = tile[r][q];
+  }
+}
+
+// All keys for one block of up to kVectors * L queries (queries_by_dim filled).
+template <class V, int kVectors>
+void scores_block(const float* queries_by_dim, const float* keys, int64_t key_stride,
+                  int64_t n_keys, int64_t dim, float scale, int n, float* out,
+                  int64_t scores_stride) {
+  // Keys per register tile: kVectors x kRows accumulators, the query vectors and a broadcast
+  // fit the register file.
+  constexpr int kRows = V::kLanes == 16 ? 12 : 8;
+  int64_t s = 0;
+  for (; s + kRows <= n_keys; s += kRows)
+    scores_tile<V, kRows, kVectors>(queries_by_dim, keys + s * key_stride, key_stride, dim, scale,
+                                    n, out + s, scores_stride);
+  if (s < n_keys) {
+    with_token_count<kRows - 1>(n_keys - s, [&](auto rows) {
+      scores_tile<V, decltype(rows)::value, kVectors>(queries_by_dim, keys + s * key_stride,
+                                                      key_stride, dim, scale, n, out + s,
+                                                      scores_stride);
+    });
+  }
 }
 
 template <class V>
@@ -51,25 +87,25 @@ void attention_scores(const float* queries, int64_t query_stride, int64_t n_quer
                       const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
                       float scale, float* scores, int64_t scores_stride) {
   constexpr int L = V::kLanes;
-  // Keys per register tile: kRows accumulators and the query vector fit the register file.
-  constexpr int kRows = L == 16 ? 12 : 8;
-  float* queries_by_dim = thread_scratch_floats(dim * L);
-  for (int64_t q0 = 0; q0 < n_queries; q0 += L) {
-    const int n = n_queries - q0 < L ? int(n_queries - q0) : L;
+  // Two query vectors per tile where the registers allow (AVX-512) and the queries fill them.
+  constexpr int kMaxVectors = L == 16 ? 2 : 1;
+  float* queries_by_dim = thread_scratch_floats(dim * kMaxVectors * L);
+  for (int64_t q0 = 0; q0 < n_queries;) {
+    const int vectors = n_queries - q0 >= kMaxVectors * L ? kMaxVectors : 1;
+    const int width = vectors * L;
+    const int n = n_queries - q0 < width ? int(n_queries - q0) : width;
     for (int64_t c = 0; c < dim; ++c)
-      for (int q = 0; q < L; ++q)
-        queries_by_dim[c * L + q] = q < n ? queries[(q0 + q) * query_stride + c] : 0.0f;
+      for (int q = 0; q < width; ++q)
+        queries_by_dim[c * width + q] = q < n ? queries[(q0 + q) * query_stride + c] : 0.0f;
     float* out = scores + q0 * scores_stride;
-    int64_t s = 0;
-    for (; s + kRows <= n_keys; s += kRows)
-      scores_tile<V, kRows>(queries_by_dim, keys + s * key_stride, key_stride, dim, scale, n,
-                            out + s, scores_stride);
-    if (s < n_keys) {
-      with_token_count<kRows - 1>(n_keys - s, [&](auto rows) {
-        scores_tile<V, decltype(rows)::value>(queries_by_dim, keys + s * key_stride, key_stride,
-                                              dim, scale, n, out + s, scores_stride);
-      });
+    if (vectors == 2) {
+      scores_block<V, kMaxVectors>(queries_by_dim, keys, key_stride, n_keys, dim, scale, n, out,
+                                   scores_stride);
+    } else {
+      scores_block<V, 1>(queries_by_dim, keys, key_stride, n_keys, dim, scale, n, out,
+                         scores_stride);
     }
+    q0 += n;
   }
 }
 
