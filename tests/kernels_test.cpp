@@ -222,6 +222,53 @@ TEST(Matmul, EveryPathMatchesReferenceAtOddSizes) {
   }
 }
 
+// Two matrices back to back in memory (the upper and lower rows of one), their scales too:
+// stacked_rows joins them into one view whose product is, token by token, bitwise the two
+// products side by side; anything else is refused.
+TEST(Matmul, StackedRowsAreTheTwoProductsSideBySide) {
+  KernelSettingsGuard guard;
+  const int64_t top_rows = 32, bottom_rows = 48, cols = 200;
+  for (DType dtype : {DType::F32, DType::BF16, DType::F8_E4M3, DType::Q8, DType::Q4}) {
+    const RandomWeights whole = random_weights(dtype, top_rows + bottom_rows, cols, 77, 16, 64);
+    WeightMatrix top = whole.w, bottom = whole.w;
+    top.rows = top_rows;
+    bottom.rows = bottom_rows;
+    bottom.data = static_cast<const uint8_t*>(whole.w.data) + top_rows * whole.w.row_bytes();
+    if (bottom.block_scale) bottom.block_scale += top_rows / 16 * bottom.scale_cols;
+    if (bottom.group_scale) bottom.group_scale += top_rows * bottom.scale_cols;
+    const WeightMatrix stacked = stacked_rows(top, bottom);
+    ASSERT_FALSE(stacked.empty()) << dtype_name(dtype);
+    EXPECT_EQ(stacked.rows, top_rows + bottom_rows);
+    EXPECT_TRUE(stacked_rows(bottom, top).empty()) << dtype_name(dtype) << ": not back to back";
+    if (dtype == DType::F8_E4M3) {  // a scale block cut in two
+      WeightMatrix cut_top = top, cut_bottom = bottom;
+      cut_top.rows = 24;
+      cut_bottom.data = static_cast<const uint8_t*>(whole.w.data) + 24 * whole.w.row_bytes();
+      EXPECT_TRUE(stacked_rows(cut_top, cut_bottom).empty());
+    }
+    WeightMatrix other_format = bottom;
+    other_format.dtype = dtype == DType::F32 ? DType::BF16 : DType::F32;
+    EXPECT_TRUE(stacked_rows(top, other_format).empty()) << dtype_name(dtype);
+
+    for (int64_t n_tokens : {1, 3, 40}) {
+      const std::vector<float> x = random_floats(n_tokens * cols, 5);
+      std::vector<float> both(size_t(n_tokens * stacked.rows));
+      std::vector<float> upper(size_t(n_tokens * top_rows)), lower(size_t(n_tokens * bottom_rows));
+      matmul(stacked, x.data(), n_tokens, both.data());
+      matmul(top, x.data(), n_tokens, upper.data());
+      matmul(bottom, x.data(), n_tokens, lower.data());
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const float* row = both.data() + t * stacked.rows;
+        EXPECT_EQ(0, std::memcmp(row, upper.data() + t * top_rows, top_rows * sizeof(float)))
+            << dtype_name(dtype) << " tokens=" << n_tokens << " token " << t << " upper";
+        EXPECT_EQ(0, std::memcmp(row + top_rows, lower.data() + t * bottom_rows,
+                                 bottom_rows * sizeof(float)))
+            << dtype_name(dtype) << " tokens=" << n_tokens << " token " << t << " lower";
+      }
+    }
+  }
+}
+
 TEST(Matmul, ManyTokensCrossPanelAndBlockBoundaries) {
   KernelSettingsGuard guard;
   uint32_t seed = 1000;
@@ -949,11 +996,15 @@ TEST(Ops, SiluMulMatchesReference) {
       std::vector<float> gate = random_floats(n, uint32_t(n), 4.0f);
       if (n >= 7) gate[0] = -100.0f, gate[1] = 100.0f, gate[2] = 0.0f, gate[3] = -88.5f;
       const std::vector<float> up = random_floats(n, uint32_t(n + 1));
-      std::vector<float> fast = gate, reference = gate;
-      silu_mul(fast.data(), up.data(), n);
-      silu_mul_reference(reference.data(), up.data(), n);
+      std::vector<float> fast(static_cast<size_t>(n), 7.0f), reference(static_cast<size_t>(n));
+      silu_mul(gate.data(), up.data(), n, fast.data());
+      silu_mul_reference(gate.data(), up.data(), n, reference.data());
       expect_near_relative(fast, reference, 1e-5, 1e-30,
                            std::string(isa_name(isa)) + " n=" + std::to_string(n));
+      // In place on gate: the same values.
+      std::vector<float> in_place = gate;
+      silu_mul(in_place.data(), up.data(), n, in_place.data());
+      EXPECT_EQ(in_place, fast) << isa_name(isa) << " n=" << n;
     }
   }
 }

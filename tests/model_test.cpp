@@ -112,6 +112,64 @@ TEST(Model, AbsorbedAndExpandedAttentionAgreeOnQuantizedWeights) {
   }
 }
 
+// Every MLP's gate and up projections (the dense layers', each expert's, the shared experts')
+// stacked in one product, SwiGLU run as it completes, give bitwise what the two products and a
+// separate SwiGLU give: for each weight format, in decode (one token) and prefill (many tokens
+// per expert), on one and two threads.
+std::vector<float> logits_with_stacking(const std::string& dir, bool stacked, int64_t tokens) {
+  CausalLM model = CausalLM::from_pretrained(dir);
+  // The loaded weights are not const: the test takes the stacked views away.
+  auto& weights = const_cast<ModelWeights&>(model.model().weights());
+  int64_t stacked_mlps = 0;
+  auto visit = [&](MlpWeights& mlp) {
+    if (!mlp.gate_up.empty()) ++stacked_mlps;
+    if (!stacked) mlp.gate_up = {};
+  };
+  for (DecoderLayerWeights& layer : weights.layers) {
+    if (!layer.is_moe) visit(layer.mlp);
+    if (!layer.is_moe) continue;
+    for (MlpWeights& expert : layer.moe.experts) visit(expert);
+    if (layer.moe.has_shared_experts) visit(layer.moe.shared_experts);
+  }
+  // Our FP8 checkpoints interleave weights and scales, so nothing stacks there (Hugging Face's
+  // writer groups tensors by type: gate and up, and their scales, lie back to back).
+  if (dir.find("fp8") == std::string::npos) {
+    EXPECT_GT(stacked_mlps, 0) << dir << ": the checkpoint stores gate and up back to back";
+  }
+  std::vector<int32_t> ids(static_cast<size_t>(tokens));
+  for (int64_t i = 0; i < tokens; ++i) ids[size_t(i)] = int32_t((i * 37 + 5) % 500);
+  LatentCache cache = model.new_cache(tokens + 1);
+  return model.forward(ids, cache, tokens);
+}
+
+TEST(Model, StackedGateAndUpGiveTheSameBitsAsTwoProducts) {
+  const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
+  std::vector<std::string> dirs = {f32, make_checkpoint("tiny-smallvocab", "bf16"),
+                                   make_checkpoint("tiny-smallvocab", "fp8")};
+  for (DType format : {DType::Q8, DType::Q4}) {
+    const std::string dir = f32 + "-" + std::string(dtype_name(format));
+    QuantizeOptions options;
+    options.format = format;
+    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
+    dirs.push_back(dir);
+  }
+  ThreadPool& pool = ThreadPool::global();
+  const int saved_threads = pool.num_threads();
+  for (int threads : {1, 2}) {
+    pool.set_num_threads(threads);
+    for (const std::string& dir : dirs) {
+      for (int64_t tokens : {1, 70}) {
+        const std::vector<float> stacked = logits_with_stacking(dir, true, tokens);
+        const std::vector<float> apart = logits_with_stacking(dir, false, tokens);
+        ASSERT_EQ(stacked.size(), apart.size());
+        EXPECT_EQ(0, std::memcmp(stacked.data(), apart.data(), stacked.size() * sizeof(float)))
+            << dir << " tokens=" << tokens << " threads=" << threads;
+      }
+    }
+  }
+  pool.set_num_threads(saved_threads);
+}
+
 TEST(Model, LongContextAttentionAgreesAndIsThreadInvariant) {
   // Past 1024 visible rows the absorbed form splits a token's cache rows over the threads
   // (model/attention.cpp, attend_long_context): it must still agree with the expanded form, and

@@ -590,8 +590,12 @@ thread_local std::vector<PanelProduct> t_panel_products;
 // threads. Either way every output is the same canonical dot product.
 void run_panel_products(std::vector<PanelProduct>& products) {
   ThreadPool& pool = ThreadPool::global();
+  auto run_and_finish = [](const PanelProduct& product) {
+    run_panel_product(product.path, *product.item);
+    if (product.item->on_done != nullptr) product.item->on_done(product.item->context);
+  };
   if (int64_t(products.size()) < 2 * int64_t(pool.num_threads())) {
-    for (const PanelProduct& product : products) run_panel_product(product.path, *product.item);
+    for (const PanelProduct& product : products) run_and_finish(product);
     return;
   }
   auto work = [](const PanelProduct& product) {
@@ -599,9 +603,8 @@ void run_panel_products(std::vector<PanelProduct>& products) {
   };
   std::stable_sort(products.begin(), products.end(),
                    [&](const PanelProduct& a, const PanelProduct& b) { return work(a) > work(b); });
-  pool.parallel_claim(int64_t(products.size()), [&](int64_t i) {
-    run_panel_product(products[size_t(i)].path, *products[size_t(i)].item);
-  });
+  pool.parallel_claim(int64_t(products.size()),
+                      [&](int64_t i) { run_and_finish(products[size_t(i)]); });
 }
 
 }  // namespace
@@ -620,7 +623,10 @@ void matmul_group(std::span<const MatmulItem> items) {
   stream_paths.clear();
   panel_products.clear();
   for (const MatmulItem& item : items) {
-    if (trivial_product(*item.w, item.n_tokens, item.out)) continue;
+    if (trivial_product(*item.w, item.n_tokens, item.out)) {
+      if (item.on_done != nullptr) item.on_done(item.context);
+      continue;
+    }
     const MatmulPath path =
         choose_matmul_path(*item.w, item.n_tokens, !item.float_activations);
     if (is_panel(path)) {
@@ -631,7 +637,11 @@ void matmul_group(std::span<const MatmulItem> items) {
     stream_paths.push_back(path);
   }
   run_panel_products(panel_products);
-  if (!stream_items.empty()) run_stream_products(stream_items, stream_paths);
+  if (!stream_items.empty()) {
+    run_stream_products(stream_items, stream_paths);
+    for (const MatmulItem& item : stream_items)
+      if (item.on_done != nullptr) item.on_done(item.context);
+  }
 }
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {

@@ -36,6 +36,13 @@ struct MatmulItem {
   int64_t n_tokens = 0;
   float* out = nullptr;  // [n_tokens][w->rows]
   bool float_activations = false;
+  // When set, called with `context` as soon as out is complete, on the thread that completed it
+  // (in a prefill group of many products, the thread that computed the whole product): the
+  // caller consumes out while it is still in that core's cache (the MLPs' SwiGLU). It may use
+  // the thread pool (inside a group's parallel loop its calls then run inline), not
+  // matmul_group.
+  void (*on_done)(const void* context) = nullptr;
+  const void* context = nullptr;
 };
 
 // Several independent products at once (the gate and up projections of every selected expert,

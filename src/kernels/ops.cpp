@@ -21,8 +21,8 @@ void rms_norm_reference(const float* x, const float* weight, int64_t n, float ep
   for (int64_t i = 0; i < n; ++i) out[i] = weight[i] * (x[i] * inv_rms);
 }
 
-void silu_mul_reference(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+void silu_mul_reference(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 namespace {
@@ -74,9 +74,9 @@ void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* 
   rms_norm_reference(x, weight, n, eps, out);
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
-  if (const auto* kernels = active_kernels()) return kernels->silu_mul(gate, up, n);
-  silu_mul_reference(gate, up, n);
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  if (const auto* kernels = active_kernels()) return kernels->silu_mul(gate, up, n, out);
+  silu_mul_reference(gate, up, n, out);
 }
 
 void softmax(float* row, int64_t n) {

@@ -10,8 +10,8 @@ namespace dsv3::kernels {
 // out = x / sqrt(mean(x^2) + eps) * weight, over one row of length n. out may alias x.
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
 
-// gate[i] = silu(gate[i]) * up[i]   (the SwiGLU of the MLPs), in place on gate.
-void silu_mul(float* gate, const float* up, int64_t n);
+// out[i] = silu(gate[i]) * up[i]   (the SwiGLU of the MLPs); out may be gate.
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 
 // In-place softmax of one row of length n. A row whose entries are all -inf becomes zeros.
 void softmax(float* row, int64_t n);
@@ -29,7 +29,7 @@ void axpy(float alpha, const float* x, float* y, int64_t n);
 
 // The scalar references (double accumulation where a sum is taken).
 void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out);
-void silu_mul_reference(float* gate, const float* up, int64_t n);
+void silu_mul_reference(const float* gate, const float* up, int64_t n, float* out);
 void softmax_reference(float* row, int64_t n);
 void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum);
 float dot_reference(const float* a, const float* b, int64_t n);

@@ -6,6 +6,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "model/mlp.h"
 #include "model/row_ranges.h"
 #include "util/error.h"
 #include "util/phase_profile.h"
@@ -156,8 +157,10 @@ struct MoeScratch {
   std::vector<int64_t> expert_of_row_order;  // packed position -> (token, choice) row
   std::vector<int64_t> packed_position;      // (token, choice) row -> packed position
   std::vector<int64_t> fill;
-  std::vector<float> packed_in, gate, up, packed_out, shared_gate, shared_up, shared_out;
+  std::vector<float> packed_in, gate_up, activated, packed_out;
+  std::vector<float> shared_gate_up, shared_activated, shared_out;
   std::vector<kernels::MatmulItem> projections, down_projections;
+  std::vector<SwigluJob> swiglu;  // [expert], then the shared experts'
 };
 
 }  // namespace
@@ -192,17 +195,18 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
   }
 
   // Packed inputs, then the gate and up projections of every active expert and of the shared
-  // experts in one group, SwiGLU, and every down projection in a second group.
+  // experts in one group (one product per expert where gate and up lie stacked), SwiGLU, and
+  // every down projection in a second group.
   const int64_t intermediate = config.moe_intermediate_size;
   const int64_t shared_intermediate =
       weights.has_shared_experts ? weights.shared_experts.gate_proj.rows : 0;
   std::vector<float>& packed_in = scratch.packed_in;
-  std::vector<float>& gate = scratch.gate;
-  std::vector<float>& up = scratch.up;
+  std::vector<float>& gate_up = scratch.gate_up;
+  std::vector<float>& activated = scratch.activated;
   std::vector<float>& packed_out = scratch.packed_out;
   packed_in.resize(routed_rows * hidden);
-  gate.resize(routed_rows * intermediate);
-  up.resize(routed_rows * intermediate);
+  gate_up.resize(routed_rows * 2 * intermediate);
+  activated.resize(routed_rows * intermediate);
   packed_out.resize(routed_rows * hidden);
   for_row_ranges(routed_rows, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i)
@@ -212,8 +216,10 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
 
   std::vector<kernels::MatmulItem>& projections = scratch.projections;
   std::vector<kernels::MatmulItem>& down_projections = scratch.down_projections;
+  std::vector<SwigluJob>& swiglu = scratch.swiglu;
   projections.clear();
   down_projections.clear();
+  swiglu.assign(config.n_routed_experts + 1, SwigluJob{});  // not moved while items point in
   for (int64_t e = 0; e < config.n_routed_experts; ++e) {
     const int64_t first = expert_first[e], n = expert_first[e + 1] - first;
     if (n == 0) continue;
@@ -223,37 +229,41 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
     // (kernels::matmul_group).
     const float* expert_in = n == 1 ? x + expert_of_row_order[first] / routing.top_k * hidden
                                     : packed_in.data() + first * hidden;
-    projections.push_back({&expert.gate_proj, expert_in, n, gate.data() + first * intermediate});
-    projections.push_back({&expert.up_proj, expert_in, n, up.data() + first * intermediate});
-    down_projections.push_back({&expert.down_proj, gate.data() + first * intermediate, n,
+    append_gate_up(expert, expert_in, n, gate_up.data() + first * 2 * intermediate,
+                   activated.data() + first * intermediate, swiglu[e], projections);
+    down_projections.push_back({&expert.down_proj, activated.data() + first * intermediate, n,
                                 packed_out.data() + first * hidden});
   }
-  std::vector<float>& shared_gate = scratch.shared_gate;
-  std::vector<float>& shared_up = scratch.shared_up;
+  std::vector<float>& shared_gate_up = scratch.shared_gate_up;
+  std::vector<float>& shared_activated = scratch.shared_activated;
   std::vector<float>& shared_out = scratch.shared_out;
   if (weights.has_shared_experts) {
-    shared_gate.resize(tokens * shared_intermediate);
-    shared_up.resize(tokens * shared_intermediate);
+    shared_gate_up.resize(tokens * 2 * shared_intermediate);
+    shared_activated.resize(tokens * shared_intermediate);
     shared_out.resize(tokens * hidden);
     const MlpWeights& shared = weights.shared_experts;
-    projections.push_back({&shared.gate_proj, x, tokens, shared_gate.data()});
-    projections.push_back({&shared.up_proj, x, tokens, shared_up.data()});
-    down_projections.push_back({&shared.down_proj, shared_gate.data(), tokens, shared_out.data()});
+    append_gate_up(shared, x, tokens, shared_gate_up.data(), shared_activated.data(),
+                   swiglu[config.n_routed_experts], projections);
+    down_projections.push_back(
+        {&shared.down_proj, shared_activated.data(), tokens, shared_out.data()});
   }
   phase.next("moe.gate_up");
   kernels::matmul_group(projections);
   phase.next("moe.silu");
+  // The SwiGLU of the experts whose gate and up are not stacked (the others ran theirs as
+  // their products completed), over the packed rows: each range through the experts it covers.
   for_row_ranges(routed_rows, [&](int64_t begin, int64_t end) {
-    kernels::silu_mul(gate.data() + begin * intermediate, up.data() + begin * intermediate,
-                      (end - begin) * intermediate);
+    const auto after_begin =
+        std::upper_bound(expert_first.begin(), expert_first.end(), begin) - expert_first.begin();
+    for (int64_t e = after_begin - 1; e < config.n_routed_experts && expert_first[e] < end; ++e) {
+      const int64_t first = expert_first[e];
+      if (expert_first[e + 1] > first && !swiglu[e].on_completion)
+        swiglu[e].run_rows(std::max(begin, first) - first,
+                           std::min(end, expert_first[e + 1]) - first);
+    }
   });
-  if (weights.has_shared_experts) {
-    for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
-      kernels::silu_mul(shared_gate.data() + begin * shared_intermediate,
-                        shared_up.data() + begin * shared_intermediate,
-                        (end - begin) * shared_intermediate);
-    });
-  }
+  if (weights.has_shared_experts && !swiglu[config.n_routed_experts].on_completion)
+    swiglu[config.n_routed_experts].run();
   phase.next("moe.down");
   kernels::matmul_group(down_projections);
   phase.next("moe.scatter");

@@ -144,9 +144,12 @@ class WeightLoader {
 
   MlpWeights mlp(const std::string& prefix, int64_t intermediate) {
     const int64_t hidden = config_.hidden_size;
-    return MlpWeights{matrix(prefix + ".gate_proj.weight", intermediate, hidden),
-                      matrix(prefix + ".up_proj.weight", intermediate, hidden),
-                      matrix(prefix + ".down_proj.weight", hidden, intermediate)};
+    MlpWeights mlp;
+    mlp.gate_proj = matrix(prefix + ".gate_proj.weight", intermediate, hidden);
+    mlp.up_proj = matrix(prefix + ".up_proj.weight", intermediate, hidden);
+    mlp.down_proj = matrix(prefix + ".down_proj.weight", hidden, intermediate);
+    mlp.gate_up = stacked_rows(mlp.gate_proj, mlp.up_proj);
+    return mlp;
   }
 
   AttentionWeights attention(const std::string& prefix) {

@@ -31,6 +31,9 @@ struct RmsNormWeights {
 // SwiGLU MLP: down(silu(gate(x)) * up(x)). Dense layers, routed experts and shared experts.
 struct MlpWeights {
   WeightMatrix gate_proj, up_proj, down_proj;
+  // gate_proj's rows then up_proj's as one matrix when the checkpoint stores them back to back
+  // (stacked_rows; a view, no copy): the two projections then run as one product. Else empty.
+  WeightMatrix gate_up;
 };
 
 struct AttentionWeights {

@@ -32,6 +32,25 @@ int64_t WeightMatrix::row_bytes() const {
   return is_block_quantized(dtype) ? quant_row_bytes(dtype, cols) : cols * int64_t(dtype_size(dtype));
 }
 
+WeightMatrix stacked_rows(const WeightMatrix& top, const WeightMatrix& bottom) {
+  if (top.empty() || bottom.empty() || top.dtype != bottom.dtype || top.cols != bottom.cols ||
+      top.byte_activations != bottom.byte_activations || top.scale_cols != bottom.scale_cols ||
+      (top.block_scale == nullptr) != (bottom.block_scale == nullptr) ||
+      (top.group_scale == nullptr) != (bottom.group_scale == nullptr))
+    return {};
+  if (static_cast<const char*>(top.data) + top.rows * top.row_bytes() != bottom.data) return {};
+  if (top.block_scale != nullptr &&
+      (top.block_rows != bottom.block_rows || top.block_cols != bottom.block_cols ||
+       top.rows % top.block_rows != 0 ||
+       top.block_scale + top.rows / top.block_rows * top.scale_cols != bottom.block_scale))
+    return {};
+  if (top.group_scale != nullptr && top.group_scale + top.rows * top.scale_cols != bottom.group_scale)
+    return {};
+  WeightMatrix stacked = top;
+  stacked.rows = top.rows + bottom.rows;
+  return stacked;
+}
+
 int64_t WeightMatrix::stored_bytes() const {
   if (data == nullptr) return 0;
   int64_t bytes = rows * row_bytes();

@@ -35,4 +35,10 @@ struct WeightMatrix {
   float at(int64_t row, int64_t col) const;
 };
 
+// The rows of `top` followed by the rows of `bottom` as one matrix, without a copy, when they
+// lie back to back in memory with their scales (same format and columns, FP8 blocks not cut):
+// an MLP's gate_proj and up_proj, stored one after the other in Hugging Face checkpoints, then
+// take one product. Empty when they do not.
+WeightMatrix stacked_rows(const WeightMatrix& top, const WeightMatrix& bottom);
+
 }  // namespace dsv3

@@ -40,7 +40,7 @@ struct IsaKernels {
   void (*gemm_rows)(const MatmulJob& job, int64_t row_begin, int64_t row_end, float* scratch);
 
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
-  void (*silu_mul)(float* gate, const float* up, int64_t n);
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
   void (*softmax)(float* row, int64_t n);
   void (*softmax_numerators)(float* row, int64_t n, float* row_max, float* row_sum);
   float (*dot)(const float* a, const float* b, int64_t n);

@@ -62,14 +62,14 @@ inline typename V::F silu_times(typename V::F gate, typename V::F up) {
 }
 
 template <class V>
-void silu_mul(float* gate, const float* up, int64_t n) {
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   constexpr int L = V::kLanes;
   int64_t i = 0;
-  for (; i + L <= n; i += L) V::store(gate + i, silu_times<V>(V::load(gate + i), V::load(up + i)));
+  for (; i + L <= n; i += L) V::store(out + i, silu_times<V>(V::load(gate + i), V::load(up + i)));
   if (i < n) {
     const int count = int(n - i);
     V::store_partial(
-        gate + i, silu_times<V>(V::load_partial(gate + i, count), V::load_partial(up + i, count)),
+        out + i, silu_times<V>(V::load_partial(gate + i, count), V::load_partial(up + i, count)),
         count);
   }
 }
