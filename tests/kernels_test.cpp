@@ -269,6 +269,40 @@ TEST(Matmul, StackedRowsAreTheTwoProductsSideBySide) {
   }
 }
 
+// Products reading picked rows of a larger x (MatmulItem::x_rows) give bitwise what they give
+// on those rows copied together, in every format, for few tokens (streamed, the copy made by
+// matmul_group) and many (the BF16 kernels read the rows in place), two products picking the
+// same rows included.
+TEST(Matmul, PickedRowsEqualTheirCopy) {
+  KernelSettingsGuard guard;
+  const int64_t rows = 40, cols = 96, batch = 70;
+  const std::vector<float> x = random_floats(batch * cols, 3);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F8_E4M3, DType::Q8, DType::Q4}) {
+    const RandomWeights a = random_weights(dtype, rows, cols, 21, 16, 32);
+    const RandomWeights b = random_weights(dtype, rows, cols, 22, 16, 32);
+    for (int64_t n_tokens : {1, 5, 33}) {
+      std::vector<int64_t> picked(static_cast<size_t>(n_tokens));
+      for (int64_t t = 0; t < n_tokens; ++t) picked[size_t(t)] = (t * 29 + 7) % batch;
+      std::vector<float> copy(size_t(n_tokens * cols));
+      for (int64_t t = 0; t < n_tokens; ++t)
+        std::copy_n(x.data() + picked[size_t(t)] * cols, cols, copy.data() + t * cols);
+      std::vector<float> expected_a(size_t(n_tokens * rows)), expected_b = expected_a;
+      matmul(a.w, copy.data(), n_tokens, expected_a.data());
+      matmul(b.w, copy.data(), n_tokens, expected_b.data());
+      std::vector<float> out_a(expected_a.size(), -1.0f), out_b = out_a;
+      MatmulItem items[] = {{&a.w, x.data(), n_tokens, out_a.data()},
+                            {&b.w, x.data(), n_tokens, out_b.data()}};
+      items[0].x_rows = items[1].x_rows = picked.data();
+      matmul_group(items);
+      const std::string label = std::string(dtype_name(dtype)) + " tokens=" + std::to_string(n_tokens);
+      EXPECT_EQ(0, std::memcmp(out_a.data(), expected_a.data(), out_a.size() * sizeof(float)))
+          << label;
+      EXPECT_EQ(0, std::memcmp(out_b.data(), expected_b.data(), out_b.size() * sizeof(float)))
+          << label;
+    }
+  }
+}
+
 TEST(Matmul, ManyTokensCrossPanelAndBlockBoundaries) {
   KernelSettingsGuard guard;
   uint32_t seed = 1000;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/activation_precision.h"
@@ -129,8 +130,10 @@ void round_through_bf16(const float* x, int64_t n, float* out) {
 
 // The vdpbf16ps product: x rounded to bf16 once into a packed copy (rows an odd number of cache
 // lines apart), then the rows of out computed in blocks of whole register tiles that the
-// threads take in turn, so both stay busy on every matrix, small ones included.
-void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
+// threads take in turn, so both stay busy on every matrix, small ones included. x_rows: as
+// MatmulItem's (null: row t is x + t * w.cols).
+void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out,
+                   const int64_t* x_rows = nullptr) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
   uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
   const int64_t amx_rows = simd::amx_bf16_rows(w);
@@ -142,7 +145,8 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
     const int64_t token_begin = block_begin * simd::kAmxTokens;
     const int64_t token_end = std::min(n_tokens, block_end * simd::kAmxTokens);
     for (int64_t t = token_begin; t < token_end; ++t)
-      simd::avx512_round_to_bf16(x + t * w.cols, w.cols, x_bf16 + t * x_stride);
+      simd::avx512_round_to_bf16(x + (x_rows != nullptr ? x_rows[t] : t) * w.cols, w.cols,
+                                 x_bf16 + t * x_stride);
     if (x_amx != nullptr)
       simd::amx_pack_tokens(x_bf16, x_stride, w.cols, n_tokens, token_begin, token_end, x_amx);
   };
@@ -561,7 +565,7 @@ void matmul_float_panel(const MatmulPath& path, const WeightMatrix& w, const flo
 // A many-token product: enough work to pay for its own passes of the pool.
 void run_panel_product(const MatmulPath& path, const MatmulItem& item) {
   if (path.kernel == MatmulKernel::kBf16Panel) {
-    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out);
+    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows);
   }
   if (path.kernel == MatmulKernel::kQuantPanel) {
     return quant_matmul(*item.w, item.x, item.n_tokens, item.out);
@@ -575,6 +579,55 @@ bool is_panel(const MatmulPath& path) {
 }
 
 thread_local std::vector<MatmulItem> t_stream_items;
+thread_local std::vector<MatmulItem> t_group_items;
+thread_local std::vector<float> t_gathered_x;
+thread_local std::vector<std::pair<size_t, float*>> t_copied_items;
+
+// The items of a group with the picked rows (MatmulItem::x_rows) copied together for the paths
+// that read x as one block; items picking the same rows of the same x share one copy.
+std::span<const MatmulItem> gather_rows(std::span<const MatmulItem> items) {
+  auto copies = [](const MatmulItem& item) {
+    return item.x_rows != nullptr && item.n_tokens > 0 && item.w->rows > 0 && item.w->cols > 0 &&
+           choose_matmul_path(*item.w, item.n_tokens, !item.float_activations).kernel !=
+               MatmulKernel::kBf16Panel;
+  };
+  int64_t floats = 0;
+  for (const MatmulItem& item : items)
+    if (copies(item)) floats += item.n_tokens * item.w->cols;
+  if (floats == 0) return items;
+  float* next = cache_aligned(t_gathered_x, floats);
+  std::vector<MatmulItem>& local = t_group_items;
+  local.assign(items.begin(), items.end());
+  // The items whose rows this call copies, and where to.
+  std::vector<std::pair<size_t, float*>>& copied = t_copied_items;
+  copied.clear();
+  for (size_t i = 0; i < local.size(); ++i) {
+    MatmulItem& item = local[i];
+    if (!copies(item)) continue;
+    const MatmulItem* same = nullptr;
+    for (size_t j = 0; j < i && same == nullptr; ++j)
+      if (items[j].x == item.x && items[j].x_rows == item.x_rows &&
+          items[j].n_tokens == item.n_tokens && items[j].w->cols == item.w->cols &&
+          local[j].x_rows == nullptr)
+        same = &local[j];
+    if (same != nullptr) {
+      item.x = same->x;
+    } else {
+      copied.push_back({i, next});
+      item.x = next;
+      next += item.n_tokens * item.w->cols;
+    }
+    item.x_rows = nullptr;
+  }
+  ThreadPool::global().parallel_claim(int64_t(copied.size()), [&](int64_t k) {
+    const auto [index, to] = copied[size_t(k)];
+    const MatmulItem& from = items[index];
+    const int64_t cols = from.w->cols;
+    for (int64_t t = 0; t < from.n_tokens; ++t)
+      std::copy_n(from.x + from.x_rows[t] * cols, cols, to + t * cols);
+  });
+  return local;
+}
 thread_local std::vector<MatmulPath> t_stream_paths;
 
 struct PanelProduct {
@@ -609,11 +662,12 @@ void run_panel_products(std::vector<PanelProduct>& products) {
 
 }  // namespace
 
-void matmul_group(std::span<const MatmulItem> items) {
-  for (const MatmulItem& item : items) {
+void matmul_group(std::span<const MatmulItem> group) {
+  for (const MatmulItem& item : group) {
     if (item.w == nullptr) throw Error("matmul_group: an item without a weight");
     validate(*item.w, item.x, item.n_tokens, item.out);
   }
+  const std::span<const MatmulItem> items = gather_rows(group);
   // Few-token products share the row tasks of one pass of the pool; a many-token product
   // (panel form) runs on its own.
   std::vector<MatmulItem>& stream_items = t_stream_items;

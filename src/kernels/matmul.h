@@ -43,6 +43,10 @@ struct MatmulItem {
   // matmul_group.
   void (*on_done)(const void* context) = nullptr;
   const void* context = nullptr;
+  // When set, row t of the input is x + x_rows[t] * w->cols: rows picked from a larger batch
+  // (the tokens routed to one expert). The BF16 kernels round them to bf16 straight from there;
+  // the other paths copy them together first.
+  const int64_t* x_rows = nullptr;
 };
 
 // Several independent products at once (the gate and up projections of every selected expert,

@@ -27,18 +27,24 @@ void SwigluJob::run() const {
 }
 
 void append_gate_up(const MlpWeights& weights, const float* x, int64_t tokens, float* gate_up,
-                    float* activated, SwigluJob& job, std::vector<kernels::MatmulItem>& items) {
+                    float* activated, SwigluJob& job, std::vector<kernels::MatmulItem>& items,
+                    const int64_t* x_rows) {
   const int64_t intermediate = weights.gate_proj.rows;
   job = {&weights, gate_up, tokens, activated, !weights.gate_up.empty()};
+  auto product = [&](const WeightMatrix& w, float* out) {
+    kernels::MatmulItem item{&w, x, tokens, out};
+    item.x_rows = x_rows;
+    return item;
+  };
   if (job.on_completion) {
-    kernels::MatmulItem item{&weights.gate_up, x, tokens, gate_up};
+    kernels::MatmulItem item = product(weights.gate_up, gate_up);
     item.on_done = [](const void* context) { static_cast<const SwigluJob*>(context)->run(); };
     item.context = &job;
     items.push_back(item);
     return;
   }
-  items.push_back({&weights.gate_proj, x, tokens, gate_up});
-  items.push_back({&weights.up_proj, x, tokens, gate_up + tokens * intermediate});
+  items.push_back(product(weights.gate_proj, gate_up));
+  items.push_back(product(weights.up_proj, gate_up + tokens * intermediate));
 }
 
 void mlp_forward(const MlpWeights& weights, const float* x, int64_t tokens, float* out) {

@@ -28,11 +28,13 @@ struct SwigluJob {
   void run() const;  // every row, over the thread pool
 };
 
-// Appends the gate and up projections of `tokens` rows of x to `items`: one product of the
-// stacked matrix when the checkpoint allows (MlpWeights::gate_up), which then runs `job`
-// itself on completion, while its output is in cache; else two products, and the caller runs
-// job.run() once the group is done. `job` must outlive the group.
+// Appends the gate and up projections of `tokens` rows of x to `items` (the rows x_rows picks,
+// as kernels::MatmulItem::x_rows, when given): one product of the stacked matrix when the
+// checkpoint allows (MlpWeights::gate_up), which then runs `job` itself on completion, while
+// its output is in cache; else two products, and the caller runs job.run() once the group is
+// done. `job` must outlive the group.
 void append_gate_up(const MlpWeights& weights, const float* x, int64_t tokens, float* gate_up,
-                    float* activated, SwigluJob& job, std::vector<kernels::MatmulItem>& items);
+                    float* activated, SwigluJob& job, std::vector<kernels::MatmulItem>& items,
+                    const int64_t* x_rows = nullptr);
 
 }  // namespace dsv3

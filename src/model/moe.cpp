@@ -156,8 +156,9 @@ struct MoeScratch {
   std::vector<int64_t> expert_first;         // [expert + 1]: first packed position of each
   std::vector<int64_t> expert_of_row_order;  // packed position -> (token, choice) row
   std::vector<int64_t> packed_position;      // (token, choice) row -> packed position
+  std::vector<int64_t> token_of_position;    // packed position -> token
   std::vector<int64_t> fill;
-  std::vector<float> packed_in, gate_up, activated, packed_out;
+  std::vector<float> gate_up, activated, packed_out;
   std::vector<float> shared_gate_up, shared_activated, shared_out;
   std::vector<kernels::MatmulItem> projections, down_projections;
   std::vector<SwigluJob> swiglu;  // [expert], then the shared experts'
@@ -187,32 +188,28 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
   for (int64_t e = 0; e < config.n_routed_experts; ++e) expert_first[e + 1] += expert_first[e];
   expert_of_row_order.resize(routed_rows);
   packed_position.resize(routed_rows);
+  scratch.token_of_position.resize(routed_rows);
   scratch.fill.assign(expert_first.begin(), expert_first.end() - 1);
   for (int64_t row = 0; row < routed_rows; ++row) {
     const int64_t position = scratch.fill[routing.expert_ids[row]]++;
     expert_of_row_order[position] = row;
     packed_position[row] = position;
+    scratch.token_of_position[position] = row / top_k;
   }
 
-  // Packed inputs, then the gate and up projections of every active expert and of the shared
-  // experts in one group (one product per expert where gate and up lie stacked), SwiGLU, and
-  // every down projection in a second group.
+  // The gate and up projections of every active expert (on its tokens' rows of x, picked by
+  // the products themselves: MatmulItem::x_rows) and of the shared experts in one group (one
+  // product per expert where gate and up lie stacked), SwiGLU, and every down projection in a
+  // second group.
   const int64_t intermediate = config.moe_intermediate_size;
   const int64_t shared_intermediate =
       weights.has_shared_experts ? weights.shared_experts.gate_proj.rows : 0;
-  std::vector<float>& packed_in = scratch.packed_in;
   std::vector<float>& gate_up = scratch.gate_up;
   std::vector<float>& activated = scratch.activated;
   std::vector<float>& packed_out = scratch.packed_out;
-  packed_in.resize(routed_rows * hidden);
   gate_up.resize(routed_rows * 2 * intermediate);
   activated.resize(routed_rows * intermediate);
   packed_out.resize(routed_rows * hidden);
-  for_row_ranges(routed_rows, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      std::copy_n(x + expert_of_row_order[i] / top_k * hidden, hidden,
-                  packed_in.data() + i * hidden);
-  });
 
   std::vector<kernels::MatmulItem>& projections = scratch.projections;
   std::vector<kernels::MatmulItem>& down_projections = scratch.down_projections;
@@ -224,13 +221,13 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
     const int64_t first = expert_first[e], n = expert_first[e + 1] - first;
     if (n == 0) continue;
     const MlpWeights& expert = weights.experts[e];
-    // An expert of one token reads it in place (the same values as its packed copy): the
-    // products of a decode step then all read one x, and quantized weights quantize it once
-    // (kernels::matmul_group).
-    const float* expert_in = n == 1 ? x + expert_of_row_order[first] / routing.top_k * hidden
-                                    : packed_in.data() + first * hidden;
+    // An expert of one token reads it as a plain row of x: the products of a decode step then
+    // all read one x, and quantized weights quantize it once (kernels::matmul_group).
+    const int64_t* token_rows = scratch.token_of_position.data() + first;
+    const float* expert_in = n == 1 ? x + token_rows[0] * hidden : x;
     append_gate_up(expert, expert_in, n, gate_up.data() + first * 2 * intermediate,
-                   activated.data() + first * intermediate, swiglu[e], projections);
+                   activated.data() + first * intermediate, swiglu[e], projections,
+                   n == 1 ? nullptr : token_rows);
     down_projections.push_back({&expert.down_proj, activated.data() + first * intermediate, n,
                                 packed_out.data() + first * hidden});
   }
