@@ -335,6 +335,13 @@ void write_random_checkpoint(const std::string& out_dir, Config config,
         tensors.push_back({tensor.name, dtype, tensor.shape, to_bytes(values, dtype)});
       }
     }
+    // Laid out as Python's safetensors writer lays them out: by element size, largest first,
+    // in plan order within each size. So an MLP's gate_proj and up_proj lie back to back, and
+    // so do their FP8 scales (model/weights.cpp stacks them into one product).
+    std::stable_sort(tensors.begin(), tensors.end(),
+                     [](const TensorToWrite& a, const TensorToWrite& b) {
+                       return dtype_size(a.dtype) > dtype_size(b.dtype);
+                     });
     char name[64];
     if (options.shards == 1)
       std::snprintf(name, sizeof(name), "model.safetensors");
