@@ -579,6 +579,8 @@ bool is_panel(const MatmulPath& path) {
 }
 
 thread_local std::vector<MatmulItem> t_stream_items;
+thread_local std::vector<MatmulPath> t_stream_paths;
+
 thread_local std::vector<MatmulItem> t_group_items;
 thread_local std::vector<float> t_gathered_x;
 thread_local std::vector<std::pair<size_t, float*>> t_copied_items;
@@ -628,7 +630,6 @@ std::span<const MatmulItem> gather_rows(std::span<const MatmulItem> items) {
   });
   return local;
 }
-thread_local std::vector<MatmulPath> t_stream_paths;
 
 struct PanelProduct {
   const MatmulItem* item;
