@@ -24,6 +24,15 @@ class ReadBandwidthProbe {
 
   // GB/s, best of `repetitions` reads of the whole buffer.
   double measure(int repetitions = 5) const;
+  // Runs run() between two quick probes and returns the mean of the two: the bandwidth the run
+  // had, as near as a shared host lets one tell.
+  template <class Run>
+  double measure_around(Run&& run) const {
+    constexpr int kQuickRepetitions = 3;
+    const double before = measure(kQuickRepetitions);
+    run();
+    return 0.5 * (before + measure(kQuickRepetitions));
+  }
   // The buffer's bytes (resident from construction on).
   int64_t bytes() const { return floats_ * int64_t(sizeof(float)); }
 
@@ -32,6 +41,11 @@ class ReadBandwidthProbe {
   std::unique_ptr<Buffer> buffer_;
   int64_t floats_;
 };
+
+// Percent of the bandwidth roofline (bandwidth / bytes read per token) that a decode speed is.
+inline double roofline_pct(double tokens_per_s, double bytes_per_token, double gb_s) {
+  return 100.0 * tokens_per_s * bytes_per_token / (gb_s * 1e9);
+}
 
 // GFLOP/s (a multiply-add counts 2) of float32 FMA on all pool threads.
 double measure_peak_gflops_f32();

@@ -165,8 +165,7 @@ int run_bench(const CommandArgs& argv) {
   // that the roofline models, and --ctx-depth D measures how attention over D cached tokens
   // slows it.
   std::vector<double> prefill_runs, decode_runs, depth_decode_runs, cpu_share_runs;
-  std::vector<double> bandwidth_runs;  // GB/s probed beside each decode run (mean of two)
-  constexpr int kProbeRepetitions = 3;
+  std::vector<double> bandwidth_runs;  // GB/s probed around each decode run
   for (int64_t run = 0; run < repeats; ++run) {
     const bool profile_this_run = profiling && run + 1 == repeats;
     cache.clear();
@@ -185,9 +184,8 @@ int run_bench(const CommandArgs& argv) {
     if (profile_this_run && !json_output) print_phases("prefill phases", 1.0);
     profile::reset();
     cache.clear();
-    const double bandwidth_before = bandwidth_probe.measure(kProbeRepetitions);
-    decode_runs.push_back(decode(model, first, cache, gen_tokens));
-    bandwidth_runs.push_back(0.5 * (bandwidth_before + bandwidth_probe.measure(kProbeRepetitions)));
+    bandwidth_runs.push_back(bandwidth_probe.measure_around(
+        [&] { decode_runs.push_back(decode(model, first, cache, gen_tokens)); }));
     if (profile_this_run && !json_output)
       print_phases("decode phases per token", double(gen_tokens));
     profile::set_enabled(false);
@@ -209,8 +207,8 @@ int run_bench(const CommandArgs& argv) {
   const double weight_bytes_per_token = double(footprint.decode_bytes_per_token);
   std::vector<double> roofline_pct_runs;
   for (size_t i = 0; i < decode_runs.size(); ++i)
-    roofline_pct_runs.push_back(100.0 * double(gen_tokens) / decode_runs[i] /
-                                (bandwidth_runs[i] * 1e9 / weight_bytes_per_token));
+    roofline_pct_runs.push_back(kernels::roofline_pct(double(gen_tokens) / decode_runs[i],
+                                                      weight_bytes_per_token, bandwidth_runs[i]));
   const double bandwidth = median(bandwidth_runs);
   const double best_bandwidth =
       std::max(first_bandwidth, *std::max_element(bandwidth_runs.begin(), bandwidth_runs.end()));

@@ -51,7 +51,7 @@ struct ModelRow {
   double file_mb = 0, resident_mb = 0, bytes_per_token_mb = 0;
   std::unique_ptr<CausalLM> model;
   std::vector<double> prefill_tok_s, decode_tok_s;
-  std::vector<double> bandwidth_gb_s;  // probed beside each decode run (mean of before, after)
+  std::vector<double> bandwidth_gb_s;  // probed around each decode run
 };
 
 double median(std::vector<double> values) {
@@ -83,7 +83,6 @@ ModelRow load(const std::string& dir, const std::vector<int32_t>& prompt) {
 // empty cache, the bandwidth probed just before and after (as in `dsv3 bench` with one model).
 void run_once(ModelRow& row, const std::vector<int32_t>& prompt, int64_t gen_tokens,
               const kernels::ReadBandwidthProbe& probe) {
-  constexpr int kProbeRepetitions = 3;
   const CausalLM& model = *row.model;
   LatentCache cache = model.new_cache(int64_t(prompt.size()) + gen_tokens + 1);
   auto start = Clock::now();
@@ -91,14 +90,14 @@ void run_once(ModelRow& row, const std::vector<int32_t>& prompt, int64_t gen_tok
   row.prefill_tok_s.push_back(double(prompt.size()) / seconds_since(start));
   int32_t token = argmax(logits);
   cache.clear();  // decode from depth 0, as `dsv3 bench` with one model
-  const double bandwidth_before = probe.measure(kProbeRepetitions);
-  start = Clock::now();
-  for (int64_t i = 0; i < gen_tokens; ++i) {
-    logits = model.forward(std::span(&token, 1), cache, 1);
-    token = argmax(logits);
-  }
-  row.decode_tok_s.push_back(double(gen_tokens) / seconds_since(start));
-  row.bandwidth_gb_s.push_back(0.5 * (bandwidth_before + probe.measure(kProbeRepetitions)));
+  row.bandwidth_gb_s.push_back(probe.measure_around([&] {
+    start = Clock::now();
+    for (int64_t i = 0; i < gen_tokens; ++i) {
+      logits = model.forward(std::span(&token, 1), cache, 1);
+      token = argmax(logits);
+    }
+    row.decode_tok_s.push_back(double(gen_tokens) / seconds_since(start));
+  }));
 }
 
 }  // namespace
@@ -119,7 +118,6 @@ int run_bench_models(const Args& args) {
   const bool json_output = args.has("--json");
   if (!json_output) std::fprintf(stderr, "measuring memory bandwidth ...\n");
   const kernels::ReadBandwidthProbe probe;
-  probe.measure();  // warm
   std::vector<ModelRow> rows;
   for (const std::string& dir : dirs) {
     if (!json_output) std::fprintf(stderr, "loading %s ...\n", dir.c_str());
@@ -145,8 +143,8 @@ int run_bench_models(const Args& args) {
     // Each decode run against the roofline of its own probes; the median of those shares.
     std::vector<double> roofline_pct_runs;
     for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
-      roofline_pct_runs.push_back(100.0 * row.decode_tok_s[run] /
-                                  (row.bandwidth_gb_s[run] * 1e3 / row.bytes_per_token_mb));
+      roofline_pct_runs.push_back(kernels::roofline_pct(
+          row.decode_tok_s[run], row.bytes_per_token_mb * 1e6, row.bandwidth_gb_s[run]));
     // The ratio to the first model within each run, then its median over the runs.
     std::vector<double> ratios;
     for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
