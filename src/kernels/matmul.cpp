@@ -105,6 +105,12 @@ void matmul_reference_rows(const WeightMatrix& w, const float* x, int64_t n_toke
   }
 }
 
+// A stretch of weight bytes a thread reads next (for its prefetch); none when data is null.
+struct WeightBytes {
+  const void* data = nullptr;
+  int64_t bytes = 0;
+};
+
 // Per-thread buffers, grown on demand and kept: no allocation per call once warm.
 thread_local std::vector<float> t_panel_scratch;
 thread_local std::vector<float> t_x_packed;
@@ -131,9 +137,10 @@ void round_through_bf16(const float* x, int64_t n, float* out) {
 // The vdpbf16ps product: x rounded to bf16 once into a packed copy (rows an odd number of cache
 // lines apart), then the rows of out computed in blocks of whole register tiles that the
 // threads take in turn, so both stay busy on every matrix, small ones included. x_rows: as
-// MatmulItem's (null: row t is x + t * w.cols).
+// MatmulItem's (null: row t is x + t * w.cols). `after`: the weights the calling thread reads
+// after this product, prefetched while its last block runs.
 void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out,
-                   const int64_t* x_rows = nullptr) {
+                   const int64_t* x_rows = nullptr, WeightBytes after = {}) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
   uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
   const int64_t amx_rows = simd::amx_bf16_rows(w);
@@ -182,12 +189,26 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
           ? (block_tiles * simd::kBf16TileRows + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows
           : block_tiles * simd::kBf16TileRows;
   const int64_t n_blocks = (w.rows + block_rows - 1) / block_rows;
+  const int64_t row_bytes = w.cols * int64_t(sizeof(uint16_t));
   std::atomic<int64_t> next_block{0};
   ThreadPool::global().parallel_for(std::min(threads, n_blocks), [&](int64_t, int64_t) {
-    for (int64_t block = next_block.fetch_add(1, std::memory_order_relaxed); block < n_blocks;
-         block = next_block.fetch_add(1, std::memory_order_relaxed)) {
-      simd::avx512_bf16_matmul_rows(job, block * block_rows,
-                                    std::min(w.rows, (block + 1) * block_rows));
+    // Each thread claims its next block before running the current one, so that the kernel
+    // can prefetch it (or, after the last, `after`) while the current one runs.
+    simd::Bf16MatmulJob own = job;
+    int64_t block = next_block.fetch_add(1, std::memory_order_relaxed);
+    while (block < n_blocks) {
+      const int64_t following = next_block.fetch_add(1, std::memory_order_relaxed);
+      const int64_t row_end = std::min(w.rows, (block + 1) * block_rows);
+      if (following < n_blocks) {
+        own.prefetch_next = static_cast<const char*>(w.data) + following * block_rows * row_bytes;
+        own.prefetch_next_bytes = (std::min(w.rows, (following + 1) * block_rows) -
+                                   following * block_rows) * row_bytes;
+      } else {
+        own.prefetch_next = after.data;
+        own.prefetch_next_bytes = after.bytes;
+      }
+      simd::avx512_bf16_matmul_rows(own, block * block_rows, row_end);
+      block = following;
     }
   });
 }
@@ -265,10 +286,6 @@ int64_t row_tasks(const WeightMatrix& w) { return (w.rows + kRowsPerTask - 1) / 
 
 // Rows [row_begin, row_end) of one stream product; `next` is where the thread goes on streaming
 // afterwards (Bf16MatmulJob::prefetch_next).
-struct WeightBytes {
-  const void* data = nullptr;
-  int64_t bytes = 0;
-};
 void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_end,
                   WeightBytes next) {
   const WeightMatrix& w = *product.w;
@@ -562,10 +579,11 @@ void matmul_float_panel(const MatmulPath& path, const WeightMatrix& w, const flo
   });
 }
 
-// A many-token product: enough work to pay for its own passes of the pool.
-void run_panel_product(const MatmulPath& path, const MatmulItem& item) {
+// A many-token product: enough work to pay for its own passes of the pool. `after`: as
+// matmul_dpbf16's.
+void run_panel_product(const MatmulPath& path, const MatmulItem& item, WeightBytes after) {
   if (path.kernel == MatmulKernel::kBf16Panel) {
-    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows);
+    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows, after);
   }
   if (path.kernel == MatmulKernel::kQuantPanel) {
     return quant_matmul(*item.w, item.x, item.n_tokens, item.out);
@@ -644,12 +662,21 @@ thread_local std::vector<PanelProduct> t_panel_products;
 // threads. Either way every output is the same canonical dot product.
 void run_panel_products(std::vector<PanelProduct>& products) {
   ThreadPool& pool = ThreadPool::global();
-  auto run_and_finish = [](const PanelProduct& product) {
-    run_panel_product(product.path, *product.item);
+  const int64_t n = int64_t(products.size());
+  // Product i, prefetching the weights of product `following` (the same thread's next) as it
+  // finishes.
+  auto run_and_finish = [&](int64_t i, int64_t following) {
+    const PanelProduct& product = products[size_t(i)];
+    WeightBytes after;
+    if (following < n && products[size_t(following)].path.kernel == MatmulKernel::kBf16Panel) {
+      const WeightMatrix& w = *products[size_t(following)].item->w;
+      after = {w.data, w.rows * w.cols * int64_t(sizeof(uint16_t))};
+    }
+    run_panel_product(product.path, *product.item, after);
     if (product.item->on_done != nullptr) product.item->on_done(product.item->context);
   };
-  if (int64_t(products.size()) < 2 * int64_t(pool.num_threads())) {
-    for (const PanelProduct& product : products) run_and_finish(product);
+  if (n < 2 * int64_t(pool.num_threads())) {
+    for (int64_t i = 0; i < n; ++i) run_and_finish(i, i + 1);
     return;
   }
   auto work = [](const PanelProduct& product) {
@@ -657,8 +684,17 @@ void run_panel_products(std::vector<PanelProduct>& products) {
   };
   std::stable_sort(products.begin(), products.end(),
                    [&](const PanelProduct& a, const PanelProduct& b) { return work(a) > work(b); });
-  pool.parallel_claim(int64_t(products.size()),
-                      [&](int64_t i) { run_and_finish(products[size_t(i)]); });
+  // As parallel_claim, except that each thread claims its next product before running the
+  // current one.
+  std::atomic<int64_t> next{0};
+  pool.parallel_share(std::min<int64_t>(n, pool.num_threads()), [&](int64_t, int64_t) {
+    int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+    while (i < n) {
+      const int64_t following = next.fetch_add(1, std::memory_order_relaxed);
+      run_and_finish(i, following);
+      i = following;
+    }
+  });
 }
 
 }  // namespace

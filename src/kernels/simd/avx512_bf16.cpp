@@ -83,9 +83,12 @@ constexpr int prefetch_locality(int tokens) { return tokens <= 3 ? 3 : 2; }
 // once for all rows.
 // With kPrefetch, the tile also prefetches the kRows * cols weights from `prefetch_base` on.
 // kLocality: the prefetch hint (3 = L1, 2 = L2).
-template <int kRows, int kTokens, bool kPrefetch, int kLocality = prefetch_locality(kTokens)>
+// With kSpread, it prefetches into L2 one line per column vector from `prefetch_base`, for
+// the first spread_lines vectors (the next panel, a few lines per tile: see gemm_rows).
+template <int kRows, int kTokens, bool kPrefetch, int kLocality = prefetch_locality(kTokens),
+          bool kSpread = false>
 inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
-                     const char* prefetch_base = nullptr) {
+                     const char* prefetch_base = nullptr, int64_t spread_lines = 0) {
   const int64_t cols = job.w->cols;
   const uint16_t* weights = static_cast<const uint16_t*>(job.w->data) + row * cols;
   const uint16_t* x = job.x_bf16 + token * job.x_stride;
@@ -109,6 +112,9 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
   };
   int64_t c = 0;
   for (; c + kColsPerVector <= cols; c += kColsPerVector) {
+    if constexpr (kSpread) {
+      if (c < spread_lines * kColsPerVector) __builtin_prefetch(prefetch_base + c * 2, 0, 2);
+    }
     if constexpr (kPrefetch) {
       const char* ahead = prefetch_base + c * kRows * 2;
 #pragma GCC unroll 8
@@ -194,6 +200,34 @@ void stream_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   for (; row < row_end; ++row) dot_tile<1, kTokens, true>(job, row, 0, prefetch_base(row));
 }
 
+// The weights of the panel a thread computes after the current one, prefetched into L2 while
+// the current panel's second and later passes run from L2: the panel would otherwise come from
+// DRAM during its own first pass, which then runs at memory speed (measured on 96-row expert
+// panels: 2.5 times as long as a later pass). Spread evenly, a few lines per tile, over those
+// passes: a whole panel at once measured no faster, its misses crowding out the pass's own.
+struct SpreadPrefetch {
+  const char* next = nullptr;
+  const char* end = nullptr;
+  int64_t lines_per_tile = 0;
+};
+
+// dot_rows whose tiles also prefetch the next lines of `spread`.
+template <int kRows, int kTokens>
+void spreading_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token,
+                    SpreadPrefetch& spread) {
+  auto tile = [&](auto rows, int64_t row) {
+    constexpr int kTile = decltype(rows)::value;
+    const int64_t lines = std::min({spread.lines_per_tile, (spread.end - spread.next) / 64,
+                                    job.w->cols / kColsPerVector});
+    if (lines <= 0) return dot_tile<kTile, kTokens, false>(job, row, token);
+    dot_tile<kTile, kTokens, false, 3, true>(job, row, token, spread.next, lines);
+    spread.next += lines * 64;
+  };
+  int64_t row = row_begin;
+  for (; row + kRows <= row_end; row += kRows) tile(std::integral_constant<int, kRows>(), row);
+  for (; row < row_end; ++row) tile(std::integral_constant<int, 1>(), row);
+}
+
 template <int kMax, class Body>
 inline void with_token_count(int64_t n, Body&& body) {
   if constexpr (kMax >= 1) {
@@ -213,20 +247,33 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   }
   // Prefill: a panel of rows stays in L2 while every token passes over it; each token tile
   // stays in L1 across the panel's row tiles. The weights come from DRAM (an expert's are
-  // touched once per layer), so they are prefetched rather than waited for: the first panel
-  // two row tiles ahead during its first pass, every next panel as a whole during the second
-  // pass over the current one (n_tokens > kMaxStreamTokens guarantees two passes).
+  // touched once per layer), so they are prefetched rather than waited for: the range's first
+  // panel two row tiles ahead during its first pass, every next panel (the next rows of the
+  // range, then job.prefetch_next) spread over the later passes of the one before it.
+  const int64_t row_bytes = job.w->cols * int64_t(sizeof(uint16_t));
+  const char* weights = static_cast<const char*>(job.w->data);
+  const int64_t passes = (job.n_tokens + kTileTokens - 1) / kTileTokens;  // >= 2
   for (int64_t row0 = row_begin; row0 < row_end; row0 += job.panel_rows) {
     const int64_t row1 = row_end - row0 < job.panel_rows ? row_end : row0 + job.panel_rows;
-    const bool next_panel = row1 < row_end;
+    const int64_t panel_bytes = job.panel_rows * row_bytes;
+    SpreadPrefetch spread;
+    if (row1 < row_end) {
+      spread.next = weights + row1 * row_bytes;
+      spread.end = spread.next + std::min(panel_bytes, (row_end - row1) * row_bytes);
+    } else if (job.prefetch_next != nullptr) {
+      spread.next = static_cast<const char*>(job.prefetch_next);
+      spread.end = spread.next + std::min(panel_bytes, job.prefetch_next_bytes);
+    }
+    const int64_t spread_tiles = (passes - 1) * ((row1 - row0 + kTileRows - 1) / kTileRows);
+    spread.lines_per_tile = ((spread.end - spread.next) / 64 + spread_tiles - 1) / spread_tiles;
     for (int64_t token = 0, pass = 0; token < job.n_tokens; token += kTileTokens, ++pass) {
       const int64_t n = job.n_tokens - token < kTileTokens ? job.n_tokens - token : kTileTokens;
       with_token_count<kTileTokens>(n, [&](auto tokens) {
         constexpr int kTokens = decltype(tokens)::value;
         if (pass == 0 && row0 == row_begin) {
           prefetching_rows<kTileRows, kTokens>(job, row0, row1, token, 2 * kTileRows);
-        } else if (pass == 1 && next_panel) {
-          prefetching_rows<kTileRows, kTokens>(job, row0, row1, token, row1 - row0);
+        } else if (pass > 0 && spread.next < spread.end) {
+          spreading_rows<kTileRows, kTokens>(job, row0, row1, token, spread);
         } else {
           dot_rows<kTileRows, kTokens>(job, row0, row1, token);
         }

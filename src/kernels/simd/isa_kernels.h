@@ -73,9 +73,10 @@ struct Bf16MatmulJob {
   int64_t n_tokens = 0;
   float* out = nullptr;    // [n_tokens][w->rows]
   int64_t panel_rows = 0;  // weight rows kept in L2 while all tokens pass (many tokens)
-  // Few tokens (decode): the bytes this thread streams next after the rows asked for (the start
-  // of its next row range, often in another matrix), or nullptr. The software prefetch runs on
-  // into them instead of past the end of the range, so the next range does not start cold.
+  // The bytes this thread reads next after the rows asked for (the start of its next row
+  // range, often in another matrix), or nullptr. The software prefetch runs on into them
+  // instead of past the end of the range, so the next range does not start cold: for few
+  // tokens (decode) as the stream goes; for many (prefill) during the last panel's later passes.
   const void* prefetch_next = nullptr;
   int64_t prefetch_next_bytes = 0;
   // Rows [0, amx_rows) run on AMX (amx_bf16.cpp), the others on vdpbf16ps; amx_rows is
