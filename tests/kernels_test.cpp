@@ -1116,6 +1116,35 @@ TEST(Ops, DotAndAxpyMatchReference) {
   }
 }
 
+TEST(Ops, WeightedRowSumIsBitwiseTheAxpysInOrder) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      for (int64_t count : {1, 2, 7}) {
+        std::vector<std::vector<float>> rows;
+        std::vector<const float*> pointers;
+        std::vector<float> weights;
+        for (int64_t k = 0; k < count; ++k) {
+          rows.push_back(random_floats(n, uint32_t(n * 10 + k)));
+          weights.push_back(k == count - 1 ? 1.0f : 0.1f + 0.3f * float(k));
+        }
+        for (const auto& row : rows) pointers.push_back(row.data());
+        const std::string what = std::string(isa_name(isa)) + " n=" + std::to_string(n) +
+                                 " count=" + std::to_string(count);
+        std::vector<float> fast(size_t(n), 42.0f), axpys(size_t(n), 0.0f);
+        std::vector<float> reference(size_t(n), 0.0f);
+        weighted_row_sum(pointers.data(), weights.data(), count, n, fast.data());
+        for (int64_t k = 0; k < count; ++k)
+          axpy(weights[size_t(k)], pointers[size_t(k)], axpys.data(), n);
+        EXPECT_EQ(0, std::memcmp(fast.data(), axpys.data(), size_t(n) * sizeof(float))) << what;
+        weighted_row_sum_reference(pointers.data(), weights.data(), count, n, reference.data());
+        expect_near_relative(fast, reference, 1e-6, 1e-6, what);
+      }
+    }
+  }
+}
+
 TEST(Matmul, GroupGivesTheBitsOfMatmul) {
   // Several products of different shapes, formats and token counts (stream and panel forms,
   // float-activation items among bf16 ones, panel products split over the threads or taken

@@ -201,8 +201,9 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
       const int64_t row_end = std::min(w.rows, (block + 1) * block_rows);
       if (following < n_blocks) {
         own.prefetch_next = static_cast<const char*>(w.data) + following * block_rows * row_bytes;
-        own.prefetch_next_bytes = (std::min(w.rows, (following + 1) * block_rows) -
-                                   following * block_rows) * row_bytes;
+        const int64_t following_rows =
+            std::min(w.rows, (following + 1) * block_rows) - following * block_rows;
+        own.prefetch_next_bytes = following_rows * row_bytes;
       } else {
         own.prefetch_next = after.data;
         own.prefetch_next_bytes = after.bytes;

@@ -69,6 +69,12 @@ void axpy_reference(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void weighted_row_sum_reference(const float* const* rows, const float* weights, int64_t count,
+                                int64_t n, float* out) {
+  std::fill(out, out + n, 0.0f);
+  for (int64_t k = 0; k < count; ++k) axpy_reference(weights[k], rows[k], out, n);
+}
+
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   if (const auto* kernels = active_kernels()) return kernels->rms_norm(x, weight, n, eps, out);
   rms_norm_reference(x, weight, n, eps, out);
@@ -98,6 +104,13 @@ float dot(const float* a, const float* b, int64_t n) {
 void axpy(float alpha, const float* x, float* y, int64_t n) {
   if (const auto* kernels = active_kernels()) return kernels->axpy(alpha, x, y, n);
   axpy_reference(alpha, x, y, n);
+}
+
+void weighted_row_sum(const float* const* rows, const float* weights, int64_t count, int64_t n,
+                      float* out) {
+  if (const auto* kernels = active_kernels())
+    return kernels->weighted_row_sum(rows, weights, count, n, out);
+  weighted_row_sum_reference(rows, weights, count, n, out);
 }
 
 }  // namespace dsv3::kernels

@@ -27,6 +27,12 @@ float dot(const float* a, const float* b, int64_t n);
 // y[i] += alpha * x[i] (attention-weighted sums of values).
 void axpy(float alpha, const float* x, float* y, int64_t n);
 
+// out[i] = sum over k < count of weights[k] * rows[k][i], added in k order: bitwise out = 0
+// followed by axpy(weights[k], rows[k], out) for each k, with every row read at once (the
+// MoE's sum of its experts' outputs per token). out must not alias a row.
+void weighted_row_sum(const float* const* rows, const float* weights, int64_t count, int64_t n,
+                      float* out);
+
 // The scalar references (double accumulation where a sum is taken).
 void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out);
 void silu_mul_reference(const float* gate, const float* up, int64_t n, float* out);
@@ -34,5 +40,7 @@ void softmax_reference(float* row, int64_t n);
 void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum);
 float dot_reference(const float* a, const float* b, int64_t n);
 void axpy_reference(float alpha, const float* x, float* y, int64_t n);
+void weighted_row_sum_reference(const float* const* rows, const float* weights, int64_t count,
+                                int64_t n, float* out);
 
 }  // namespace dsv3::kernels

@@ -268,20 +268,26 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
   // Weighted sum of the experts' outputs per token, experts in order (a token's rows in packed
   // order), then the shared experts.
   for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<int64_t> rows;  // this thread's own: one token's packed rows
+    // This thread's own: one token's packed rows, then the outputs and weights to sum.
+    thread_local std::vector<int64_t> rows;
+    thread_local std::vector<const float*> outputs;
+    thread_local std::vector<float> output_weights;
     for (int64_t token = begin; token < end; ++token) {
       rows.assign(packed_position.begin() + token * top_k,
                   packed_position.begin() + (token + 1) * top_k);
       std::sort(rows.begin(), rows.end());
-      float* token_out = out + token * hidden;
-      std::fill(token_out, token_out + hidden, 0.0f);
-      for (int64_t k = 0; k < top_k; ++k) {
-        const int64_t i = rows[size_t(k)];
-        const float weight = routing.expert_weights[expert_of_row_order[i]];
-        kernels::axpy(weight, packed_out.data() + i * hidden, token_out, hidden);
+      outputs.clear();
+      output_weights.clear();
+      for (const int64_t i : rows) {
+        outputs.push_back(packed_out.data() + i * hidden);
+        output_weights.push_back(routing.expert_weights[expert_of_row_order[i]]);
       }
-      if (weights.has_shared_experts)
-        kernels::axpy(1.0f, shared_out.data() + token * hidden, token_out, hidden);
+      if (weights.has_shared_experts) {
+        outputs.push_back(shared_out.data() + token * hidden);
+        output_weights.push_back(1.0f);
+      }
+      kernels::weighted_row_sum(outputs.data(), output_weights.data(), int64_t(outputs.size()),
+                                hidden, out + token * hidden);
     }
   });
 }

@@ -122,6 +122,7 @@ constexpr IsaKernels kAvx2Kernels{
     .softmax_numerators = &softmax_numerators<Avx2>,
     .dot = &dot<Avx2>,
     .axpy = &axpy<Avx2>,
+    .weighted_row_sum = &weighted_row_sum<Avx2>,
     .attention_scores = &attention_scores<Avx2>,
     .attention_weighted_sum = &attention_weighted_sum<Avx2>,
 };

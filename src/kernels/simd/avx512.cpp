@@ -99,6 +99,7 @@ constexpr IsaKernels kAvx512Kernels{
     .softmax_numerators = &softmax_numerators<Avx512>,
     .dot = &dot<Avx512>,
     .axpy = &axpy<Avx512>,
+    .weighted_row_sum = &weighted_row_sum<Avx512>,
     .attention_scores = &attention_scores<Avx512>,
     .attention_weighted_sum = &attention_weighted_sum<Avx512>,
 };

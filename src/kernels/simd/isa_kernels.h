@@ -45,6 +45,8 @@ struct IsaKernels {
   void (*softmax_numerators)(float* row, int64_t n, float* row_max, float* row_sum);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  void (*weighted_row_sum)(const float* const* rows, const float* weights, int64_t count,
+                           int64_t n, float* out);
   // kernels/attention_ops.h
   void (*attention_scores)(const float* queries, int64_t query_stride, int64_t n_queries,
                            const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,

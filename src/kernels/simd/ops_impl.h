@@ -142,6 +142,26 @@ float dot(const float* a, const float* b, int64_t n) {
 }
 
 template <class V>
+void weighted_row_sum(const float* const* rows, const float* weights, int64_t count, int64_t n,
+                      float* out) {
+  constexpr int L = V::kLanes;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    auto sum = V::zero();
+    for (int64_t k = 0; k < count; ++k)
+      sum = V::fma(V::set1(weights[k]), V::load(rows[k] + i), sum);
+    V::store(out + i, sum);
+  }
+  if (i < n) {
+    const int tail = int(n - i);
+    auto sum = V::zero();
+    for (int64_t k = 0; k < count; ++k)
+      sum = V::fma(V::set1(weights[k]), V::load_partial(rows[k] + i, tail), sum);
+    V::store_partial(out + i, sum, tail);
+  }
+}
+
+template <class V>
 void axpy(float alpha, const float* x, float* y, int64_t n) {
   constexpr int L = V::kLanes;
   const auto alpha_broadcast = V::set1(alpha);
