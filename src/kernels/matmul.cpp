@@ -177,18 +177,25 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   // on a shared host a thread that loses its core for a while no longer holds the others up.
   // Every output is the same canonical dot product whichever thread computes it, so results
   // do not depend on the distribution. A block is at most a panel, and small enough that each
-  // thread gets several even on the 512-row expert matrices.
+  // thread gets several even on the 512-row expert matrices. Without AMX the blocks are of
+  // equal size (to a register tile) and as many as a multiple of the threads, so that on a
+  // quiet host the threads finish together (11 panels of 96 rows left one thread 64 rows idle).
   const int64_t threads = ThreadPool::global().num_threads();
   const int64_t tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
   const int64_t block_tiles =
       std::clamp<int64_t>(tiles / (4 * threads), 1, job.panel_rows / simd::kBf16TileRows);
   // With AMX, whole pairs of its 16-row tiles per block.
   constexpr int64_t kAmxBlockRows = 32;
-  const int64_t block_rows =
-      amx_rows > 0
-          ? (block_tiles * simd::kBf16TileRows + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows
-          : block_tiles * simd::kBf16TileRows;
-  const int64_t n_blocks = (w.rows + block_rows - 1) / block_rows;
+  const int64_t amx_block_rows =
+      (block_tiles * simd::kBf16TileRows + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows;
+  const int64_t n_blocks =
+      amx_rows > 0 ? (w.rows + amx_block_rows - 1) / amx_block_rows
+                   : std::min(tiles, ((tiles + block_tiles - 1) / block_tiles + threads - 1) /
+                                         threads * threads);
+  auto block_begin = [&](int64_t block) {
+    return amx_rows > 0 ? std::min(w.rows, block * amx_block_rows)
+                        : std::min(w.rows, block * tiles / n_blocks * simd::kBf16TileRows);
+  };
   const int64_t row_bytes = w.cols * int64_t(sizeof(uint16_t));
   std::atomic<int64_t> next_block{0};
   ThreadPool::global().parallel_for(std::min(threads, n_blocks), [&](int64_t, int64_t) {
@@ -198,17 +205,14 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
     int64_t block = next_block.fetch_add(1, std::memory_order_relaxed);
     while (block < n_blocks) {
       const int64_t following = next_block.fetch_add(1, std::memory_order_relaxed);
-      const int64_t row_end = std::min(w.rows, (block + 1) * block_rows);
       if (following < n_blocks) {
-        own.prefetch_next = static_cast<const char*>(w.data) + following * block_rows * row_bytes;
-        const int64_t following_rows =
-            std::min(w.rows, (following + 1) * block_rows) - following * block_rows;
-        own.prefetch_next_bytes = following_rows * row_bytes;
+        own.prefetch_next = static_cast<const char*>(w.data) + block_begin(following) * row_bytes;
+        own.prefetch_next_bytes = (block_begin(following + 1) - block_begin(following)) * row_bytes;
       } else {
         own.prefetch_next = after.data;
         own.prefetch_next_bytes = after.bytes;
       }
-      simd::avx512_bf16_matmul_rows(own, block * block_rows, row_end);
+      simd::avx512_bf16_matmul_rows(own, block_begin(block), block_begin(block + 1));
       block = following;
     }
   });
