@@ -69,6 +69,12 @@ struct Avx2 {
     __m128 sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
     return _mm_cvtss_f32(sum1);
   }
+  static void reduce_add4(F a, F b, F c, F d, float* out) {
+    out[0] = reduce_add(a);
+    out[1] = reduce_add(b);
+    out[2] = reduce_add(c);
+    out[3] = reduce_add(d);
+  }
   static float reduce_max(F v) {
     __m128 max4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     __m128 max2 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));

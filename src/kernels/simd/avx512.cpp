@@ -56,6 +56,9 @@ struct Avx512 {
   }
   static F exp2_int(F n) { return _mm512_scalef_ps(_mm512_set1_ps(1.0f), n); }
   static float reduce_add(F v) { return reduce_add_avx512(v); }
+  static void reduce_add4(F a, F b, F c, F d, float* out) {
+    _mm_storeu_ps(out, reduce_add4_avx512(a, b, c, d));
+  }
   static float reduce_max(F v) { return _mm512_reduce_max_ps(v); }
 
   static F from_bf16(__m256i bits) {

@@ -48,27 +48,6 @@ __m512bh load_pairs_partial(const uint16_t* p, int64_t count) {
   return (__m512bh)_mm512_maskz_loadu_epi16(first_elements(count), p);
 }
 
-// reduce_add_avx512 of four vectors at once, the same tree for each (lane i + lane i+8, then +4,
-// +2, +1; addition commutes, so the pairing below gives bitwise the same sums): lane j of the
-// result is reduce_add_avx512 of the j-th vector. About a third of the instructions of four
-// such calls, which matters for short rows (256 to 1024 columns: 8 to 32 vdpbf16ps per
-// output).
-__m128 reduce_add4(__m512 a, __m512 b, __m512 c, __m512 d) {
-  // [a_lo256 + a_hi256 | b_lo256 + b_hi256], the same for c, d.
-  const __m512 ab =
-      _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
-  const __m512 cd =
-      _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xee));
-  // 128-bit blocks [a4 | b4 | c4 | d4]: the low block plus the high block of each half.
-  const __m512 abcd =
-      _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xdd));
-  // Within each block: lanes (0 + 2, 1 + 3), then (0 + 1).
-  const __m512 pairs = _mm512_add_ps(abcd, _mm512_permute_ps(abcd, 0x4e));
-  const __m512 sums = _mm512_add_ps(pairs, _mm512_permute_ps(pairs, 0xb1));
-  return _mm512_castps512_ps128(_mm512_permutexvar_ps(
-      _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), sums));
-}
-
 // The locality hint of the stream tiles' prefetches: into L1 (prefetcht0) for up to 3 tokens,
 // into L2 (prefetcht1) for more. Measured on groups of expert-sized BF16 matrices (14 x
 // [512,1024] then 7 x [1024,512], 600 MB on 2 MB pages) against a plain read of the same
@@ -144,7 +123,7 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t) {
       const __m128 sums =
-          reduce_add4(acc[0][t], acc[1][t], kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
+          reduce_add4_avx512(acc[0][t], acc[1][t], kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
                       kRows > 3 ? acc[kRows > 3 ? 3 : 0][t] : zero);
       if constexpr (kRows == 4) {
         _mm_storeu_ps(out + t * job.w->rows, sums);

@@ -3,7 +3,8 @@
 // pragma: everything here has internal linkage so the two compilations never mix.
 //
 // V provides: F (vector of V::kLanes floats), zero, set1, load, load_partial (the first n lanes,
-// others 0), store, add, mul, fma(a, b, c) = a * b + c, reduce_add, and the weight loaders
+// others 0), store, add, mul, fma(a, b, c) = a * b + c, reduce_add, reduce_add4(a, b, c, d, out)
+// (out[0..3] = bitwise reduce_add of each, in fewer instructions), and the weight loaders
 // load_bf16, load_f16, load_fp8 (fp8 * 2^-120, see kFp8BitsFactor), each with a _partial form.
 // It also fixes the register tiles: kDotRows rows by kDotTokens tokens for the panel form.
 //
@@ -140,10 +141,16 @@ inline void dot_tile(const WeightMatrix& w, const void* weights, int64_t weight_
       accumulate(weight_vectors, c, count);
     }
   }
+  if constexpr (kRows == 4) {
 #pragma GCC unroll 8
-  for (int t = 0; t < kTokens; ++t)
+    for (int t = 0; t < kTokens; ++t)
+      V::reduce_add4(acc[0][t], acc[1][t], acc[2][t], acc[3][t], out + t * out_stride);
+  } else {
 #pragma GCC unroll 8
-    for (int i = 0; i < kRows; ++i) out[t * out_stride + i] = V::reduce_add(acc[i][t]);
+    for (int t = 0; t < kTokens; ++t)
+#pragma GCC unroll 8
+      for (int i = 0; i < kRows; ++i) out[t * out_stride + i] = V::reduce_add(acc[i][t]);
+  }
 }
 
 // Rows [row_begin, row_end) x tokens [token, token + kTokens) in tiles of kRows rows (then
