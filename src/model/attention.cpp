@@ -403,7 +403,7 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
       float* slot = batch.caches[t]->row(layer, batch.slots[t]);
       kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
       std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
-      const Rope::Rotation rotation = rope.rotation(batch.positions[t], batch.sequence_length);
+      const Rope::Rotation& rotation = batch.rotations[t];
       rope.apply(rotation, slot + s.rank, 1, s.rope);
       rope.apply(rotation, q + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
     }

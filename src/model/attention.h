@@ -32,6 +32,9 @@ struct TokenBatch {
   LatentCache* const* caches = nullptr;  // [tokens] the cache of each token's sequence
   int64_t sequence_length = 0;           // max position + 1 (dynamic RoPE)
   AttentionMode mode = AttentionMode::kAuto;
+  // [tokens] each token's rope rotation (Rope::rotation of its position and sequence_length),
+  // the same in every layer: computed once per forward pass.
+  const Rope::Rotation* rotations = nullptr;
   // Padding (transformers' attention_mask): per token, its sequence's flags over cache slots,
   // 0 = never attend to that slot. Null (the array or an entry): every slot counts.
   const uint8_t* const* key_masks = nullptr;

@@ -98,6 +98,17 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
   TokenBatch batch{tokens,       positions.data(),  slots.data(),
                    caches.data(), max_position + 1, attention_mode_};
   batch.key_masks = key_masks.data();
+  // Each token's rotation, for every layer (two dozen cos and sin in double each).
+  // (The pool's threads must not name the thread_local: they would see their own.)
+  thread_local std::vector<Rope::Rotation> thread_rotations;
+  thread_rotations.resize(tokens);
+  Rope::Rotation* rotations = thread_rotations.data();
+  const int64_t* token_positions = positions.data();
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      rope_.rotation(token_positions[i], max_position + 1, rotations[i]);
+  });
+  batch.rotations = rotations;
   batch.routing_log = routing_log_;
 
   std::vector<float> hidden(tokens * width);

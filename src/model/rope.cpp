@@ -95,13 +95,18 @@ std::vector<double> Rope::inv_freq_for(int64_t sequence_length) const {
 }
 
 Rope::Rotation Rope::rotation(int64_t position, int64_t sequence_length) const {
+  Rotation rotation;
+  this->rotation(position, sequence_length, rotation);
+  return rotation;
+}
+
+void Rope::rotation(int64_t position, int64_t sequence_length, Rotation& rotation) const {
   const std::vector<double>* inv_freq = &inv_freq_;
   std::vector<double> dynamic;
   if (scaling_ && scaling_->type == "dynamic" && sequence_length > max_position_embeddings_) {
     dynamic = inv_freq_for(sequence_length);
     inv_freq = &dynamic;
   }
-  Rotation rotation;
   rotation.cos.resize(dim_ / 2);
   rotation.sin.resize(dim_ / 2);
   for (int64_t i = 0; i < dim_ / 2; ++i) {
@@ -110,7 +115,6 @@ Rope::Rotation Rope::rotation(int64_t position, int64_t sequence_length) const {
     rotation.cos[i] = float(std::cos(double(angle)) * attention_factor_);
     rotation.sin[i] = float(std::sin(double(angle)) * attention_factor_);
   }
-  return rotation;
 }
 
 void Rope::apply(const Rotation& rotation, float* x, int64_t heads, int64_t stride) const {

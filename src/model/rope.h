@@ -24,6 +24,8 @@ class Rope {
     std::vector<float> cos, sin;
   };
   Rotation rotation(int64_t position, int64_t sequence_length) const;
+  // The same into `out`, reusing its storage.
+  void rotation(int64_t position, int64_t sequence_length, Rotation& out) const;
 
   // Rotates `heads` vectors of qk_rope_head_dim floats, `stride` floats apart.
   void apply(const Rotation& rotation, float* x, int64_t heads, int64_t stride) const;
