@@ -480,6 +480,7 @@ BENCHMARK(BM_MatmulBf16)
     ->ArgsProduct({{1024}, {1024}, {512}, {2}, {1}})
     ->ArgsProduct({{512}, {1024}, {48, 512}, {2}, {0, 1}})
     ->ArgsProduct({{1024}, {512}, {48, 512}, {2}, {1}})
+    ->ArgsProduct({{2048}, {7168}, {48, 512}, {1, 2}, {1}})
     ->UseRealTime();
 
 BENCHMARK(BM_MatvecBf16)

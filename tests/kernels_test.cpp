@@ -454,8 +454,10 @@ TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     // 37 x 300: partial row tiles and a partial last vector (and FP8 block); 701 x 70: several
-    // panels and row tasks, columns shorter than two vectors.
-    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 300}, {701, 70}}) {
+    // panels and row tasks, columns shorter than two vectors; 37 x 2100: rows the vdpbf16ps
+    // prefill takes in chunks of columns (a partial vector in the last).
+    for (auto [rows, cols] :
+         {std::pair<int64_t, int64_t>{37, 300}, {701, 70}, {37, 2100}}) {
       for (DType dtype : kAllWeightTypes) {
         for (ActivationPrecision precision : precisions_for(dtype)) {
           set_activation_precision(precision);

@@ -64,11 +64,21 @@ constexpr int prefetch_locality(int tokens) { return tokens <= 3 ? 3 : 2; }
 // kLocality: the prefetch hint (3 = L1, 2 = L2).
 // With kSpread, it prefetches into L2 one line per column vector from `prefetch_base`, for
 // the first spread_lines vectors (the next panel, a few lines per tile: see gemm_rows).
+// `columns`: the stretch of the rows the call covers (long rows go in chunks, see
+// chunked_gemm_rows): the accumulators start from `partial` unless it begins at column 0, and
+// go back there unless it ends the row; only the call that ends the row reduces them.
+struct Columns {
+  int64_t begin = 0;
+  int64_t end = -1;         // -1: the row's end
+  float* partial = nullptr;  // kRows x kTokens x 16 floats
+};
 template <int kRows, int kTokens, bool kPrefetch, int kLocality = prefetch_locality(kTokens),
           bool kSpread = false>
 inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
-                     const char* prefetch_base = nullptr, int64_t spread_lines = 0) {
+                     const char* prefetch_base = nullptr, int64_t spread_lines = 0,
+                     Columns columns = {}) {
   const int64_t cols = job.w->cols;
+  const int64_t end = columns.end < 0 ? cols : columns.end;
   const uint16_t* weights = static_cast<const uint16_t*>(job.w->data) + row * cols;
   const uint16_t* x = job.x_bf16 + token * job.x_stride;
 
@@ -76,7 +86,9 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
 #pragma GCC unroll 8
   for (int i = 0; i < kRows; ++i)
 #pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t) acc[i][t] = _mm512_setzero_ps();
+    for (int t = 0; t < kTokens; ++t)
+      acc[i][t] = columns.begin == 0 ? _mm512_setzero_ps()
+                                     : _mm512_load_ps(columns.partial + (i * kTokens + t) * 16);
 
   auto accumulate = [&](const __m512bh(&weight_vectors)[kRows], int64_t c, int64_t count) {
 #pragma GCC unroll 8
@@ -89,10 +101,11 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
         acc[i][t] = _mm512_dpbf16_ps(acc[i][t], weight_vectors[i], xv);
     }
   };
-  int64_t c = 0;
-  for (; c + kColsPerVector <= cols; c += kColsPerVector) {
+  int64_t c = columns.begin;
+  for (; c + kColsPerVector <= end; c += kColsPerVector) {
     if constexpr (kSpread) {
-      if (c < spread_lines * kColsPerVector) __builtin_prefetch(prefetch_base + c * 2, 0, 2);
+      const int64_t step = c - columns.begin;
+      if (step < spread_lines * kColsPerVector) __builtin_prefetch(prefetch_base + step * 2, 0, 2);
     }
     if constexpr (kPrefetch) {
       const char* ahead = prefetch_base + c * kRows * 2;
@@ -105,13 +118,21 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
     for (int i = 0; i < kRows; ++i) weight_vectors[i] = load_pairs(weights + i * cols + c);
     accumulate(weight_vectors, c, kColsPerVector);
   }
-  if (c < cols) {
+  if (c < end) {
     __m512bh weight_vectors[kRows];
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
-      weight_vectors[i] = load_pairs_partial(weights + i * cols + c, cols - c);
+      weight_vectors[i] = load_pairs_partial(weights + i * cols + c, end - c);
     }
-    accumulate(weight_vectors, c, cols - c);
+    accumulate(weight_vectors, c, end - c);
+  }
+  if (end < cols) {
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 8
+      for (int t = 0; t < kTokens; ++t)
+        _mm512_store_ps(columns.partial + (i * kTokens + t) * 16, acc[i][t]);
+    return;
   }
   float* out = job.out + token * job.w->rows + row;
   if constexpr (kRows == 1) {
@@ -215,6 +236,48 @@ inline void with_token_count(int64_t n, Body&& body) {
   }
 }
 
+// Columns per chunk of a long row (chunked_gemm_rows): a token tile's chunk, 6 x 2 KB, stays
+// in L1 with room for the weights passing through.
+constexpr int64_t kChunkCols = 1024;
+
+// Prefill over rows of more than two chunks (DeepSeek-V3's 7168 columns and up): a token tile
+// of whole rows (6 x 14 KB there) no longer fits in L1, and every multiply-add would wait on
+// L2. The columns go in chunks instead: the token tile's chunk stays in L1 while it meets
+// every row tile of the panel, whose accumulators wait in a per-thread buffer between chunks.
+// Each output's vdpbf16ps sequence (columns in order into one accumulator) is unchanged, and
+// so are its bits.
+void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
+  const int64_t cols = job.w->cols;
+  const int64_t chunks = (cols + kChunkCols - 1) / kChunkCols;
+  const int64_t chunk_cols =
+      ((cols + chunks - 1) / chunks + kColsPerVector - 1) / kColsPerVector * kColsPerVector;
+  // Row r of the panel keeps its accumulators at partial + (r - row0) * kTileTokens * 16.
+  constexpr int64_t kRowFloats = kTileTokens * 16;
+  const int64_t panel_rows = job.panel_rows;
+  float* partial = thread_scratch_floats(panel_rows * kRowFloats);
+  for (int64_t row0 = row_begin; row0 < row_end; row0 += panel_rows) {
+    const int64_t row1 = row_end - row0 < panel_rows ? row_end : row0 + panel_rows;
+    for (int64_t token = 0; token < job.n_tokens; token += kTileTokens) {
+      const int64_t n = job.n_tokens - token < kTileTokens ? job.n_tokens - token : kTileTokens;
+      with_token_count<kTileTokens>(n, [&](auto tokens) {
+        constexpr int kTokens = decltype(tokens)::value;
+        for (int64_t c0 = 0; c0 < cols; c0 += chunk_cols) {
+          Columns columns{c0, cols - c0 < chunk_cols ? cols : c0 + chunk_cols, nullptr};
+          int64_t row = row0;
+          for (; row + kTileRows <= row1; row += kTileRows) {
+            columns.partial = partial + (row - row0) * kRowFloats;
+            dot_tile<kTileRows, kTokens, false>(job, row, token, nullptr, 0, columns);
+          }
+          for (; row < row1; ++row) {
+            columns.partial = partial + (row - row0) * kRowFloats;
+            dot_tile<1, kTokens, false>(job, row, token, nullptr, 0, columns);
+          }
+        }
+      });
+    }
+  }
+}
+
 void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   if (job.n_tokens <= kMaxStreamTokens) {
     // Decode: the weights stream from memory once, up to 8 tokens riding along.
@@ -224,6 +287,7 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     });
     return;
   }
+  if (job.w->cols > 2 * kChunkCols) return chunked_gemm_rows(job, row_begin, row_end);
   // Prefill: a panel of rows stays in L2 while every token passes over it; each token tile
   // stays in L1 across the panel's row tiles. The weights come from DRAM (an expert's are
   // touched once per layer), so they are prefetched rather than waited for: the range's first
