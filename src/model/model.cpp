@@ -98,7 +98,7 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
   TokenBatch batch{tokens,       positions.data(),  slots.data(),
                    caches.data(), max_position + 1, attention_mode_};
   batch.key_masks = key_masks.data();
-  // Each token's rotation, for every layer (two dozen cos and sin in double each).
+  // Each token's rotation, for every layer (qk_rope_head_dim / 2 cosines and sines, in double).
   // (The pool's threads must not name the thread_local: they would see their own.)
   thread_local std::vector<Rope::Rotation> thread_rotations;
   thread_rotations.resize(tokens);

@@ -143,9 +143,9 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
     const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int t = 0; t < kTokens; ++t) {
-      const __m128 sums =
-          reduce_add4_avx512(acc[0][t], acc[1][t], kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
-                      kRows > 3 ? acc[kRows > 3 ? 3 : 0][t] : zero);
+      const __m128 sums = reduce_add4_avx512(acc[0][t], acc[1][t],
+                                             kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
+                                             kRows > 3 ? acc[kRows > 3 ? 3 : 0][t] : zero);
       if constexpr (kRows == 4) {
         _mm_storeu_ps(out + t * job.w->rows, sums);
       } else {
