@@ -22,6 +22,7 @@
 #include "kernels/activation_precision.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/machine_probe.h"
+#include "median.h"
 #include "model/footprint.h"
 #include "model/model.h"
 #include "sampling_flags.h"
@@ -73,12 +74,6 @@ double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t 
     token = argmax(logits);
   }
   return seconds_since(start);
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 // The phase totals recorded since the last reset, one line each, `divisor` runs averaged.

@@ -12,6 +12,7 @@
 #include "generate/sampler.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/machine_probe.h"
+#include "median.h"
 #include "model/config.h"
 #include "model/footprint.h"
 #include "model/model.h"
@@ -53,12 +54,6 @@ struct ModelRow {
   std::vector<double> prefill_tok_s, decode_tok_s;
   std::vector<double> bandwidth_gb_s;  // probed around each decode run
 };
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
-}
 
 // Loads `dir` and touches every weight once (a warm-up prefill); resident_mb is what the
 // process grew by.
