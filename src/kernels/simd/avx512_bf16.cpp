@@ -162,12 +162,22 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
   }
 }
 
-// Rows [row_begin, row_end) x tokens [token, token + kTokens): tiles of kRows, then single rows.
+// Rows [row_begin, row_end) as register tiles: tile(std::integral_constant<int, kRows>(), row)
+// for each whole tile of kRows rows, then tile(std::integral_constant<int, 1>(), row) for each
+// row left.
+template <int kRows, class Tile>
+inline void for_row_tiles(int64_t row_begin, int64_t row_end, Tile&& tile) {
+  int64_t row = row_begin;
+  for (; row + kRows <= row_end; row += kRows) tile(std::integral_constant<int, kRows>(), row);
+  for (; row < row_end; ++row) tile(std::integral_constant<int, 1>(), row);
+}
+
+// Rows [row_begin, row_end) x tokens [token, token + kTokens).
 template <int kRows, int kTokens>
 void dot_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token) {
-  int64_t row = row_begin;
-  for (; row + kRows <= row_end; row += kRows) dot_tile<kRows, kTokens, false>(job, row, token);
-  for (; row < row_end; ++row) dot_tile<1, kTokens, false>(job, row, token);
+  for_row_tiles<kRows>(row_begin, row_end, [&](auto rows, int64_t row) {
+    dot_tile<decltype(rows)::value, kTokens, false>(job, row, token);
+  });
 }
 
 // dot_rows whose tiles also prefetch, into L2, the rows `ahead_rows` further on (prefill).
@@ -176,11 +186,10 @@ void prefetching_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_e
                       int64_t ahead_rows) {
   const int64_t row_bytes = job.w->cols * int64_t(sizeof(uint16_t));
   const char* weights = static_cast<const char*>(job.w->data);
-  int64_t row = row_begin;
-  for (; row + kRows <= row_end; row += kRows)
-    dot_tile<kRows, kTokens, true, 2>(job, row, token, weights + (row + ahead_rows) * row_bytes);
-  for (; row < row_end; ++row)
-    dot_tile<1, kTokens, true, 2>(job, row, token, weights + (row + ahead_rows) * row_bytes);
+  for_row_tiles<kRows>(row_begin, row_end, [&](auto rows, int64_t row) {
+    dot_tile<decltype(rows)::value, kTokens, true, 2>(job, row, token,
+                                                      weights + (row + ahead_rows) * row_bytes);
+  });
 }
 
 // Bytes a stream tile reads ahead of itself: two tiles. Further ahead was measured slower.
@@ -201,10 +210,9 @@ void stream_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     return prefetch_target(weights + row * row_bytes + prefetch_distance<kRows>(job), range_end,
                            job.prefetch_next, job.prefetch_next_bytes);
   };
-  int64_t row = row_begin;
-  for (; row + kRows <= row_end; row += kRows)
-    dot_tile<kRows, kTokens, true>(job, row, 0, prefetch_base(row));
-  for (; row < row_end; ++row) dot_tile<1, kTokens, true>(job, row, 0, prefetch_base(row));
+  for_row_tiles<kRows>(row_begin, row_end, [&](auto rows, int64_t row) {
+    dot_tile<decltype(rows)::value, kTokens, true>(job, row, 0, prefetch_base(row));
+  });
 }
 
 // The weights of the panel a thread computes after the current one, prefetched into L2 while
@@ -222,17 +230,14 @@ struct SpreadPrefetch {
 template <int kRows, int kTokens>
 void spreading_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end, int64_t token,
                     SpreadPrefetch& spread) {
-  auto tile = [&](auto rows, int64_t row) {
+  for_row_tiles<kRows>(row_begin, row_end, [&](auto rows, int64_t row) {
     constexpr int kTile = decltype(rows)::value;
     const int64_t lines = std::min({spread.lines_per_tile, (spread.end - spread.next) / 64,
                                     job.w->cols / kColsPerVector});
     if (lines <= 0) return dot_tile<kTile, kTokens, false>(job, row, token);
     dot_tile<kTile, kTokens, false, 3, true>(job, row, token, spread.next, lines);
     spread.next += lines * 64;
-  };
-  int64_t row = row_begin;
-  for (; row + kRows <= row_end; row += kRows) tile(std::integral_constant<int, kRows>(), row);
-  for (; row < row_end; ++row) tile(std::integral_constant<int, 1>(), row);
+  });
 }
 
 template <int kMax, class Body>
@@ -271,22 +276,22 @@ void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_
         constexpr int kTokens = decltype(tokens)::value;
         for (int64_t c0 = 0; c0 < cols; c0 += chunk_cols) {
           Columns columns{c0, cols - c0 < chunk_cols ? cols : c0 + chunk_cols, nullptr};
-          int64_t row = row0;
-          for (; row + kTileRows <= row1; row += kTileRows) {
+          for_row_tiles<kTileRows>(row0, row1, [&](auto rows, int64_t row) {
+            constexpr int kRows = decltype(rows)::value;
             columns.partial = partial + (row - row0) * kRowFloats;
-            // Each tile prefetches the next one's chunk of rows (after the panel's last tile,
-            // the first tile's next chunk): 4 short stretches 2 * cols bytes apart, which the
-            // hardware prefetcher picks up late (+15 % at 7168 columns and 48 tokens).
-            const bool last = row + 2 * kTileRows > row1;
-            const uint16_t* next = weights + (last ? row0 : row + kTileRows) * cols +
-                                   (last ? columns.end : c0);
-            dot_tile<kTileRows, kTokens, false, 3, false, true>(
-                job, row, token, reinterpret_cast<const char*>(next), 0, columns);
-          }
-          for (; row < row1; ++row) {
-            columns.partial = partial + (row - row0) * kRowFloats;
-            dot_tile<1, kTokens, false>(job, row, token, nullptr, 0, columns);
-          }
+            if constexpr (kRows == 1) {
+              dot_tile<1, kTokens, false>(job, row, token, nullptr, 0, columns);
+            } else {
+              // Each tile prefetches the next one's chunk of rows (after the panel's last tile,
+              // the first tile's next chunk): 4 short stretches 2 * cols bytes apart, which the
+              // hardware prefetcher picks up late (+15 % at 7168 columns and 48 tokens).
+              const bool last = row + 2 * kRows > row1;
+              const uint16_t* next =
+                  weights + (last ? row0 : row + kRows) * cols + (last ? columns.end : c0);
+              dot_tile<kRows, kTokens, false, 3, false, true>(
+                  job, row, token, reinterpret_cast<const char*>(next), 0, columns);
+            }
+          });
         }
       });
     }
