@@ -254,6 +254,44 @@ TEST_F(SafetensorsTest, MappedAndCopiedFilesHoldTheSameBytes) {
   set_file_memory(previous);
 }
 
+TEST_F(SafetensorsTest, DataStartsOnACacheLine) {
+  // Our writer pads the header so that the data section starts at a multiple of 64 bytes.
+  write_safetensors(path("written.safetensors"), {make_tensor("a", DType::BF16, {3, 5})});
+  const std::string written = read_bytes(path("written.safetensors"));
+  uint64_t header_length = 0;
+  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | uint8_t(written[size_t(i)]);
+  EXPECT_EQ((8 + header_length) % 64, 0u);
+
+  // A file whose data section starts 40 bytes into a line (a header padded to 8 bytes only, as
+  // many checkpoints are), 5 MB so that its copy spans several huge pages: copied, its tensors
+  // start on cache lines, with their bytes intact at either end.
+  const int64_t rows = 1280, cols = 1024;
+  const std::vector<std::byte> big = pattern_bytes(size_t(rows * cols * 2), 3);
+  const std::vector<std::byte> small = pattern_bytes(64, 9);
+  std::string header = R"({"big":{"dtype":"BF16","shape":[1280,1024],"data_offsets":[0,2621440]},)"
+                       R"("small":{"dtype":"U8","shape":[64],"data_offsets":[2621440,2621504]}})";
+  while ((8 + header.size()) % 64 != 40) header += ' ';
+  std::string bytes;
+  for (int i = 0; i < 8; ++i) bytes.push_back(char(uint64_t(header.size()) >> (8 * i)));
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(big.data()), big.size());
+  bytes.append(reinterpret_cast<const char*>(small.data()), small.size());
+  bytes.append(2 << 20, '\x5a');  // more than the tensors use
+  const std::string file = write_bytes("eight.safetensors", bytes);
+  const FileMemory previous = file_memory();
+  set_file_memory(FileMemory::kHugePageCopy);
+  const std::unique_ptr<SafetensorsFile> copied = SafetensorsFile::open(file);
+  set_file_memory(previous);
+  const TensorEntry* big_entry = copied->find("big");
+  const TensorEntry* small_entry = copied->find("small");
+  ASSERT_NE(big_entry, nullptr);
+  ASSERT_NE(small_entry, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(big_entry->data) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small_entry->data) % 64, 0u);
+  EXPECT_EQ(std::memcmp(big_entry->data, big.data(), big.size()), 0);
+  EXPECT_EQ(std::memcmp(small_entry->data, small.data(), small.size()), 0);
+}
+
 void write_text(const std::string& file, const std::string& text) {
   std::ofstream stream(file, std::ios::binary);
   stream << text;

@@ -68,16 +68,20 @@ void set_file_memory(FileMemory memory) {
   g_file_memory.store(int(memory), std::memory_order_relaxed);
 }
 
-FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::string& path) {
+FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::string& path,
+                          uint64_t aligned_offset) {
   if (memory == FileMemory::kAuto) {
     memory = size <= available_memory_bytes() / 2 ? FileMemory::kHugePageCopy : FileMemory::kMapped;
   }
   if (memory == FileMemory::kMapped) {
     void* mapping = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (mapping == MAP_FAILED) throw Error(path + ": cannot mmap: " + std::strerror(errno));
-    return {mapping, size};
+    return {mapping, mapping, size};
   }
-  const size_t bytes = (size + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  // The file from `shift` bytes into the copy on, so that its byte aligned_offset starts a page.
+  constexpr uint64_t kPageBytes = 4096;
+  const uint64_t shift = (kPageBytes - aligned_offset % kPageBytes) % kPageBytes;
+  const size_t bytes = (size + shift + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
   char* copy = static_cast<char*>(map_huge_page_aligned(bytes, path));
   // Advised before the first touch, so the page faults of the reads below take 2 MB pages.
   // Without transparent huge pages (or with none free) this is still a working copy.
@@ -87,11 +91,15 @@ FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::s
   const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 8);
   const size_t pages = bytes / kHugePageBytes;
   std::atomic<int> read_errno{0};
+  // Thread `thread`'s pages of the copy, as the file offsets they hold.
   auto read_pages = [&](size_t thread) {
-    const uint64_t begin = std::min<uint64_t>(size, pages * thread / threads * kHugePageBytes);
-    const uint64_t end = std::min<uint64_t>(size, pages * (thread + 1) / threads * kHugePageBytes);
+    auto file_offset = [&](size_t page) {
+      return std::clamp<uint64_t>(page * kHugePageBytes, shift, shift + size) - shift;
+    };
+    const uint64_t begin = file_offset(pages * thread / threads);
+    const uint64_t end = file_offset(pages * (thread + 1) / threads);
     for (uint64_t done = begin; done < end;) {
-      const ssize_t got = ::pread(fd, copy + done, size_t(end - done), off_t(done));
+      const ssize_t got = ::pread(fd, copy + shift + done, size_t(end - done), off_t(done));
       if (got <= 0) {
         read_errno.store(got < 0 ? errno : EIO);
         return;
@@ -108,7 +116,7 @@ FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::s
     throw Error(path + ": cannot read: " + std::strerror(read_errno.load()));
   }
   ::mprotect(copy, bytes, PROT_READ);  // as the mapping: weights are never written
-  return {copy, bytes};
+  return {copy + shift, copy, bytes};
 }
 
 }  // namespace dsv3

@@ -25,11 +25,15 @@ FileMemory file_memory();
 void set_file_memory(FileMemory memory);
 
 // The `size` bytes of the open file `fd` (named `path` in errors) in memory as `memory` says
-// (kAuto decided here), read-only; release with munmap(data, mapped_bytes). Throws dsv3::Error.
+// (kAuto decided here), read-only, from `data` on; release with munmap(mapping, mapped_bytes).
+// A copy puts the file's byte `aligned_offset` on a page boundary (a mapping has the file's own
+// alignment). Throws dsv3::Error.
 struct FileBytes {
-  void* data = nullptr;
+  const void* data = nullptr;
+  void* mapping = nullptr;
   size_t mapped_bytes = 0;
 };
-FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::string& path);
+FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::string& path,
+                          uint64_t aligned_offset = 0);
 
 }  // namespace dsv3
