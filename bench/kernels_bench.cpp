@@ -304,6 +304,50 @@ void BM_ExpertGroupBf16(benchmark::State& state) {
       benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// One MoE layer's stacked gate and up projections in a 512-token prefill of the bench model:
+// 64 routed experts [1024 x 1024] with the token counts one layer of it routed (8 to 99 tokens,
+// 3072 in all), each reading its rows of x in place (MatmulItem::x_rows), and the shared
+// expert over all 512 tokens. Args: threads. GFLOP/s.
+void BM_MoeGateUpBf16(benchmark::State& state) {
+  static constexpr int64_t kCounts[] = {
+      59, 55, 47, 36, 36, 31, 30, 58, 41, 82, 33, 38, 44, 55, 50, 64, 49, 45, 72, 27, 32, 28,
+      34, 30, 44, 45, 47, 69, 65, 99, 61, 97, 26, 21, 83, 58, 59, 57, 47, 73, 60, 38, 36, 57,
+      57, 36, 69, 41, 65, 39, 49, 62, 37, 42, 43, 43, 26, 28, 17, 64, 26, 46, 34, 30};
+  constexpr int64_t kExperts = 64, kRows = 1024, kCols = 1024, kTokens = 512;
+  ThreadPool::global().set_num_threads(int(state.range(0)));
+  // Four layers' weights in turn (520 MB), so that none is still in L3 from the last pass.
+  constexpr int64_t kLayers = 4;
+  WeightSet weights(DType::BF16, kRows, kCols, size_t(kLayers * (kExperts + 1)));
+  const std::vector<float> x = random_floats(size_t(kCols * kTokens), 1);
+  int64_t routed = 0;
+  for (const int64_t count : kCounts) routed += count;
+  std::vector<int64_t> token_rows(static_cast<size_t>(routed));
+  for (size_t i = 0; i < token_rows.size(); ++i) token_rows[i] = int64_t(i * 7 % kTokens);
+  std::vector<float> out(static_cast<size_t>((routed + kTokens) * kRows));
+  std::vector<std::vector<dsv3::kernels::MatmulItem>> layers(kLayers);
+  for (int64_t layer = 0; layer < kLayers; ++layer) {
+    const WeightMatrix* matrices = weights.matrices.data() + layer * (kExperts + 1);
+    int64_t first = 0;
+    for (int64_t e = 0; e < kExperts; ++e) {
+      dsv3::kernels::MatmulItem item{&matrices[e], x.data(), kCounts[e], out.data() + first * kRows};
+      item.x_rows = token_rows.data() + first;
+      layers[size_t(layer)].push_back(item);
+      first += kCounts[e];
+    }
+    layers[size_t(layer)].push_back(
+        {&matrices[kExperts], x.data(), kTokens, out.data() + routed * kRows});
+  }
+  int64_t layer = 0;
+  for (auto _ : state) {
+    dsv3::kernels::matmul_group(layers[size_t(layer)]);
+    layer = (layer + 1) % kLayers;
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double flops = 2.0 * double(kRows * kCols) * double(routed + kTokens);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // Args: n, threads (rows of a [64][n] activation block normalised in parallel, as in prefill).
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -493,9 +537,12 @@ BENCHMARK(BM_ExpertGroupBf16)
     ->ArgNames({"experts", "rows", "cols", "tokens", "threads"})
     ->ArgsProduct({{128}, {512}, {1024}, {48}, {2}})
     ->ArgsProduct({{64}, {1024}, {512}, {48}, {2}})
+    ->ArgsProduct({{64}, {1024}, {1024}, {48}, {1, 2}})
     ->ArgsProduct({{2}, {512}, {1024}, {48}, {2}})
     ->ArgsProduct({{2, 128}, {512}, {1024}, {48}, {1}})
     ->UseRealTime();
+
+BENCHMARK(BM_MoeGateUpBf16)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime();
 
 BENCHMARK(BM_AttentionScores)
     ->ArgNames({"calls", "queries", "keys", "dim", "threads"})
