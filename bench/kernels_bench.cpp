@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/activation_precision.h"
+#include "kernels/attention_bf16.h"
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
@@ -421,6 +422,68 @@ void BM_AttentionWeightedSum(benchmark::State& state) {
   p.count(state);
 }
 
+// The bf16 forms (kernels/attention_bf16.h) on the same problems: keys and values packed, the
+// queries and probabilities bf16 rows, as the expanded attention of a prefill under bf16
+// activations runs them. GFLOP/s.
+struct AttentionBf16Problem : AttentionProblem {
+  std::vector<uint16_t> q_bf16, packed;
+  explicit AttentionBf16Problem(const benchmark::State& state, bool values)
+      : AttentionProblem(state) {
+    const int64_t q_cols = values ? keys : dim, stride = (q_cols + 1) / 2 * 2;
+    if (values)
+      for (float& v : q) v = 1.0f / float(keys);  // probabilities
+    q_bf16.resize(size_t(calls * queries * stride));
+    dsv3::kernels::round_rows_to_bf16(q.data(), q_cols, calls * queries, q_cols, q_bf16.data(),
+                                      stride);
+    const int64_t per_call = values ? dsv3::kernels::packed_values_elements(keys, dim)
+                                    : dsv3::kernels::packed_keys_elements(keys, dim);
+    packed.resize(size_t(calls * per_call));
+    for (int64_t c = 0; c < calls; ++c) {
+      const float* rows_c = rows.data() + c * keys * dim;
+      if (values) {
+        dsv3::kernels::pack_values_bf16(rows_c, dim, keys, dim, packed.data() + c * per_call);
+      } else {
+        dsv3::kernels::pack_keys_bf16(rows_c, dim, dim, rows_c, dim, keys, dim,
+                                      packed.data() + c * per_call);
+      }
+    }
+  }
+};
+
+void BM_AttentionScoresBf16(benchmark::State& state) {
+  AttentionBf16Problem p(state, false);
+  const int64_t stride = (p.dim + 1) / 2 * 2;
+  const int64_t per_call = dsv3::kernels::packed_keys_elements(p.keys, p.dim);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(p.calls, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        dsv3::kernels::attention_scores_bf16(p.q_bf16.data() + c * p.queries * stride, stride,
+                                             p.queries, p.packed.data() + c * per_call, p.keys,
+                                             p.dim, 0.125f,
+                                             p.out.data() + c * p.queries * p.keys, p.keys);
+    });
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  p.count(state);
+}
+
+void BM_AttentionWeightedSumBf16(benchmark::State& state) {
+  AttentionBf16Problem p(state, true);
+  const int64_t stride = (p.keys + 1) / 2 * 2;
+  const int64_t per_call = dsv3::kernels::packed_values_elements(p.keys, p.dim);
+  const std::vector<int64_t> key_counts(size_t(p.queries), p.keys);
+  for (auto _ : state) {
+    ThreadPool::global().parallel_for(p.calls, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        dsv3::kernels::attention_weighted_sum_bf16(
+            p.q_bf16.data() + c * p.queries * stride, stride, p.queries, key_counts.data(),
+            p.packed.data() + c * per_call, p.dim, p.out.data() + c * p.queries * p.dim, p.dim);
+    });
+    benchmark::DoNotOptimize(p.out.data());
+  }
+  p.count(state);
+}
+
 // STREAM-like bandwidth over arrays far larger than the caches, split over the pool's threads.
 // Read: the sum of a * b (what a matvec does to memory). Triad-like: y += s * x (2 reads and a
 // write per element; STREAM counts 3 x 4 bytes, write-allocate traffic aside).
@@ -525,6 +588,7 @@ BENCHMARK(BM_MatmulBf16)
     ->ArgsProduct({{512}, {1024}, {48, 512}, {2}, {0, 1}})
     ->ArgsProduct({{1024}, {512}, {48, 512}, {2}, {1}})
     ->ArgsProduct({{2048}, {7168}, {48, 512}, {1, 2}, {1}})
+    ->ArgsProduct({{96}, {1024}, {48}, {1}, {1}})
     ->UseRealTime();
 
 BENCHMARK(BM_MatvecBf16)
@@ -554,6 +618,16 @@ BENCHMARK(BM_AttentionWeightedSum)
     ->ArgNames({"calls", "queries", "keys", "dim", "threads"})
     ->ArgsProduct({{16}, {32}, {512}, {64}, {1, 2}})
     ->ArgsProduct({{1}, {16}, {512, 4096}, {256}, {1, 2}})
+    ->UseRealTime();
+
+BENCHMARK(BM_AttentionScoresBf16)
+    ->ArgNames({"calls", "queries", "keys", "dim", "threads"})
+    ->ArgsProduct({{16}, {32}, {512}, {128}, {1, 2}})
+    ->UseRealTime();
+
+BENCHMARK(BM_AttentionWeightedSumBf16)
+    ->ArgNames({"calls", "queries", "keys", "dim", "threads"})
+    ->ArgsProduct({{16}, {32}, {512}, {64}, {1, 2}})
     ->UseRealTime();
 
 BENCHMARK(BM_RmsNorm)

@@ -105,6 +105,22 @@ void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_
 // out[i] = f32_to_bf16(x[i]) for i < n (bitwise); requires cpu_has_avx512_bf16().
 void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out);
 
+// The vdpbf16ps forms of kernels/attention_bf16.h (same arguments); require
+// cpu_has_avx512_bf16(). See simd/attention_bf16_avx512.cpp.
+void avx512_attention_scores_bf16(const uint16_t* queries, int64_t query_stride,
+                                  int64_t n_queries, const uint16_t* packed_keys, int64_t n_keys,
+                                  int64_t dim, float scale, float* scores, int64_t scores_stride);
+// pack_keys_bf16 with a scratch of 16 * 32 * ((dim + 31) / 32) elements, and pack_values_bf16.
+void avx512_pack_keys_bf16(const float* keys, int64_t key_stride, int64_t first_dim,
+                           const float* rest, int64_t rest_stride, int64_t n_keys, int64_t dim,
+                           uint16_t* packed, uint16_t* scratch);
+void avx512_pack_values_bf16(const float* values, int64_t value_stride, int64_t n_keys,
+                             int64_t dim, uint16_t* packed);
+void avx512_attention_weighted_sum_bf16(const uint16_t* probs, int64_t probs_stride,
+                                        int64_t n_queries, const int64_t* key_counts,
+                                        const uint16_t* packed_values, int64_t dim, float* out,
+                                        int64_t out_stride);
+
 // AMX (TDPBF16PS) for the bf16 product, see simd/amx_bf16.cpp. The rows of w that AMX computes
 // whenever amx_bf16_active(): the whole 16-row tiles, when cols is a multiple of 32; else 0.
 int64_t amx_bf16_rows(const WeightMatrix& w);

@@ -1,0 +1,197 @@
+// The bf16 attention products (kernels/attention_bf16.h): the packed layouts hold the rounded
+// inputs, the fast kernels agree with the scalar references at odd sizes, and a query's results
+// do not depend on the other queries of the call.
+#include "kernels/attention_bf16.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/attention_ops.h"
+#include "kernels/cpu_dispatch.h"
+#include "tensor/dtype.h"
+
+namespace dsv3::kernels {
+namespace {
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, stddev);
+  std::vector<float> values(static_cast<size_t>(n));
+  for (auto& v : values) v = normal(rng);
+  return values;
+}
+
+std::vector<float> rounded(std::vector<float> values) {
+  for (float& v : values) v = bf16_to_f32(f32_to_bf16(v));
+  return values;
+}
+
+int64_t even(int64_t n) { return (n + 1) / 2 * 2; }
+
+std::vector<KernelIsa> supported_isas() {
+  std::vector<KernelIsa> isas;
+  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2, KernelIsa::kAvx512})
+    if (isa_supported(isa)) isas.push_back(isa);
+  return isas;
+}
+
+class IsaGuard {
+ public:
+  ~IsaGuard() { set_active_isa(isa_); }
+
+ private:
+  KernelIsa isa_ = active_isa();
+};
+
+// One problem: `n_queries` queries and `n_keys` keys and values of `dim` floats (keys and values
+// with a row stride past dim), bf16 queries and packed keys and values, per-query key counts
+// and probabilities (bf16 rows, zero from each count on).
+struct Problem {
+  int64_t dim, n_queries, n_keys, query_stride, probs_stride;
+  std::vector<float> queries, keys, values, probs;
+  std::vector<uint16_t> queries_bf16, packed_keys, packed_values, probs_bf16;
+  std::vector<int64_t> counts;
+
+  Problem(int64_t dim_, int64_t n_queries_, int64_t n_keys_, uint32_t seed)
+      : dim(dim_), n_queries(n_queries_), n_keys(n_keys_), query_stride(even(dim_) + 2),
+        probs_stride(even(n_keys_) + 4) {
+    queries = random_floats(n_queries * dim, seed);
+    keys = random_floats(n_keys * (dim + 3), seed + 1);
+    values = random_floats(n_keys * (dim + 5), seed + 2);
+    queries_bf16.assign(size_t(n_queries * query_stride), 0xffff);
+    round_rows_to_bf16(queries.data(), dim, n_queries, dim, queries_bf16.data(), query_stride);
+    packed_keys.assign(size_t(packed_keys_elements(n_keys, dim)), 0xffff);
+    // In two parts: the first dim / 3 values, then the rest (read through another pointer).
+    pack_keys_bf16(keys.data(), dim + 3, dim / 3, keys.data() + dim / 3, dim + 3, n_keys, dim,
+                   packed_keys.data());
+    packed_values.assign(size_t(packed_values_elements(n_keys, dim)), 0xffff);
+    pack_values_bf16(values.data(), dim + 5, n_keys, dim, packed_values.data());
+    for (int64_t q = 0; q < n_queries; ++q) counts.push_back((q * 37 + 11) % (n_keys + 1));
+    counts[0] = n_keys;
+    probs = random_floats(n_queries * n_keys, seed + 3, 0.1f);
+    probs_bf16.assign(size_t(n_queries * probs_stride), 0xffff);
+    for (int64_t q = 0; q < n_queries; ++q)
+      round_rows_to_bf16(probs.data() + q * n_keys, n_keys, 1, counts[size_t(q)],
+                         probs_bf16.data() + q * probs_stride, probs_stride);
+  }
+};
+
+void expect_near(const std::vector<float>& fast, const std::vector<float>& reference,
+                 double absolute, const std::string& label) {
+  ASSERT_EQ(fast.size(), reference.size());
+  for (size_t i = 0; i < fast.size(); ++i)
+    ASSERT_LE(std::fabs(double(fast[i]) - double(reference[i])),
+              1e-5 * std::fabs(double(reference[i])) + absolute)
+        << label << " at " << i << ": " << fast[i] << " vs " << reference[i];
+}
+
+TEST(AttentionBf16, PackedInputsAreTheRoundedValues) {
+  // The bf16 references on the packed layouts equal the float references on the rounded
+  // inputs: the packing put every value where the kernels read it.
+  IsaGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);  // round_rows_to_bf16 has a vector form
+    for (int64_t dim : {1, 7, 64, 130}) {
+      for (int64_t n_keys : {1, 16, 17, 50}) {
+        const Problem p(dim, 5, n_keys, uint32_t(dim * 100 + n_keys));
+        const std::string label = std::string(isa_name(isa)) + " dim=" + std::to_string(dim) +
+                                  " keys=" + std::to_string(n_keys);
+        std::vector<float> bf16(size_t(p.n_queries * n_keys)), f32 = bf16;
+        attention_scores_bf16_reference(p.queries_bf16.data(), p.query_stride, p.n_queries,
+                                        p.packed_keys.data(), n_keys, dim, 0.5f, bf16.data(),
+                                        n_keys);
+        attention_scores_reference(rounded(p.queries).data(), dim, p.n_queries,
+                                   rounded(p.keys).data(), dim + 3, n_keys, dim, 0.5f, f32.data(),
+                                   n_keys);
+        expect_near(bf16, f32, 0.0, label + " scores");
+
+        std::vector<float> sum_bf16(size_t(p.n_queries * dim)), sum_f32 = sum_bf16;
+        attention_weighted_sum_bf16_reference(p.probs_bf16.data(), p.probs_stride, p.n_queries,
+                                              p.counts.data(), p.packed_values.data(), dim,
+                                              sum_bf16.data(), dim);
+        attention_weighted_sum_reference(rounded(p.probs).data(), n_keys, p.n_queries,
+                                         p.counts.data(), rounded(p.values).data(), dim + 5, dim,
+                                         sum_f32.data(), dim);
+        expect_near(sum_bf16, sum_f32, 0.0, label + " weighted sum");
+      }
+    }
+  }
+}
+
+TEST(AttentionBf16, MatchesReferenceAtOddSizes) {
+  IsaGuard guard;
+  uint32_t seed = 100;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t dim : {1, 13, 64, 128, 192}) {
+      // 8 and 6: the register tiles' queries; 48: their keys (3 blocks of 16).
+      for (int64_t n_queries : {1, 3, 8, 17, 33}) {
+        for (int64_t n_keys : {1, 5, 16, 47, 49, 130}) {
+          const std::string label = std::string(isa_name(isa)) + " dim=" + std::to_string(dim) +
+                                    " queries=" + std::to_string(n_queries) +
+                                    " keys=" + std::to_string(n_keys);
+          const Problem p(dim, n_queries, n_keys, seed += 4);
+          const int64_t scores_stride = n_keys + 3;
+          std::vector<float> fast(size_t(n_queries * scores_stride), 7.0f), reference = fast;
+          attention_scores_bf16(p.queries_bf16.data(), p.query_stride, n_queries,
+                                p.packed_keys.data(), n_keys, dim, 0.125f, fast.data(),
+                                scores_stride);
+          attention_scores_bf16_reference(p.queries_bf16.data(), p.query_stride, n_queries,
+                                          p.packed_keys.data(), n_keys, dim, 0.125f,
+                                          reference.data(), scores_stride);
+          expect_near(fast, reference, 1e-6 * std::sqrt(double(dim)), label + " scores");
+
+          const int64_t out_stride = dim + 1;
+          std::vector<float> sum(size_t(n_queries * out_stride), 7.0f), sum_reference = sum;
+          attention_weighted_sum_bf16(p.probs_bf16.data(), p.probs_stride, n_queries,
+                                      p.counts.data(), p.packed_values.data(), dim, sum.data(),
+                                      out_stride);
+          attention_weighted_sum_bf16_reference(p.probs_bf16.data(), p.probs_stride, n_queries,
+                                                p.counts.data(), p.packed_values.data(), dim,
+                                                sum_reference.data(), out_stride);
+          expect_near(sum, sum_reference, 1e-6 * std::sqrt(double(n_keys)),
+                      label + " weighted sum");
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionBf16, AQueryDoesNotDependOnTheOthers) {
+  // Each query alone gives bitwise the scores and weighted sum it gets among 40 others, and a
+  // query's scores do not depend on how many keys the call has.
+  IsaGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    const Problem p(70, 41, 150, 9);
+    std::vector<float> scores(size_t(p.n_queries * p.n_keys));
+    attention_scores_bf16(p.queries_bf16.data(), p.query_stride, p.n_queries,
+                          p.packed_keys.data(), p.n_keys, p.dim, 0.3f, scores.data(), p.n_keys);
+    std::vector<float> sums(size_t(p.n_queries * p.dim));
+    attention_weighted_sum_bf16(p.probs_bf16.data(), p.probs_stride, p.n_queries,
+                                p.counts.data(), p.packed_values.data(), p.dim, sums.data(),
+                                p.dim);
+    for (int64_t q = 0; q < p.n_queries; ++q) {
+      const int64_t some_keys = 1 + q * 3 % p.n_keys;
+      std::vector<float> alone(static_cast<size_t>(some_keys)), alone_sum(static_cast<size_t>(p.dim));
+      attention_scores_bf16(p.queries_bf16.data() + q * p.query_stride, p.query_stride, 1,
+                            p.packed_keys.data(), some_keys, p.dim, 0.3f, alone.data(),
+                            some_keys);
+      EXPECT_EQ(0, std::memcmp(alone.data(), scores.data() + q * p.n_keys, alone.size() * 4))
+          << isa_name(isa) << " query " << q;
+      attention_weighted_sum_bf16(p.probs_bf16.data() + q * p.probs_stride, p.probs_stride, 1,
+                                  &p.counts[size_t(q)], p.packed_values.data(), p.dim,
+                                  alone_sum.data(), p.dim);
+      EXPECT_EQ(0, std::memcmp(alone_sum.data(), sums.data() + q * p.dim, alone_sum.size() * 4))
+          << isa_name(isa) << " query " << q;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::kernels
