@@ -218,11 +218,19 @@ TEST(Model, LongContextAttentionAgreesAndIsThreadInvariant) {
 TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
   // With the attention form fixed, a token's logits are bitwise the same whether it comes in
   // the whole prompt, in pieces, or one at a time, and for any number of threads: every matmul,
-  // attention product and expert sum is computed per token in one fixed order.
+  // attention product and expert sum is computed per token in one fixed order. Also for the
+  // expanded form's bf16 products (AttentionPrecision::kBf16).
   CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
   const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2, 3};
   const int original_threads = ThreadPool::global().num_threads();
-  for (AttentionMode mode : {AttentionMode::kAbsorbed, AttentionMode::kExpanded}) {
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  for (auto [mode, attention] : {std::pair{AttentionMode::kAbsorbed, AttentionPrecision::kF32},
+                                 std::pair{AttentionMode::kExpanded, AttentionPrecision::kF32},
+                                 std::pair{AttentionMode::kExpanded, AttentionPrecision::kBf16}}) {
+    set_attention_precision(attention);
+    if (attention == AttentionPrecision::kBf16)
+      kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
     model.set_attention_mode(mode);
     std::vector<float> reference;
     for (int threads : {1, 2, 3}) {
@@ -246,6 +254,32 @@ TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
     }
   }
   ThreadPool::global().set_num_threads(original_threads);
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
+}
+
+TEST(Model, Bf16AttentionMovesLogitsByBf16Rounding) {
+  // Under bf16 activations, the expanded form's bf16 products (AttentionPrecision::kBf16) change
+  // the logits, by about the rounding of their inputs (2^-9 relative), not more.
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
+  model.set_attention_mode(AttentionMode::kExpanded);
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
+  const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2, 3};
+  std::vector<std::vector<float>> logits;
+  for (AttentionPrecision attention : {AttentionPrecision::kF32, AttentionPrecision::kBf16}) {
+    set_attention_precision(attention);
+    LatentCache cache = model.new_cache(16);
+    logits.push_back(model.forward(ids, cache));
+  }
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
+  float max_logit = 0.0f;
+  for (float v : logits[0]) max_logit = std::max(max_logit, std::fabs(v));
+  const float difference = max_abs_diff(logits[0], logits[1]);
+  EXPECT_GT(difference, 0.0f);
+  EXPECT_LE(difference, 3e-2f * max_logit);
 }
 
 // A RoutingLog records every MoE layer's choices; replayed on the same model it changes nothing

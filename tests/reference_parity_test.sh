@@ -98,6 +98,10 @@ sys.exit(0 if last.shape == (1, whole.shape[1]) and np.array_equal(last[0], whol
     check "$name bf16 activations (tolerance $tolerance)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --out '$WORK/bf16.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16.npy' --rtol-of-max $tolerance"
   fi
   if [ "$dtype" = bf16 ] && [ "$preset" != bench ]; then
+    # The expanded attention's products in bf16 too (--attention-precision bf16): the same bound.
+    check "$name bf16 activations and expanded attention (tolerance $BF16_TOLERANCE)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --attention-precision bf16 --attention expanded --out '$WORK/bf16att.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16att.npy' --rtol-of-max $BF16_TOLERANCE"
+  fi
+  if [ "$dtype" = bf16 ] && [ "$preset" != bench ]; then
     # Greedy decoding with bf16 activations is checked against the scalar reference of the same
     # numerics by teacher forcing: every token the SIMD kernels pick must be an argmax of the
     # scalar path's logits at that position, up to bf16 noise (1e-2 of max|logit|). Exact token

@@ -1,15 +1,21 @@
 #include "model/attention.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string>
 #include <limits>
 #include <vector>
 
+#include "kernels/activation_precision.h"
+#include "kernels/attention_bf16.h"
 #include "kernels/attention_ops.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_transposed.h"
 #include "kernels/ops.h"
 #include "model/row_ranges.h"
 #include "tensor/thread_pool.h"
+#include "util/error.h"
 #include "util/phase_profile.h"
 
 namespace dsv3 {
@@ -19,6 +25,7 @@ namespace {
 // The products whose inputs differ between the absorbed and expanded MLA forms (W_UK^T q_nope,
 // W_UV latent, kv_b_proj latent) keep float activations: rounded to bf16, the two forms would
 // disagree far beyond float rounding and a token's result would depend on its batch's form.
+// (AttentionPrecision::kBf16 accepts that for the expanded form: see attention.h.)
 constexpr bool kFloatActivations = true;
 
 void add_bias(float* rows, int64_t n_rows, const std::vector<float>& bias) {
@@ -91,6 +98,7 @@ struct AttentionScratch {
   std::vector<float> q, q_latent, kv, attention_out;
   std::vector<float> q_nope_heads, q_absorbed_heads, queries, latent_out, latent_heads, value_heads;
   std::vector<float> latents, keys_values, keys, values;
+  std::vector<uint16_t> packed_keys, packed_values;  // attend_expanded in bf16, per head
   std::vector<float> long_partials, long_chunk_stats;  // attend_long_context
   std::vector<int64_t> short_tokens;
   std::vector<kernels::MatmulItem> products;
@@ -114,6 +122,13 @@ std::vector<float>& thread_block_queries(int64_t size) {
   thread_local std::vector<float> queries;
   if (int64_t(queries.size()) < size) queries.resize(size);
   return queries;
+}
+
+// The bf16 rows of a block's queries or probabilities (attend_expanded in bf16).
+std::vector<uint16_t>& thread_bf16_rows(int64_t size) {
+  thread_local std::vector<uint16_t> rows;
+  if (int64_t(rows.size()) < size) rows.resize(size);
+  return rows;
 }
 
 std::vector<int64_t>& thread_key_counts(int64_t size) {
@@ -303,27 +318,48 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
     std::copy_n(group.cache->row(layer, slot), s.rank, scratch.latents.data() + slot * s.rank);
   const int64_t kv_width = s.heads * (s.nope + s.v);
   scratch.keys_values.resize(slots * kv_width);  // [slot][head][nope + v]
-  // Float activations in the products that differ between the absorbed and expanded forms.
   profile::Phase phase("attn.kv_b");
-  kernels::matmul_f32_activations(w.kv_b_proj, scratch.latents.data(), slots,
-                                  scratch.keys_values.data());
+  const bool bf16 = attention_precision() == AttentionPrecision::kBf16 &&
+                    kernels::rounds_activations_to_bf16(w.kv_b_proj);
+  if (bf16) {
+    kernels::matmul(w.kv_b_proj, scratch.latents.data(), slots, scratch.keys_values.data());
+  } else {
+    kernels::matmul_f32_activations(w.kv_b_proj, scratch.latents.data(), slots,
+                                    scratch.keys_values.data());
+  }
 
   // Per head, contiguous rows: keys [h][slot][nope + rope] (laid out as the queries) and
-  // values [h][slot][v].
-  scratch.keys.resize(s.heads * slots * s.head_dim);
-  scratch.values.resize(s.heads * slots * s.v);
-  ThreadPool::global().parallel_for(slots, [&](int64_t begin, int64_t end) {
-    for (int64_t slot = begin; slot < end; ++slot) {
-      const float* key_rope = group.cache->row(layer, slot) + s.rank;
-      for (int64_t h = 0; h < s.heads; ++h) {
-        const float* expanded = scratch.keys_values.data() + slot * kv_width + h * (s.nope + s.v);
-        float* key = scratch.keys.data() + (h * slots + slot) * s.head_dim;
-        std::copy_n(expanded, s.nope, key);
-        std::copy_n(key_rope, s.rope, key + s.nope);
-        std::copy_n(expanded + s.nope, s.v, scratch.values.data() + (h * slots + slot) * s.v);
+  // values [h][slot][v]; in bf16, rounded and packed for the vdpbf16ps products instead.
+  const int64_t packed_key_elements = kernels::packed_keys_elements(slots, s.head_dim);
+  const int64_t packed_value_elements = kernels::packed_values_elements(slots, s.v);
+  if (bf16) {
+    scratch.packed_keys.resize(s.heads * packed_key_elements);
+    scratch.packed_values.resize(s.heads * packed_value_elements);
+    const int64_t row_size = group.cache->row_size();  // a layer's rows lie this far apart
+    ThreadPool::global().parallel_claim(s.heads, [&](int64_t h) {
+      const float* expanded = scratch.keys_values.data() + h * (s.nope + s.v);
+      kernels::pack_keys_bf16(expanded, kv_width, s.nope, group.cache->row(layer, 0) + s.rank,
+                              row_size, slots, s.head_dim,
+                              scratch.packed_keys.data() + h * packed_key_elements);
+      kernels::pack_values_bf16(expanded + s.nope, kv_width, slots, s.v,
+                                scratch.packed_values.data() + h * packed_value_elements);
+    });
+  } else {
+    scratch.keys.resize(s.heads * slots * s.head_dim);
+    scratch.values.resize(s.heads * slots * s.v);
+    ThreadPool::global().parallel_for(slots, [&](int64_t begin, int64_t end) {
+      for (int64_t slot = begin; slot < end; ++slot) {
+        const float* key_rope = group.cache->row(layer, slot) + s.rank;
+        for (int64_t h = 0; h < s.heads; ++h) {
+          const float* expanded = scratch.keys_values.data() + slot * kv_width + h * (s.nope + s.v);
+          float* key = scratch.keys.data() + (h * slots + slot) * s.head_dim;
+          std::copy_n(expanded, s.nope, key);
+          std::copy_n(key_rope, s.rope, key + s.nope);
+          std::copy_n(expanded + s.nope, s.v, scratch.values.data() + (h * slots + slot) * s.v);
+        }
       }
-    }
-  });
+    });
+  }
 
   // Tasks of (head, block of queries): the scores of a block against the keys its last token
   // sees, then each token's own causal count of them.
@@ -345,19 +381,70 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
     float* queries = thread_block_queries(n * s.head_dim).data();
     for (int64_t j = 0; j < n; ++j)
       std::copy_n(q + ((t0 + j) * s.heads + h) * s.head_dim, s.head_dim, queries + j * s.head_dim);
-    kernels::attention_scores(queries, s.head_dim, n, scratch.keys.data() + h * slots * s.head_dim,
-                              s.head_dim, keys_seen, s.head_dim, scale, scores, keys_seen);
+    float* out = attention_out + (t0 * s.heads + h) * s.v;
+    if (!bf16) {
+      kernels::attention_scores(queries, s.head_dim, n,
+                                scratch.keys.data() + h * slots * s.head_dim, s.head_dim,
+                                keys_seen, s.head_dim, scale, scores, keys_seen);
+      for (int64_t j = 0; j < n; ++j) {
+        key_counts[j] = batch.slots[t0 + j] + 1;
+        attention_probabilities(batch, t0 + j, h, s.heads, scores + j * keys_seen, key_counts[j]);
+      }
+      kernels::attention_weighted_sum(scores, keys_seen, n, key_counts,
+                                      scratch.values.data() + h * slots * s.v, s.v, s.v, out,
+                                      out_stride);
+      return;
+    }
+    // bf16: queries and probabilities as bf16 rows of an even length, zero-padded.
+    const int64_t query_stride = (s.head_dim + 1) / 2 * 2, probs_stride = (keys_seen + 1) / 2 * 2;
+    uint16_t* rows = thread_bf16_rows(n * std::max(query_stride, probs_stride)).data();
+    kernels::round_rows_to_bf16(queries, s.head_dim, n, s.head_dim, rows, query_stride);
+    kernels::attention_scores_bf16(rows, query_stride, n,
+                                   scratch.packed_keys.data() + h * packed_key_elements,
+                                   keys_seen, s.head_dim, scale, scores, keys_seen);
     for (int64_t j = 0; j < n; ++j) {
       key_counts[j] = batch.slots[t0 + j] + 1;
       attention_probabilities(batch, t0 + j, h, s.heads, scores + j * keys_seen, key_counts[j]);
+      kernels::round_rows_to_bf16(scores + j * keys_seen, keys_seen, 1, key_counts[j],
+                                  rows + j * probs_stride, probs_stride);
     }
-    kernels::attention_weighted_sum(scores, keys_seen, n, key_counts,
-                                    scratch.values.data() + h * slots * s.v, s.v, s.v,
-                                    attention_out + (t0 * s.heads + h) * s.v, out_stride);
+    kernels::attention_weighted_sum_bf16(rows, probs_stride, n, key_counts,
+                                         scratch.packed_values.data() + h * packed_value_elements,
+                                         s.v, out, out_stride);
   });
 }
 
+constexpr int kUnsetPrecision = -1;
+std::atomic<int> g_attention_precision{kUnsetPrecision};
+
 }  // namespace
+
+std::string_view attention_precision_name(AttentionPrecision precision) {
+  return precision == AttentionPrecision::kBf16 ? "bf16" : "f32";
+}
+
+AttentionPrecision parse_attention_precision(std::string_view name, std::string_view what) {
+  for (AttentionPrecision precision : {AttentionPrecision::kF32, AttentionPrecision::kBf16})
+    if (name == attention_precision_name(precision)) return precision;
+  throw Error(std::string(what) + "=" + std::string(name) +
+              ": unknown attention precision (expected f32 or bf16)");
+}
+
+AttentionPrecision attention_precision() {
+  int precision = g_attention_precision.load(std::memory_order_relaxed);
+  if (precision == kUnsetPrecision) {
+    const char* name = std::getenv("DSV3_ATTENTION_PRECISION");
+    precision = int(name == nullptr || *name == '\0'
+                        ? AttentionPrecision::kF32
+                        : parse_attention_precision(name, "DSV3_ATTENTION_PRECISION"));
+    g_attention_precision.store(precision, std::memory_order_relaxed);
+  }
+  return AttentionPrecision(precision);
+}
+
+void set_attention_precision(AttentionPrecision precision) {
+  g_attention_precision.store(int(precision), std::memory_order_relaxed);
+}
 
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& w,
                    int64_t layer, const float* hidden, const TokenBatch& batch, float* out) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "cache/latent_cache.h"
 #include "model/config.h"
@@ -20,6 +21,23 @@ namespace dsv3 {
 //  expanded: the cached latents expanded to per-head keys and values through kv_b_proj, as
 //            transformers does (cheaper when many new tokens attend to a short cache: prefill).
 enum class AttentionMode { kAuto, kAbsorbed, kExpanded };
+
+// The precision of the expanded form's products (kv_b_proj of the latents, the scores and the
+// weighted sums) where BF16 weights take bf16 activations (kernels/activation_precision.h):
+//  f32 (default): float inputs, so that the absorbed and expanded forms agree to float rounding
+//       and a token's result hardly depends on which form its batch took (the server's
+//       concurrent and chunked requests sample the same text as alone);
+//  bf16: inputs rounded to bf16 and multiplied on vdpbf16ps (kernels/attention_bf16.h), as
+//       torch runs attention in bfloat16: a 512-token prefill of the bench model runs 4-6 %
+//       faster, but the two forms then agree only to bf16 rounding, so a token's logits
+//       move by that much with its batch's form (prompt chunking, prefix reuse).
+// Process-wide: set_attention_precision's, else DSV3_ATTENTION_PRECISION (f32|bf16), else f32.
+enum class AttentionPrecision { kF32, kBf16 };
+AttentionPrecision attention_precision();
+void set_attention_precision(AttentionPrecision precision);
+std::string_view attention_precision_name(AttentionPrecision precision);
+// "f32" or "bf16"; throws dsv3::Error naming `what` otherwise.
+AttentionPrecision parse_attention_precision(std::string_view name, std::string_view what);
 
 struct RoutingLog;
 

@@ -23,6 +23,7 @@
 #include "kernels/cpu_dispatch.h"
 #include "kernels/machine_probe.h"
 #include "median.h"
+#include "model/attention.h"
 #include "model/footprint.h"
 #include "model/model.h"
 #include "sampling_flags.h"
@@ -92,12 +93,12 @@ void print_phases(const char* title, double divisor) {
 int run_bench(const CommandArgs& argv) {
   Args args(
       argv,
-      {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations", "--repeat"},
+      {"--model", "--prompt", "--gen", "--ctx-depth", "--threads", "--activations", "--attention-precision", "--repeat"},
       {"--json", "--profile", "--help", "--mmap", "--no-mmap"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 bench -m DIR [-m DIR2 ...] [--prompt N] [--gen N] [--ctx-depth D]\n"
-                 "       [--threads T] [--activations f32|bf16|auto] [--repeat R] [--profile]\n"
+                 "       [--threads T] [--activations f32|bf16|auto] [--attention-precision f32|bf16] [--repeat R] [--profile]\n"
                  "       [--mmap | --no-mmap] [--json]\n");
     return 0;
   }
@@ -222,12 +223,16 @@ int run_bench(const CommandArgs& argv) {
   const std::string bf16_kernel = kernels::amx_bf16_active() ? "bf16 (AMX)" : "bf16 (vdpbf16ps)";
   const std::string activations = bf16_activations ? (dpbf16 ? bf16_kernel : "bf16") : "f32";
   const double peak = dpbf16 ? peak_bf16 : peak_f32;
+  // The expanded attention's precision (model/attention.h): bf16 only where the activations are.
+  const std::string attention =
+      bf16_activations && attention_precision() == AttentionPrecision::kBf16 ? "bf16" : "f32";
 
   nlohmann::json result = {
       {"model", dir},
       {"threads", ThreadPool::global().num_threads()},
       {"kernels", std::string(kernels::isa_name(kernels::active_isa()))},
       {"activations", activations},
+      {"attention_precision", attention},
       {"weights_dtype",
        std::string(dtype_name(model.model().weights().layers[0].self_attn.kv_b_proj.dtype))},
       {"weight_bytes", footprint.weight_bytes},
@@ -275,10 +280,12 @@ int run_bench(const CommandArgs& argv) {
     std::printf("%s\n", result.dump().c_str());
     return 0;
   }
-  std::printf("model            %s (%s weights, %.0f MB, %d threads, %s kernels, %s activations)\n",
-              dir.c_str(), result["weights_dtype"].get<std::string>().c_str(),
-              footprint.weight_bytes / 1e6, ThreadPool::global().num_threads(),
-              result["kernels"].get<std::string>().c_str(), activations.c_str());
+  std::printf(
+      "model            %s (%s weights, %.0f MB, %d threads, %s kernels, %s activations, %s "
+      "attention)\n",
+      dir.c_str(), result["weights_dtype"].get<std::string>().c_str(),
+      footprint.weight_bytes / 1e6, ThreadPool::global().num_threads(),
+      result["kernels"].get<std::string>().c_str(), activations.c_str(), attention.c_str());
   std::printf(
       "machine          read bandwidth %.1f GB/s (median of the probes beside the decode runs; "
       "best %.1f), peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",

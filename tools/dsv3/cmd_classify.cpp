@@ -20,14 +20,14 @@ namespace dsv3::cli {
 int run_classify(const CommandArgs& argv) {
   Args args(argv,
             {"--model", "--prompt", "--ids", "--mask", "--labels", "--label-values",
-             "--problem-type", "--out", "--activations"},
+             "--problem-type", "--out", "--activations", "--attention-precision"},
             {"--help"}, {{"-m", "--model"}, {"-p", "--prompt"}});
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 classify -m DIR (-p TEXT | --ids 0,5,17[;...]) [--mask 1,1,0[;...]]\n"
                  "       [--labels C[,...] | --label-values V[,...][;...]] [--problem-type T] "
                  "[--out FILE.npy]\n"
-                 "       [--activations f32|bf16|auto]\n");
+                 "       [--activations f32|bf16|auto] [--attention-precision f32|bf16]\n");
     return 0;
   }
   const std::string dir = args.require("--model");

@@ -84,7 +84,7 @@ int run_generate(const CommandArgs& argv) {
     std::fprintf(stderr,
                  "usage: dsv3 generate -m DIR (-p TEXT | --prompt-ids 0,5,17) [--chat] [--system TEXT]\n"
                  "         [-n N] [--temp T] [--top-p P] [--top-k K] [--min-p P] [--repeat-penalty R]\n"
-                 "         [--seed S] [--stop STR] [--ctx N] [--threads T] [--activations f32|bf16|auto] [--ids]\n"
+                 "         [--seed S] [--stop STR] [--ctx N] [--threads T] [--activations f32|bf16|auto] [--attention-precision f32|bf16] [--ids]\n"
                  "         [--mmap | --no-mmap]\n");
     return 0;
   }
@@ -151,7 +151,7 @@ int run_chat(const CommandArgs& argv) {
   if (args.has("--help")) {
     std::fprintf(stderr,
                  "usage: dsv3 chat -m DIR [--system TEXT] [-n N] [--temp T] [--top-p P] [--top-k K]\n"
-                 "         [--seed S] [--ctx N] [--threads T] [--activations f32|bf16|auto]\n"
+                 "         [--seed S] [--ctx N] [--threads T] [--activations f32|bf16|auto] [--attention-precision f32|bf16]\n"
                  "One message per line; an empty line or end of input ends the chat; /reset starts over.\n");
     return 0;
   }

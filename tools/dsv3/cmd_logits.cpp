@@ -57,7 +57,7 @@ void write_stacked(const std::string& path, const std::vector<api::Tensor>& tens
 int run_logits(const CommandArgs& argv) {
   Args args(argv,
             {"--model", "--ids", "--out", "--chunk", "--mask", "--positions", "--label-ids",
-             "--hidden-out", "--attentions-out", "--attention", "--activations"},
+             "--hidden-out", "--attentions-out", "--attention", "--activations", "--attention-precision"},
             {"--last", "--labels", "--help"}, {{"-m", "--model"}});
   if (args.has("--help")) {
     std::fprintf(
@@ -66,7 +66,7 @@ int run_logits(const CommandArgs& argv) {
         "       [--mask 1,1,0[;...]] [--positions P,...] [--labels | --label-ids L,...]\n"
         "       [--hidden-out FILE.npy] [--attentions-out FILE.npy] "
         "[--attention auto|absorbed|expanded]\n"
-        "       [--activations f32|bf16|auto]\n");
+        "       [--activations f32|bf16|auto] [--attention-precision f32|bf16]\n");
     return 0;
   }
   const std::string dir = args.require("--model");

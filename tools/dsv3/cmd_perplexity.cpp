@@ -54,13 +54,13 @@ double window_nll(const CausalLM& model, std::span<const int32_t> window, int64_
 }  // namespace
 
 int run_perplexity(const CommandArgs& argv) {
-  Args args(argv, {"--model", "--file", "--ids", "--ctx", "--stride", "--activations"}, {"--help"},
+  Args args(argv, {"--model", "--file", "--ids", "--ctx", "--stride", "--activations", "--attention-precision"}, {"--help"},
             {{"-m", "--model"}, {"-f", "--file"}});
   if (args.has("--help")) {
     std::fprintf(
         stderr,
         "usage: dsv3 perplexity -m DIR (-f FILE | --ids 0,5,17,...) [--ctx N] [--stride S]\n"
-        "       [--activations f32|bf16|auto]\n");
+        "       [--activations f32|bf16|auto] [--attention-precision f32|bf16]\n");
     return 0;
   }
   const std::string dir = args.require("--model");

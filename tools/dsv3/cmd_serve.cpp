@@ -31,7 +31,7 @@ void print_serve_usage() {
   std::fprintf(
       stderr,
       "usage: dsv3 serve -m DIR [--host 127.0.0.1] [--port 8080] [--ctx N] [--max-seqs N]\n"
-      "         [--api-key KEY] [--threads T] [--activations f32|bf16|auto] [--timeout SECONDS]\n"
+      "         [--api-key KEY] [--threads T] [--activations f32|bf16|auto] [--attention-precision f32|bf16] [--timeout SECONDS]\n"
       "         [--max-body BYTES]"
       " [--http-threads N] [--prefill-chunk N] [--model-name NAME] [-n "
       "DEFAULT_MAX_TOKENS]\n"

@@ -4,6 +4,7 @@
 
 #include "io/file_memory.h"
 #include "kernels/activation_precision.h"
+#include "model/attention.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -48,6 +49,9 @@ void apply_weight_memory_flag(const Args& args) {
 }
 
 void apply_activation_flag(const Args& args) {
+  if (args.has("--attention-precision"))
+    set_attention_precision(
+        parse_attention_precision(args.get("--attention-precision"), "--attention-precision"));
   if (!args.has("--activations")) return;
   kernels::set_activation_precision(
       kernels::parse_activation_precision(args.get("--activations"), "--activations"));

@@ -12,7 +12,8 @@ namespace dsv3::cli {
 // Flags taking a value that set_generation_flags reads.
 inline const std::set<std::string> kGenerationFlags = {
     "--model", "-n", "--max-new-tokens", "--temp", "--top-p", "--top-k", "--min-p",
-    "--repeat-penalty", "--seed", "--ctx", "--stop", "--threads", "--activations"};
+    "--repeat-penalty", "--seed", "--ctx", "--stop", "--threads", "--activations",
+    "--attention-precision"};
 inline const std::map<std::string, std::string> kGenerationAliases = {{"-m", "--model"},
                                                                        {"-n", "--max-new-tokens"}};
 
@@ -28,7 +29,8 @@ int64_t context_from_flags(const Args& args, const Config& config);
 void apply_thread_flag(const Args& args);
 
 // Applies --activations f32|bf16|auto (the precision of the activations in products with BF16
-// weights, kernels/activation_precision.h); absent: DSV3_ACTIVATIONS, else auto.
+// weights, kernels/activation_precision.h); absent: DSV3_ACTIVATIONS, else auto. And
+// --attention-precision f32|bf16 (model/attention.h); absent: DSV3_ATTENTION_PRECISION, else f32.
 void apply_activation_flag(const Args& args);
 // The usage line of that flag.
 inline constexpr const char* kActivationFlagUsage = "[--activations f32|bf16|auto]";
