@@ -1045,6 +1045,25 @@ TEST(Ops, SiluMulMatchesReference) {
   }
 }
 
+TEST(Ops, SigmoidMatchesReference) {
+  KernelSettingsGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : kRowSizes) {
+      std::vector<float> x = random_floats(n, uint32_t(n), 4.0f);
+      if (n >= 7) x[0] = -100.0f, x[1] = 100.0f, x[2] = 0.0f, x[3] = -88.5f;
+      std::vector<float> fast(static_cast<size_t>(n), 7.0f), reference(static_cast<size_t>(n));
+      sigmoid(x.data(), n, fast.data());
+      sigmoid_reference(x.data(), n, reference.data());
+      expect_near_relative(fast, reference, 1e-6, 1e-30,
+                           std::string(isa_name(isa)) + " n=" + std::to_string(n));
+      std::vector<float> in_place = x;  // out may be x
+      sigmoid(in_place.data(), n, in_place.data());
+      EXPECT_EQ(in_place, fast) << isa_name(isa) << " n=" << n;
+    }
+  }
+}
+
 TEST(Ops, SoftmaxMatchesReference) {
   KernelSettingsGuard guard;
   for (KernelIsa isa : supported_isas()) {

@@ -25,6 +25,10 @@ void silu_mul_reference(const float* gate, const float* up, int64_t n, float* ou
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void sigmoid_reference(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
 namespace {
 
 // exp(x - max) in place with the row's max and the sum of the results in double (an all -inf,
@@ -83,6 +87,11 @@ void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   if (const auto* kernels = active_kernels()) return kernels->silu_mul(gate, up, n, out);
   silu_mul_reference(gate, up, n, out);
+}
+
+void sigmoid(const float* x, int64_t n, float* out) {
+  if (const auto* kernels = active_kernels()) return kernels->sigmoid(x, n, out);
+  sigmoid_reference(x, n, out);
 }
 
 void softmax(float* row, int64_t n) {

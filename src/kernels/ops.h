@@ -12,6 +12,8 @@ void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* 
 
 // out[i] = silu(gate[i]) * up[i]   (the SwiGLU of the MLPs); out may be gate.
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+// out[i] = 1 / (1 + exp(-x[i]))   (the MoE router's scores); out may be x.
+void sigmoid(const float* x, int64_t n, float* out);
 
 // In-place softmax of one row of length n. A row whose entries are all -inf becomes zeros.
 void softmax(float* row, int64_t n);
@@ -36,6 +38,7 @@ void weighted_row_sum(const float* const* rows, const float* weights, int64_t co
 // The scalar references (double accumulation where a sum is taken).
 void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out);
 void silu_mul_reference(const float* gate, const float* up, int64_t n, float* out);
+void sigmoid_reference(const float* x, int64_t n, float* out);
 void softmax_reference(float* row, int64_t n);
 void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum);
 float dot_reference(const float* a, const float* b, int64_t n);

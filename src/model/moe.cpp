@@ -1,7 +1,6 @@
 #include "model/moe.h"
 
 #include <algorithm>
-#include <cmath>
 #include <numeric>
 
 #include "kernels/matmul.h"
@@ -55,10 +54,9 @@ void route_token(const Config& config, const RouterWeights& gate, const float* l
   scores.resize(experts);
   choice.resize(experts);
   group_scores.resize(groups);
-  for (int64_t e = 0; e < experts; ++e) {
-    scores[e] = 1.0f / (1.0f + std::exp(-logits[e]));
+  kernels::sigmoid(logits, experts, scores.data());
+  for (int64_t e = 0; e < experts; ++e)
     choice[e] = scores[e] + gate.e_score_correction_bias[e];  // bias steers choice only
-  }
   // A group's score is the sum of its two best experts; keep the best topk_group groups.
   for (int64_t g = 0; g < groups; ++g) {
     top_k_indices(choice.data() + g * per_group, per_group, 2, best);
@@ -80,9 +78,8 @@ void route_token(const Config& config, const RouterWeights& gate, const float* l
 void weigh_given_choice(const Config& config, const float* logits, const int32_t* expert_ids,
                         float* expert_weights) {
   thread_local std::vector<float> scores;
-  scores.assign(config.n_routed_experts, 0.0f);
-  for (int64_t k = 0; k < config.num_experts_per_tok; ++k)
-    scores[expert_ids[k]] = 1.0f / (1.0f + std::exp(-logits[expert_ids[k]]));
+  scores.resize(config.n_routed_experts);
+  kernels::sigmoid(logits, config.n_routed_experts, scores.data());  // as route_token, bitwise
   weigh_choice(config, scores.data(), expert_ids, expert_weights);
 }
 

@@ -124,6 +124,7 @@ constexpr IsaKernels kAvx2Kernels{
     .gemm_rows = &gemm_rows<Avx2>,
     .rms_norm = &rms_norm<Avx2>,
     .silu_mul = &silu_mul<Avx2>,
+    .sigmoid = &sigmoid<Avx2>,
     .softmax = &softmax<Avx2>,
     .softmax_numerators = &softmax_numerators<Avx2>,
     .dot = &dot<Avx2>,

@@ -98,6 +98,7 @@ constexpr IsaKernels kAvx512Kernels{
     .gemm_rows = &gemm_rows<Avx512>,
     .rms_norm = &rms_norm<Avx512>,
     .silu_mul = &silu_mul<Avx512>,
+    .sigmoid = &sigmoid<Avx512>,
     .softmax = &softmax<Avx512>,
     .softmax_numerators = &softmax_numerators<Avx512>,
     .dot = &dot<Avx512>,

@@ -41,6 +41,7 @@ struct IsaKernels {
 
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
   void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
+  void (*sigmoid)(const float* x, int64_t n, float* out);
   void (*softmax)(float* row, int64_t n);
   void (*softmax_numerators)(float* row, int64_t n, float* row_max, float* row_sum);
   float (*dot)(const float* a, const float* b, int64_t n);

@@ -74,6 +74,23 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+template <class V>
+inline typename V::F sigmoid_of(typename V::F x) {
+  const auto one = V::set1(1.0f);
+  return V::div(one, V::add(one, vector_exp<V>(V::sub(V::zero(), x))));
+}
+
+template <class V>
+void sigmoid(const float* x, int64_t n, float* out) {
+  constexpr int L = V::kLanes;
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::store(out + i, sigmoid_of<V>(V::load(x + i)));
+  if (i < n) {
+    const int count = int(n - i);
+    V::store_partial(out + i, sigmoid_of<V>(V::load_partial(x + i, count)), count);
+  }
+}
+
 // The numerators of a softmax: row[i] = exp(row[i] - max) in place, with the max and the sum of
 // the new entries (a row of all -inf: zeros, max -inf, sum 0).
 template <class V>
