@@ -7,10 +7,10 @@
 
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "kernel_test_support.h"
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "tensor/dtype.h"
@@ -18,27 +18,12 @@
 namespace dsv3::kernels {
 namespace {
 
-std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, stddev);
-  std::vector<float> values(static_cast<size_t>(n));
-  for (auto& v : values) v = normal(rng);
-  return values;
-}
-
 std::vector<float> rounded(std::vector<float> values) {
   for (float& v : values) v = bf16_to_f32(f32_to_bf16(v));
   return values;
 }
 
 int64_t even(int64_t n) { return (n + 1) / 2 * 2; }
-
-std::vector<KernelIsa> supported_isas() {
-  std::vector<KernelIsa> isas;
-  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2, KernelIsa::kAvx512})
-    if (isa_supported(isa)) isas.push_back(isa);
-  return isas;
-}
 
 class IsaGuard {
  public:

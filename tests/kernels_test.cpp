@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernel_test_support.h"
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
 #include "kernels/matmul.h"
@@ -23,14 +24,6 @@
 
 namespace dsv3::kernels {
 namespace {
-
-std::vector<KernelIsa> supported_isas() {
-  std::vector<KernelIsa> isas;
-  for (KernelIsa isa : {KernelIsa::kScalar, KernelIsa::kAvx2, KernelIsa::kAvx512}) {
-    if (isa_supported(isa)) isas.push_back(isa);
-  }
-  return isas;
-}
 
 // Restores the instruction set and thread count a test changed.
 class KernelSettingsGuard {
@@ -142,14 +135,6 @@ RandomWeights random_weights(DType dtype, int64_t rows, int64_t cols, uint32_t s
     out.w.scale_cols = scale_cols;
   }
   return out;
-}
-
-std::vector<float> random_floats(int64_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, stddev);
-  std::vector<float> values(static_cast<size_t>(n));
-  for (auto& v : values) v = normal(rng);
-  return values;
 }
 
 // Fast matmul vs matmul_reference; the allowed error of out[t][r] is 2e-6 of

@@ -23,6 +23,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")
 
+#include "kernels/simd/round_bf16_avx512_impl.h"
+
 namespace dsv3::kernels::simd {
 namespace {
 
@@ -143,19 +145,6 @@ void weighted_sum_columns(const uint16_t* probs, int64_t probs_stride, const uin
 // Key pairs per block of the weighted sum: the block's packed values (32 pairs x 64 columns x
 // 4 bytes = 8 KB at 64 columns) stay in L1 while every query passes over them.
 constexpr int64_t kSumPairBlock = 32;
-
-// f32_to_bf16 of 16 floats, bitwise (as avx512_bf16.cpp's round_to_bf16): round to nearest
-// even on the bits, NaNs quieted.
-__m256i round_to_bf16(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(
-      _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  const __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
-  const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(
-      _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, is_nan, quiet_nan));
-}
 
 // The 16 x 16 matrix of 32-bit elements in rows[0..16) transposed in place.
 void transpose16x16_epi32(__m512i (&rows)[16]) {

@@ -27,6 +27,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")
 
 #include "kernels/simd/reduce_avx512_impl.h"
+#include "kernels/simd/round_bf16_avx512_impl.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -352,19 +353,6 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
       }
     });
   }
-}
-
-// f32_to_bf16 (tensor/dtype.h) on 16 floats: round to nearest even on the bits, quiet NaNs.
-// Bitwise the scalar function (vcvtneps2bf16 would flush subnormals instead).
-__m256i round_to_bf16(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i rounded = _mm512_srli_epi32(
-      _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  const __m512i quiet_nan = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
-  const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(
-      _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, is_nan, quiet_nan));
 }
 
 void round_row_to_bf16(const float* x, int64_t n, uint16_t* out) {
