@@ -24,6 +24,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")
 
 #include "kernels/simd/round_bf16_avx512_impl.h"
+#include "kernels/simd/token_tiles_impl.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -37,15 +38,6 @@ __m512bh broadcast_pair(const uint16_t* p) {
 
 __mmask16 first_lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1u);
-}
-
-// body(std::integral_constant<int, n>()) for 1 <= n <= kMax.
-template <int kMax, class Body>
-inline void with_count(int64_t n, Body&& body) {
-  if constexpr (kMax >= 1) {
-    if (n == kMax) return body(std::integral_constant<int, kMax>());
-    return with_count<kMax - 1>(n, body);
-  }
 }
 
 // Scores of kQueries queries against kBlocks blocks of 16 packed keys (from `keys`, the tile's
@@ -134,7 +126,7 @@ void weighted_sum_columns(const uint16_t* probs, int64_t probs_stride, const uin
   for (int64_t c = 0; c < dim; c += 16 * kSumVectors) {
     const int64_t vectors = std::min<int64_t>(kSumVectors, (dim - c + 15) / 16);
     const int last_lanes = int(dim - c - (vectors - 1) * 16);
-    with_count<kSumVectors>(vectors, [&](auto count) {
+    with_token_count<kSumVectors>(vectors, [&](auto count) {
       weighted_sum_tile<kQueries, decltype(count)::value>(probs, probs_stride, values, dim, c,
                                                            std::min(last_lanes, 16), pair_begin,
                                                            pair_end, out, out_stride);
@@ -240,8 +232,8 @@ void avx512_attention_scores_bf16(const uint16_t* queries, int64_t query_stride,
     const int64_t first_key = b0 * kBf16KeyBlock;
     for (int64_t q0 = 0; q0 < n_queries; q0 += kScoreQueries) {
       const int64_t n = std::min<int64_t>(kScoreQueries, n_queries - q0);
-      with_count<kScoreQueries>(n, [&](auto query_count) {
-        with_count<kScoreBlocks>(n_blocks, [&](auto block_count) {
+      with_token_count<kScoreQueries>(n, [&](auto query_count) {
+        with_token_count<kScoreBlocks>(n_blocks, [&](auto block_count) {
           scores_tile<decltype(query_count)::value, decltype(block_count)::value>(
               queries + q0 * query_stride, query_stride, packed_keys + b0 * block_elements,
               block_elements, pairs, scale, n_keys - first_key,
@@ -270,7 +262,7 @@ void avx512_attention_weighted_sum_bf16(const uint16_t* probs, int64_t probs_str
       int64_t shared_end = p1;
       for (int64_t q = q0; q < q0 + n; ++q) shared_end = std::min(shared_end, (key_counts[q] + 1) / 2);
       shared_end = std::max(shared_end, p0);
-      with_count<kSumQueries>(n, [&](auto query_count) {
+      with_token_count<kSumQueries>(n, [&](auto query_count) {
         weighted_sum_columns<decltype(query_count)::value>(probs + q0 * probs_stride,
                                                            probs_stride, packed_values, dim, p0,
                                                            shared_end, out + q0 * out_stride,

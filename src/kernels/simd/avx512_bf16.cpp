@@ -28,6 +28,7 @@
 
 #include "kernels/simd/reduce_avx512_impl.h"
 #include "kernels/simd/round_bf16_avx512_impl.h"
+#include "kernels/simd/token_tiles_impl.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -241,29 +242,6 @@ void spreading_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end
   });
 }
 
-template <int kMax, class Body>
-inline void with_token_count(int64_t n, Body&& body) {
-  if constexpr (kMax >= 1) {
-    if (n == kMax) return body(std::integral_constant<int, kMax>());
-    return with_token_count<kMax - 1>(n, body);
-  }
-}
-
-// The tokens [0, n_tokens) as passes of at most kTileTokens tokens, sized evenly (5 and 6, not
-// 6 and a remainder): body(pass, token, std::integral_constant<int, count>). A pass of one or
-// two tokens still reads the whole panel from L2 and costs over half a full pass (1.25 times
-// as many tile loops per token at 49 tokens as at 48).
-template <class Body>
-inline void for_token_tiles(int64_t n_tokens, Body&& body) {
-  const int64_t passes = (n_tokens + kTileTokens - 1) / kTileTokens;
-  const int64_t base = passes > 0 ? n_tokens / passes : 0, longer = n_tokens - base * passes;
-  for (int64_t pass = 0, token = 0; pass < passes; ++pass) {
-    const int64_t n = base + (pass < longer ? 1 : 0);
-    with_token_count<kTileTokens>(n, [&](auto tokens) { body(pass, token, tokens); });
-    token += n;
-  }
-}
-
 // Columns per chunk of a long row (chunked_gemm_rows): a token tile's chunk, 6 x 2 KB, stays
 // in L1 with room for the weights passing through.
 constexpr int64_t kChunkCols = 1024;
@@ -286,7 +264,7 @@ void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_
   float* partial = thread_scratch_floats(panel_rows * kRowFloats);
   for (int64_t row0 = row_begin; row0 < row_end; row0 += panel_rows) {
     const int64_t row1 = row_end - row0 < panel_rows ? row_end : row0 + panel_rows;
-    for_token_tiles(job.n_tokens, [&](int64_t, int64_t token, auto tokens) {
+    for_token_tiles<kTileTokens>(job.n_tokens, [&](int64_t, int64_t token, auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
       for (int64_t c0 = 0; c0 < cols; c0 += chunk_cols) {
         Columns columns{c0, cols - c0 < chunk_cols ? cols : c0 + chunk_cols, nullptr};
@@ -342,7 +320,7 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     }
     const int64_t spread_tiles = (passes - 1) * ((row1 - row0 + kTileRows - 1) / kTileRows);
     spread.lines_per_tile = ((spread.end - spread.next) / 64 + spread_tiles - 1) / spread_tiles;
-    for_token_tiles(job.n_tokens, [&](int64_t pass, int64_t token, auto tokens) {
+    for_token_tiles<kTileTokens>(job.n_tokens, [&](int64_t pass, int64_t token, auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
       if (pass == 0 && row0 == row_begin) {
         prefetching_rows<kTileRows, kTokens>(job, row0, row1, token, 2 * kTileRows);

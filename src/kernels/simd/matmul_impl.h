@@ -19,6 +19,8 @@
 // batch gives bitwise the same result.
 #pragma once
 
+#include "kernels/simd/token_tiles_impl.h"
+
 namespace dsv3::kernels::simd {
 namespace {
 
@@ -185,15 +187,6 @@ void dot_rows(const MatmulJob& job, const void* weights, int64_t weight_stride, 
   }
 }
 
-// Calls body(std::integral_constant<int, n>) for a run-time n in [1, kMax].
-template <int kMax, class Body>
-inline void with_token_count(int64_t n, Body&& body) {
-  if constexpr (kMax >= 1) {
-    if (n == kMax) return body(std::integral_constant<int, kMax>());
-    return with_token_count<kMax - 1>(n, body);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Stream form for few tokens (decode): weights read once per group of up to 8 tokens straight
 // from their stored format, converted in registers.
@@ -273,14 +266,11 @@ void gemm_rows_typed(const MatmulJob& job, int64_t row_begin, int64_t row_end, f
   for (int64_t row0 = row_begin; row0 < row_end; row0 += job.panel_rows) {
     const int64_t row1 = row_end - row0 < job.panel_rows ? row_end : row0 + job.panel_rows;
     convert_panel<V, kDType>(*job.w, row0, row1 - row0, scratch, job.panel_stride);
-    for (int64_t token = 0; token < job.n_tokens; token += V::kDotTokens) {
-      const int64_t n = job.n_tokens - token < V::kDotTokens ? job.n_tokens - token : V::kDotTokens;
-      with_token_count<V::kDotTokens>(n, [&](auto tokens) {
-        // The panel holds floats: the FP8 scales are already applied.
-        dot_rows<V, DType::F32, V::kDotRows, decltype(tokens)::value, false>(
-            job, scratch, job.panel_stride, row0, row1, token);
-      });
-    }
+    for_token_tiles<V::kDotTokens>(job.n_tokens, [&](int64_t, int64_t token, auto tokens) {
+      // The panel holds floats: the FP8 scales are already applied.
+      dot_rows<V, DType::F32, V::kDotRows, decltype(tokens)::value, false>(
+          job, scratch, job.panel_stride, row0, row1, token);
+    });
   }
 }
 

@@ -28,6 +28,7 @@
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
 #include "kernels/simd/reduce_avx512_impl.h"
+#include "kernels/simd/token_tiles_impl.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -170,26 +171,14 @@ void dot_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end, int
 
 constexpr int kMaxTileTokens = 8;
 
-// Calls body(std::integral_constant<int, n>) for a run-time n in [1, kMax].
-template <int kMax, class Body>
-inline void with_token_count(int64_t n, Body&& body) {
-  if constexpr (kMax >= 1) {
-    if (n == kMax) return body(std::integral_constant<int, kMax>());
-    return with_token_count<kMax - 1>(n, body);
-  }
-}
-
 template <class Tile>
 void quant_rows(const QuantMatmulJob& job, int64_t row_begin, int64_t row_end) {
   const int64_t panel = job.n_tokens <= kMaxTileTokens ? row_end - row_begin : job.panel_rows;
   for (int64_t row0 = row_begin; row0 < row_end; row0 += panel) {
     const int64_t row1 = row_end - row0 < panel ? row_end : row0 + panel;
-    for (int64_t token = 0; token < job.n_tokens; token += kMaxTileTokens) {
-      const int64_t n = job.n_tokens - token < kMaxTileTokens ? job.n_tokens - token : kMaxTileTokens;
-      with_token_count<kMaxTileTokens>(n, [&](auto tokens) {
-        dot_rows<Tile, decltype(tokens)::value>(job, row0, row1, token);
-      });
-    }
+    for_token_tiles<kMaxTileTokens>(job.n_tokens, [&](int64_t, int64_t token, auto tokens) {
+      dot_rows<Tile, decltype(tokens)::value>(job, row0, row1, token);
+    });
   }
 }
 
