@@ -49,7 +49,8 @@ class KernelSettingsGuard {
 
 // The activation precisions that give BF16 weights different kernels (others: one).
 std::vector<ActivationPrecision> precisions_for(DType dtype) {
-  if (dtype == DType::BF16) return {ActivationPrecision::kF32, ActivationPrecision::kBf16};
+  if (dtype == DType::BF16 || dtype == DType::F8_E4M3)
+    return {ActivationPrecision::kF32, ActivationPrecision::kBf16};
   return {ActivationPrecision::kF32};
 }
 
@@ -329,6 +330,23 @@ TEST(Matmul, Fp8WithOtherBlockShapesAndLargeScales) {
     weights.scales[1] = 1000.0f;
     expect_matmul_matches_reference(weights.w, 2, ++seed,
                                     describe(isa, DType::F8_E4M3, 129, 130, 2) + " large scale");
+  }
+}
+
+// FP8 weights with bf16 activations (simd/fp8_bf16_avx512.cpp): rows long enough for the
+// prefill's column chunks, crossing scale rows inside the threads' row ranges, few tokens
+// (codes read in place) and many (widened panels).
+TEST(Matmul, Fp8WithBf16ActivationsOnLongRows) {
+  KernelSettingsGuard guard;
+  set_activation_precision(ActivationPrecision::kBf16);
+  uint32_t seed = 2500;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    const RandomWeights weights = random_weights(DType::F8_E4M3, 260, 2100, ++seed);
+    for (int64_t n_tokens : {3, 40}) {
+      expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                      describe(isa, DType::F8_E4M3, 260, 2100, n_tokens));
+    }
   }
 }
 

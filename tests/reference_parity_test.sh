@@ -6,7 +6,7 @@
 #   - feeding the prompt in pieces through the cache gives the same logits,
 #   - prompts whose routing nearly ties (margin < 1e-5) are skipped for another prompt,
 #   - sensitivity: a wrong RoPE layout or a missing YaRN softmax scale must be detected.
-# These run with exact float activations (DSV3_ACTIVATIONS=f32). The default for BF16 weights on
+# These run with exact float activations (DSV3_ACTIVATIONS=f32). The default for BF16 and FP8 weights on
 # CPUs with AVX512_BF16 rounds the activations to bf16 (vdpbf16ps, README "Numerics"); that mode
 # is checked against the reference at a looser tolerance (BF16_TOLERANCE, with the argmax of
 # every position unchanged), and its greedy tokens must equal those of the scalar kernels in the
@@ -92,7 +92,8 @@ run_case() {  # preset, dtype, shards, chunk
 import numpy as np, sys
 whole = np.load('$WORK/whole.npy'); last = np.load('$WORK/last.npy')
 sys.exit(0 if last.shape == (1, whole.shape[1]) and np.array_equal(last[0], whole[-1]) else 1)\""
-  if [ "$dtype" = bf16 ]; then
+  # FP8 weights take bf16 activations as BF16 ones do (the block scale folded into them).
+  if [ "$dtype" = bf16 ] || [ "$dtype" = fp8 ]; then
     local tolerance=$BF16_TOLERANCE
     [ "$preset" = bench ] && tolerance=$BF16_TOLERANCE_BENCH
     check "$name bf16 activations (tolerance $tolerance)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --out '$WORK/bf16.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16.npy' --rtol-of-max $tolerance"
@@ -101,7 +102,7 @@ sys.exit(0 if last.shape == (1, whole.shape[1]) and np.array_equal(last[0], whol
     # The expanded attention's products in bf16 too (--attention-precision bf16): the same bound.
     check "$name bf16 activations and expanded attention (tolerance $BF16_TOLERANCE)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --attention-precision bf16 --attention expanded --out '$WORK/bf16att.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16att.npy' --rtol-of-max $BF16_TOLERANCE"
   fi
-  if [ "$dtype" = bf16 ] && [ "$preset" != bench ]; then
+  if [ "$dtype" != f32 ] && [ "$preset" != bench ]; then
     # Greedy decoding with bf16 activations is checked against the scalar reference of the same
     # numerics by teacher forcing: every token the SIMD kernels pick must be an argmax of the
     # scalar path's logits at that position, up to bf16 noise (1e-2 of max|logit|). Exact token

@@ -57,7 +57,7 @@ void set_activation_precision(ActivationPrecision precision) {
 }
 
 bool rounds_activations_to_bf16(const WeightMatrix& w) {
-  if (w.dtype != DType::BF16) return false;
+  if (w.dtype != DType::BF16 && w.dtype != DType::F8_E4M3) return false;
   switch (activation_precision()) {
     case ActivationPrecision::kF32:
       return false;

@@ -1,4 +1,4 @@
-// The precision the activations of BF16-weight matrix products are multiplied at.
+// The precision the activations of BF16- and FP8-weight matrix products are multiplied at.
 //
 // With BF16 weights, a CPU with AVX512_BF16 multiplies bf16 x bf16 pairs at twice its float FMA
 // rate (vdpbf16ps), so by default the activations are rounded to bf16 (round to nearest even)
@@ -7,7 +7,9 @@
 // the dot product order fixed). The exact float products remain available process-wide:
 //   DSV3_ACTIVATIONS=f32|bf16|auto (environment), `--activations` (command line),
 //   set_activation_precision (library).
-// Weights of other formats (F32, F16, FP8) are always multiplied with float activations.
+// FP8 weights follow the same setting: their e4m3 values are exact in bf16, and the block scale
+// rides on the activations, each rounded once per scale row (simd/fp8_bf16_avx512.cpp).
+// Weights of other formats (F32, F16) are always multiplied with float activations.
 #pragma once
 
 #include <string_view>
@@ -19,7 +21,7 @@ namespace dsv3::kernels {
 enum class ActivationPrecision {
   kAuto,  // bf16 where vdpbf16ps runs (avx512 kernels on an AVX512_BF16 CPU), else f32
   kF32,   // exact float activations everywhere
-  kBf16,  // activations rounded to bf16 for BF16 weights on every kernel set (scalar too)
+  kBf16,  // activations rounded to bf16 for BF16 and FP8 weights on every kernel set (scalar too)
 };
 
 std::string_view activation_precision_name(ActivationPrecision precision);

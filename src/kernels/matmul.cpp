@@ -105,6 +105,28 @@ void matmul_reference_rows(const WeightMatrix& w, const float* x, int64_t n_toke
   }
 }
 
+// Rows [row_begin, row_end) of the FP8 product with bf16 activations, summed in double: each
+// e4m3 value times the activation scaled by the value's block scale and rounded to bf16 (the
+// numbers of simd/fp8_bf16_avx512.cpp).
+void fp8_bf16_reference_rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
+                             int64_t row_begin, int64_t row_end, float* out) {
+  const uint8_t* codes = static_cast<const uint8_t*>(w.data);
+  std::vector<float> values(size_t(w.cols)), scaled(size_t(w.cols));
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const float* scales = w.block_scale + (r / w.block_rows) * w.scale_cols;
+    for (int64_t c = 0; c < w.cols; ++c) values[size_t(c)] = fp8_e4m3_to_f32(codes[r * w.cols + c]);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x + t * w.cols;
+      double sum = 0.0;
+      for (int64_t c = 0; c < w.cols; ++c) {
+        const float activation = bf16_to_f32(f32_to_bf16(xt[c] * scales[c / w.block_cols]));
+        sum += double(values[size_t(c)]) * double(activation);
+      }
+      out[t * w.rows + r] = float(sum);
+    }
+  }
+}
+
 // A stretch of weight bytes a thread reads next (for its prefetch); none when data is null.
 struct WeightBytes {
   const void* data = nullptr;
@@ -218,6 +240,75 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   });
 }
 
+// Tells the activations of one FP8 product from another's (Fp8MatmulJob::epoch).
+uint64_t next_fp8_epoch() {
+  static std::atomic<uint64_t> epoch{0};
+  return epoch.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+// Widened bytes per unit of the FP8 kernel's panel form: a whole scale row of 128 x 1024
+// (each unit scales and rounds the activations of every token once more; units of 64 rows
+// spent 20 % of the expert products on that).
+constexpr int64_t kFp8PanelBytes = int64_t(256) << 10;
+
+// Rows per unit of the FP8 kernel (for_fp8_units): few tokens stream whole scale rows in
+// place; many take widened panels of up to kFp8PanelBytes.
+int64_t fp8_unit_rows(const WeightMatrix& w, int64_t n_tokens) {
+  if (n_tokens <= kMaxStreamTokens) return std::max<int64_t>(w.rows, 1);
+  const int64_t row_bytes = std::max<int64_t>(w.cols * int64_t(sizeof(uint16_t)), 1);
+  return std::max<int64_t>(kFp8PanelBytes / row_bytes / simd::kBf16TileRows, 1) *
+         simd::kBf16TileRows;
+}
+
+simd::Fp8MatmulJob fp8_job(const WeightMatrix& w, const float* x, const int64_t* x_rows,
+                           int64_t n_tokens, float* out) {
+  simd::Fp8MatmulJob job;
+  job.w = &w;
+  job.x = x;
+  job.x_rows = x_rows;
+  job.n_tokens = n_tokens;
+  job.out = out;
+  job.x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
+  job.unit_rows = fp8_unit_rows(w, n_tokens);
+  return job;
+}
+
+thread_local std::vector<std::pair<int64_t, int64_t>> t_fp8_units;
+
+// The FP8 product on vdpbf16ps for many tokens: its units (for_fp8_units) taken in turn by the
+// threads, each claiming its next before running the current one, to prefetch it. `after`: as
+// matmul_dpbf16's.
+void matmul_fp8_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out,
+                       const int64_t* x_rows = nullptr, WeightBytes after = {}) {
+  simd::Fp8MatmulJob job = fp8_job(w, x, x_rows, n_tokens, out);
+  job.epoch = next_fp8_epoch();
+  std::vector<std::pair<int64_t, int64_t>>& units = t_fp8_units;
+  units.clear();
+  simd::for_fp8_units(w, 0, w.rows, job.unit_rows,
+                      [&](int64_t first, int64_t end) { units.emplace_back(first, end); });
+  const int64_t n_units = int64_t(units.size());
+  const char* codes = static_cast<const char*>(w.data);
+  std::atomic<int64_t> next_unit{0};
+  const int64_t threads = ThreadPool::global().num_threads();
+  ThreadPool::global().parallel_for(std::min(threads, n_units), [&](int64_t, int64_t) {
+    simd::Fp8MatmulJob own = job;
+    int64_t unit = next_unit.fetch_add(1, std::memory_order_relaxed);
+    while (unit < n_units) {
+      const int64_t following = next_unit.fetch_add(1, std::memory_order_relaxed);
+      if (following < n_units) {
+        const auto [first, end] = units[size_t(following)];
+        own.prefetch_next = codes + first * w.cols;
+        own.prefetch_next_bytes = (end - first) * w.cols;
+      } else {
+        own.prefetch_next = after.data;
+        own.prefetch_next_bytes = after.bytes;
+      }
+      simd::avx512_fp8_matmul_rows(own, units[size_t(unit)].first, units[size_t(unit)].second);
+      unit = following;
+    }
+  });
+}
+
 }  // namespace
 
 void dequantize_row(const WeightMatrix& w, int64_t row, float* out) {
@@ -235,7 +326,16 @@ MatmulPath choose_matmul_path(const WeightMatrix& w, int64_t n_tokens,
   path.bf16_activations = allow_bf16_activations && rounds_activations_to_bf16(w);
   const bool stream = n_tokens <= kMaxStreamTokens;
   if (path.bf16_activations && active_isa() == KernelIsa::kAvx512 && cpu_has_avx512_bf16()) {
-    path.kernel = stream ? MatmulKernel::kBf16Stream : MatmulKernel::kBf16Panel;
+    if (w.dtype == DType::F8_E4M3) {
+      path.kernel = stream ? MatmulKernel::kFp8Stream : MatmulKernel::kFp8Panel;
+    } else {
+      path.kernel = stream ? MatmulKernel::kBf16Stream : MatmulKernel::kBf16Panel;
+    }
+    return path;
+  }
+  if (path.bf16_activations && w.dtype == DType::F8_E4M3) {
+    // Activations rounded per scale block: only the reference computes that besides vdpbf16ps.
+    path.kernel = MatmulKernel::kReference;
     return path;
   }
   const simd::IsaKernels* kernels = simd::kernels_for(active_isa());
@@ -250,6 +350,8 @@ MatmulPath choose_matmul_path(const WeightMatrix& w, int64_t n_tokens,
 
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out) {
   validate(w, x, n_tokens, out);
+  if (w.dtype == DType::F8_E4M3 && rounds_activations_to_bf16(w))
+    return fp8_bf16_reference_rows(w, x, n_tokens, 0, w.rows, out);
   if (rounds_activations_to_bf16(w)) {
     float* rounded = cache_aligned(t_x_rounded, n_tokens * w.cols);
     round_through_bf16(x, n_tokens * w.cols, rounded);
@@ -281,6 +383,7 @@ struct StreamProduct {
   const uint16_t* x_amx = nullptr;   // kBf16Stream with amx_rows > 0: x_bf16 packed for AMX
   int64_t amx_rows = 0;
   QuantRowsJob quant;  // kQuantStream: the quantized activations
+  uint64_t fp8_epoch = 0;  // kFp8Stream: Fp8MatmulJob::epoch
   int64_t x_stride = 0;
   int64_t n_tokens = 0;
   float* out = nullptr;
@@ -296,8 +399,18 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
   const WeightMatrix& w = *product.w;
   switch (product.path.kernel) {
     case MatmulKernel::kReference:
+      if (w.dtype == DType::F8_E4M3 && product.path.bf16_activations)
+        return fp8_bf16_reference_rows(w, product.x, product.n_tokens, row_begin, row_end,
+                                       product.out);
       return matmul_reference_rows(w, product.x, product.n_tokens, row_begin, row_end,
                                    product.out);
+    case MatmulKernel::kFp8Stream: {
+      simd::Fp8MatmulJob job = fp8_job(w, product.x, nullptr, product.n_tokens, product.out);
+      job.epoch = product.fp8_epoch;
+      job.prefetch_next = next.data;
+      job.prefetch_next_bytes = next.bytes;
+      return simd::avx512_fp8_matmul_rows(job, row_begin, row_end);
+    }
     case MatmulKernel::kFloatStream: {
       simd::MatmulJob job;
       job.w = &w;
@@ -327,6 +440,7 @@ void product_rows(const StreamProduct& product, int64_t row_begin, int64_t row_e
       return quant_rows(product.quant, row_begin, row_end);
     case MatmulKernel::kFloatPanel:
     case MatmulKernel::kBf16Panel:
+    case MatmulKernel::kFp8Panel:
     case MatmulKernel::kQuantPanel:
       return;  // never stream products
   }
@@ -344,7 +458,8 @@ size_t product_of_task(std::span<const StreamProduct> products, int64_t task) {
 // one stretch (the rows of a float or vdpbf16ps stream product); none otherwise.
 WeightBytes weight_bytes(const StreamProduct& product, int64_t row_begin, int64_t row_end) {
   if (product.path.kernel != MatmulKernel::kBf16Stream &&
-      product.path.kernel != MatmulKernel::kFloatStream)
+      product.path.kernel != MatmulKernel::kFloatStream &&
+      product.path.kernel != MatmulKernel::kFp8Stream)
     return {};
   const int64_t row_bytes = product.w->cols * int64_t(dtype_size(product.w->dtype));
   return {static_cast<const char*>(product.w->data) + row_begin * row_bytes,
@@ -539,6 +654,9 @@ void run_stream_products(std::span<const MatmulItem> items, std::span<const Matm
       product.quant = same_input != nullptr
                           ? share_quant_rows(same_input->quant, w, item.out)
                           : prepare_quant_rows(w, item.x, item.n_tokens, item.out, quant_slot++);
+    } else if (w.dtype == DType::F8_E4M3) {
+      // kFp8Stream and the FP8 reference scale and round the activations themselves.
+      product.fp8_epoch = next_fp8_epoch();
     } else if (paths[i].bf16_activations) {
       // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
       round_through_bf16(item.x, item.n_tokens * w.cols, rounded_next);
@@ -590,6 +708,9 @@ void run_panel_product(const MatmulPath& path, const MatmulItem& item, WeightByt
   if (path.kernel == MatmulKernel::kBf16Panel) {
     return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows, after);
   }
+  if (path.kernel == MatmulKernel::kFp8Panel) {
+    return matmul_fp8_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows, after);
+  }
   if (path.kernel == MatmulKernel::kQuantPanel) {
     return quant_matmul(*item.w, item.x, item.n_tokens, item.out);
   }
@@ -598,7 +719,7 @@ void run_panel_product(const MatmulPath& path, const MatmulItem& item, WeightByt
 
 bool is_panel(const MatmulPath& path) {
   return path.kernel == MatmulKernel::kFloatPanel || path.kernel == MatmulKernel::kBf16Panel ||
-         path.kernel == MatmulKernel::kQuantPanel;
+         path.kernel == MatmulKernel::kFp8Panel || path.kernel == MatmulKernel::kQuantPanel;
 }
 
 thread_local std::vector<MatmulItem> t_stream_items;
@@ -612,9 +733,11 @@ thread_local std::vector<std::pair<size_t, float*>> t_copied_items;
 // that read x as one block; items picking the same rows of the same x share one copy.
 std::span<const MatmulItem> gather_rows(std::span<const MatmulItem> items) {
   auto copies = [](const MatmulItem& item) {
-    return item.x_rows != nullptr && item.n_tokens > 0 && item.w->rows > 0 && item.w->cols > 0 &&
-           choose_matmul_path(*item.w, item.n_tokens, !item.float_activations).kernel !=
-               MatmulKernel::kBf16Panel;
+    if (item.x_rows == nullptr || item.n_tokens == 0 || item.w->rows == 0 || item.w->cols == 0)
+      return false;
+    const MatmulKernel kernel =
+        choose_matmul_path(*item.w, item.n_tokens, !item.float_activations).kernel;
+    return kernel != MatmulKernel::kBf16Panel && kernel != MatmulKernel::kFp8Panel;
   };
   int64_t floats = 0;
   for (const MatmulItem& item : items)
@@ -673,9 +796,11 @@ void run_panel_products(std::vector<PanelProduct>& products) {
   auto run_and_finish = [&](int64_t i, int64_t following) {
     const PanelProduct& product = products[size_t(i)];
     WeightBytes after;
-    if (following < n && products[size_t(following)].path.kernel == MatmulKernel::kBf16Panel) {
+    const MatmulKernel next_kernel =
+        following < n ? products[size_t(following)].path.kernel : MatmulKernel::kReference;
+    if (next_kernel == MatmulKernel::kBf16Panel || next_kernel == MatmulKernel::kFp8Panel) {
       const WeightMatrix& w = *products[size_t(following)].item->w;
-      after = {w.data, w.rows * w.cols * int64_t(sizeof(uint16_t))};
+      after = {w.data, w.rows * w.row_bytes()};
     }
     run_panel_product(product.path, *product.item, after);
     if (product.item->on_done != nullptr) product.item->on_done(product.item->context);

@@ -16,6 +16,8 @@ enum class MatmulKernel {
   kFloatPanel,   // float FMA, weight panels converted to float once for all tokens
   kBf16Stream,   // vdpbf16ps on bf16 activations, weights streamed (few tokens)
   kBf16Panel,    // vdpbf16ps on bf16 activations, weight panels kept in L2 (many tokens)
+  kFp8Stream,    // vdpbf16ps, FP8 weights widened to bf16 a few rows at a time (few tokens)
+  kFp8Panel,     // the same, widened panels kept in L2 (many tokens)
   kQuantStream,  // Q8/Q4 weights, activations quantized per token (quant_matmul.h), few tokens
   kQuantPanel,   // the same, many tokens
 };

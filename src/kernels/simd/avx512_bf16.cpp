@@ -26,6 +26,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")
 
+#include "kernels/simd/fp8_bf16_avx512_impl.h"
 #include "kernels/simd/reduce_avx512_impl.h"
 #include "kernels/simd/round_bf16_avx512_impl.h"
 #include "kernels/simd/token_tiles_impl.h"
@@ -49,6 +50,13 @@ __m512bh load_pairs(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p);
 __m512bh load_pairs_partial(const uint16_t* p, int64_t count) {
   return (__m512bh)_mm512_maskz_loadu_epi16(first_elements(count), p);
 }
+// The same from e4m3 codes, widened exactly (FP8 rows read in place by the stream tiles).
+__m512bh load_pairs(const uint8_t* p) {
+  return (__m512bh)fp8_to_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+__m512bh load_pairs_partial(const uint8_t* p, int64_t count) {
+  return (__m512bh)fp8_to_bf16(_mm256_maskz_loadu_epi8(first_elements(count), p));
+}
 
 // The locality hint of the stream tiles' prefetches: into L1 (prefetcht0) for up to 3 tokens,
 // into L2 (prefetcht1) for more. Measured on groups of expert-sized BF16 matrices (14 x
@@ -71,20 +79,24 @@ constexpr int prefetch_locality(int tokens) { return tokens <= 3 ? 3 : 2; }
 // `columns`: the stretch of the rows the call covers (long rows go in chunks, see
 // chunked_gemm_rows): the accumulators start from `partial` unless it begins at column 0, and
 // go back there unless it ends the row; only the call that ends the row reduces them.
+// Element: the stored weights, bf16 (uint16_t) or e4m3 codes (uint8_t, FP8 rows streamed in
+// place and widened in registers; their block scales are in the activations, see
+// fp8_bf16_avx512.cpp).
 struct Columns {
   int64_t begin = 0;
   int64_t end = -1;         // -1: the row's end
   float* partial = nullptr;  // kRows x kTokens x 16 floats
 };
 template <int kRows, int kTokens, bool kPrefetch, int kLocality = prefetch_locality(kTokens),
-          bool kSpread = false, bool kRowPrefetch = false>
+          bool kSpread = false, bool kRowPrefetch = false, class Element = uint16_t>
 inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
                      const char* prefetch_base = nullptr, int64_t spread_lines = 0,
                      Columns columns = {}) {
+  constexpr int64_t kBytes = sizeof(Element);
   const int64_t cols = job.w->cols;
   const int64_t end = columns.end < 0 ? cols : columns.end;
-  const uint16_t* weights = static_cast<const uint16_t*>(job.w->data) + row * cols;
-  const uint16_t* x = job.x_bf16 + token * job.x_stride;
+  const Element* weights = static_cast<const Element*>(job.w->data) + row * cols;
+  const uint16_t* x = job.x_bf16 + (token - job.x_first_token) * job.x_stride;
 
   __m512 acc[kRows][kTokens];
 #pragma GCC unroll 8
@@ -110,16 +122,18 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
     if constexpr (kRowPrefetch) {
       const int64_t step = c - columns.begin;
 #pragma GCC unroll 8
-      for (int i = 0; i < kRows; ++i) __builtin_prefetch(prefetch_base + (i * cols + step) * 2, 0, 3);
+      for (int i = 0; i < kRows; ++i)
+        __builtin_prefetch(prefetch_base + (i * cols + step) * kBytes, 0, 3);
     }
     if constexpr (kSpread) {
       const int64_t step = c - columns.begin;
-      if (step < spread_lines * kColsPerVector) __builtin_prefetch(prefetch_base + step * 2, 0, 2);
+      if (step < spread_lines * kColsPerVector)
+        __builtin_prefetch(prefetch_base + step * kBytes, 0, 2);
     }
     if constexpr (kPrefetch) {
-      const char* ahead = prefetch_base + c * kRows * 2;
+      const char* ahead = prefetch_base + c * kRows * kBytes;
 #pragma GCC unroll 8
-      for (int b = 0; b < kRows * kColsPerVector * 2; b += 64)
+      for (int b = 0; b < kRows * kColsPerVector * kBytes; b += 64)
         __builtin_prefetch(ahead + b, 0, kLocality);
     }
     __m512bh weight_vectors[kRows];
@@ -143,10 +157,11 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
         _mm512_store_ps(columns.partial + (i * kTokens + t) * 16, acc[i][t]);
     return;
   }
-  float* out = job.out + token * job.w->rows + row;
+  const int64_t out_stride = job.out_stride != 0 ? job.out_stride : job.w->rows;
+  float* out = job.out + token * out_stride + row;
   if constexpr (kRows == 1) {
 #pragma GCC unroll 8
-    for (int t = 0; t < kTokens; ++t) out[t * job.w->rows] = reduce_add_avx512(acc[0][t]);
+    for (int t = 0; t < kTokens; ++t) out[t * out_stride] = reduce_add_avx512(acc[0][t]);
   } else {
     static_assert(kRows <= 4);
     const __m512 zero = _mm512_setzero_ps();
@@ -156,9 +171,9 @@ inline void dot_tile(const Bf16MatmulJob& job, int64_t row, int64_t token,
                                              kRows > 2 ? acc[kRows > 2 ? 2 : 0][t] : zero,
                                              kRows > 3 ? acc[kRows > 3 ? 3 : 0][t] : zero);
       if constexpr (kRows == 4) {
-        _mm_storeu_ps(out + t * job.w->rows, sums);
+        _mm_storeu_ps(out + t * out_stride, sums);
       } else {
-        _mm_mask_storeu_ps(out + t * job.w->rows, __mmask8((1u << kRows) - 1u), sums);
+        _mm_mask_storeu_ps(out + t * out_stride, __mmask8((1u << kRows) - 1u), sums);
       }
     }
   }
@@ -194,7 +209,8 @@ void prefetching_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_e
   });
 }
 
-// Bytes a stream tile reads ahead of itself: two tiles. Further ahead was measured slower.
+// Bytes a stream tile reads ahead of itself: two tiles of bf16 rows (four of e4m3 rows: the
+// bytes in flight are what keeps the stream going). Further ahead was measured slower.
 template <int kRows>
 int64_t prefetch_distance(const Bf16MatmulJob& job) {
   return 2 * kRows * job.w->cols * int64_t(sizeof(uint16_t));
@@ -203,9 +219,9 @@ int64_t prefetch_distance(const Bf16MatmulJob& job) {
 // dot_rows for few tokens, the weights streaming from memory: each tile prefetches the bytes
 // prefetch_distance ahead of it, which near row_end lie in job.prefetch_next (when given) so
 // that the stream runs on into the thread's next range.
-template <int kRows, int kTokens>
+template <int kRows, int kTokens, class Element>
 void stream_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
-  const int64_t row_bytes = job.w->cols * int64_t(sizeof(uint16_t));
+  const int64_t row_bytes = job.w->cols * int64_t(sizeof(Element));
   const char* weights = static_cast<const char*>(job.w->data);
   const char* range_end = weights + row_end * row_bytes;
   auto prefetch_base = [&](int64_t row) {
@@ -213,7 +229,8 @@ void stream_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
                            job.prefetch_next, job.prefetch_next_bytes);
   };
   for_row_tiles<kRows>(row_begin, row_end, [&](auto rows, int64_t row) {
-    dot_tile<decltype(rows)::value, kTokens, true>(job, row, 0, prefetch_base(row));
+    dot_tile<decltype(rows)::value, kTokens, true, prefetch_locality(kTokens), false, false,
+             Element>(job, row, 0, prefetch_base(row));
   });
 }
 
@@ -242,6 +259,16 @@ void spreading_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end
   });
 }
 
+// The job of one pass over tokens [token, token + count): job itself, or, when it asks for
+// each pass's activations (FP8 weights), one reading them where pass_activations put them.
+Bf16MatmulJob pass_job(const Bf16MatmulJob& job, int64_t token, int64_t count) {
+  if (job.pass_activations == nullptr) return job;
+  Bf16MatmulJob pass = job;
+  pass.x_bf16 = job.pass_activations(job.pass_context, token, count);
+  pass.x_first_token = token;
+  return pass;
+}
+
 // Columns per chunk of a long row (chunked_gemm_rows): a token tile's chunk, 6 x 2 KB, stays
 // in L1 with room for the weights passing through.
 constexpr int64_t kChunkCols = 1024;
@@ -266,13 +293,14 @@ void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_
     const int64_t row1 = row_end - row0 < panel_rows ? row_end : row0 + panel_rows;
     for_token_tiles<kTileTokens>(job.n_tokens, [&](int64_t, int64_t token, auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
+      const Bf16MatmulJob pass = pass_job(job, token, kTokens);
       for (int64_t c0 = 0; c0 < cols; c0 += chunk_cols) {
         Columns columns{c0, cols - c0 < chunk_cols ? cols : c0 + chunk_cols, nullptr};
         for_row_tiles<kTileRows>(row0, row1, [&](auto rows, int64_t row) {
           constexpr int kRows = decltype(rows)::value;
           columns.partial = partial + (row - row0) * kRowFloats;
           if constexpr (kRows == 1) {
-            dot_tile<1, kTokens, false>(job, row, token, nullptr, 0, columns);
+            dot_tile<1, kTokens, false>(pass, row, token, nullptr, 0, columns);
           } else {
             // Each tile prefetches the next one's chunk of rows (after the panel's last tile,
             // the first tile's next chunk): 4 short stretches 2 * cols bytes apart, which the
@@ -281,7 +309,7 @@ void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_
             const uint16_t* next =
                 weights + (last ? row0 : row + kRows) * cols + (last ? columns.end : c0);
             dot_tile<kRows, kTokens, false, 3, false, true>(
-                job, row, token, reinterpret_cast<const char*>(next), 0, columns);
+                pass, row, token, reinterpret_cast<const char*>(next), 0, columns);
           }
         });
       }
@@ -292,9 +320,15 @@ void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_
 void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   if (job.n_tokens <= kMaxStreamTokens) {
     // Decode: the weights stream from memory once, up to 8 tokens riding along.
+    const Bf16MatmulJob pass = pass_job(job, 0, job.n_tokens);
     with_token_count<kMaxStreamTokens>(job.n_tokens, [&](auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
-      stream_rows<kTokens <= 4 ? 4 : 3, kTokens>(job, row_begin, row_end);
+      constexpr int kRows = kTokens <= 4 ? 4 : 3;
+      if (job.w->dtype == DType::F8_E4M3) {
+        stream_rows<kRows, kTokens, uint8_t>(pass, row_begin, row_end);
+      } else {
+        stream_rows<kRows, kTokens, uint16_t>(pass, row_begin, row_end);
+      }
     });
     return;
   }
@@ -322,12 +356,13 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
     spread.lines_per_tile = ((spread.end - spread.next) / 64 + spread_tiles - 1) / spread_tiles;
     for_token_tiles<kTileTokens>(job.n_tokens, [&](int64_t pass, int64_t token, auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
+      const Bf16MatmulJob pass_of_tokens = pass_job(job, token, kTokens);
       if (pass == 0 && row0 == row_begin) {
-        prefetching_rows<kTileRows, kTokens>(job, row0, row1, token, 2 * kTileRows);
+        prefetching_rows<kTileRows, kTokens>(pass_of_tokens, row0, row1, token, 2 * kTileRows);
       } else if (pass > 0 && spread.next < spread.end) {
-        spreading_rows<kTileRows, kTokens>(job, row0, row1, token, spread);
+        spreading_rows<kTileRows, kTokens>(pass_of_tokens, row0, row1, token, spread);
       } else {
-        dot_rows<kTileRows, kTokens>(job, row0, row1, token);
+        dot_rows<kTileRows, kTokens>(pass_of_tokens, row0, row1, token);
       }
     });
   }

@@ -86,6 +86,16 @@ struct Bf16MatmulJob {
   // amx_bf16_rows(*w), fixed per matrix. x_amx: x in the AMX tiles' layout (amx_pack_tokens).
   int64_t amx_rows = 0;
   const uint16_t* x_amx = nullptr;
+  // Floats from one token's outputs to the next; 0: w->rows (the FP8 kernel computes a few rows
+  // of a larger matrix at a time).
+  int64_t out_stride = 0;
+  // When set (FP8 weights, fp8_bf16_avx512.cpp), each pass of the panel form over tokens
+  // [token, token + count) first asks for their activations, which come back as rows
+  // [0, count) of the returned buffer (x_stride apart) in place of x_bf16's.
+  const uint16_t* (*pass_activations)(const void* context, int64_t token, int64_t count) = nullptr;
+  const void* pass_context = nullptr;
+  // Token t's activations lie at x_bf16 + (t - x_first_token) * x_stride.
+  int64_t x_first_token = 0;
 };
 // Where a streaming tile prefetches the bytes at `ahead`: there while they lie inside the
 // thread's row range (ending at range_end); past it, that far into the thread's next range
@@ -138,6 +148,46 @@ void amx_pack_tokens(const uint16_t* x_bf16, int64_t x_stride, int64_t cols, int
                      int64_t token_begin, int64_t token_end, uint16_t* packed);
 // Rows [row_begin, row_end) of out, all within [0, job.amx_rows); requires amx_bf16_active().
 void amx_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end);
+
+// The product of FP8 weights with bf16 activations on vdpbf16ps, see simd/fp8_bf16_avx512.cpp.
+struct Fp8MatmulJob {
+  const WeightMatrix* w = nullptr;  // F8_E4M3 with block scales
+  const float* x = nullptr;         // float activations, rows of w->cols
+  const int64_t* x_rows = nullptr;  // token t is row x_rows[t] of x (null: row t)
+  int64_t n_tokens = 0;
+  float* out = nullptr;    // [n_tokens][w->rows]
+  int64_t x_stride = 0;    // elements from one token's scaled activations to the next
+  int64_t unit_rows = 0;   // the most rows widened and multiplied at a time (for_fp8_units)
+  // Tells this call's activations from an earlier call's (the kernel keeps a token's scaled
+  // activations across the units of one scale row).
+  uint64_t epoch = 0;
+  // As Bf16MatmulJob's: the codes this thread reads next, or nullptr.
+  const void* prefetch_next = nullptr;
+  int64_t prefetch_next_bytes = 0;
+};
+
+// The units an FP8 product is computed in: rows [row_begin, row_end) cut at the scale blocks'
+// row boundaries, each stretch then into equal pieces (to whole 4-row tiles) of at most
+// max_rows rows; unit(first, end) for each, in order.
+template <class Unit>
+void for_fp8_units(const WeightMatrix& w, int64_t row_begin, int64_t row_end, int64_t max_rows,
+                   Unit&& unit) {
+  for (int64_t first = row_begin; first < row_end;) {
+    const int64_t block_end = (first / w.block_rows + 1) * w.block_rows;
+    const int64_t stretch_end = block_end < row_end ? block_end : row_end;
+    const int64_t stretch = stretch_end - first;
+    const int64_t pieces = (stretch + max_rows - 1) / max_rows;
+    const int64_t piece = ((stretch + pieces - 1) / pieces + 3) / 4 * 4;
+    while (first < stretch_end) {
+      const int64_t end = stretch_end - first < piece ? stretch_end : first + piece;
+      unit(first, end);
+      first = end;
+    }
+  }
+}
+
+// Rows [row_begin, row_end) of out, all tokens; requires cpu_has_avx512_bf16().
+void avx512_fp8_matmul_rows(const Fp8MatmulJob& job, int64_t row_begin, int64_t row_end);
 
 // FP8 weights are widened with the bits placed straight into a float (fp8 value * 2^-120,
 // exact, fp8 subnormals becoming float subnormals) and then multiplied by block_scale * 2^120,
