@@ -130,7 +130,8 @@ void BM_Matvec(benchmark::State& state) {
   state.counters["GB/s"] =
       benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
   state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
-                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
+                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())) +
+                 (dsv3::kernels::rounds_activations_to_bf16(weights.matrices[0]) ? " bf16" : ""));
 }
 
 // `count` Q8 / Q4 matrices of one shape: random codes, float16 scales of plausible size.
@@ -225,7 +226,8 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
   state.SetLabel(std::string(dsv3::dtype_name(dtype)) + " " +
-                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())));
+                 std::string(dsv3::kernels::isa_name(dsv3::kernels::active_isa())) +
+                 (dsv3::kernels::rounds_activations_to_bf16(weights.matrices[0]) ? " bf16" : ""));
 }
 
 // BF16 weights at the bench model's prefill shapes, per activation precision (0 = f32, 1 = bf16:
@@ -551,6 +553,8 @@ BENCHMARK(BM_Matvec)
     ->ArgsProduct({{2816}, {1024}, {kBF16, kF32, kF16, kFP8}, {1, 2}})
     ->ArgsProduct({{1024}, {2816}, {kBF16, kFP8}, {1, 2}})
     ->ArgsProduct({{129280}, {1024}, {kBF16, kF32, kFP8}, {1, 2}})
+    // A DeepSeek-V3 expert's stacked gate and up projections (FP8 as released).
+    ->ArgsProduct({{4096}, {7168}, {kFP8, kBF16}, {1, 2}})
     ->UseRealTime();
 
 constexpr int64_t kQ8 = int64_t(DType::Q8), kQ4 = int64_t(DType::Q4);
@@ -572,6 +576,9 @@ BENCHMARK(BM_Matmul)
     ->ArgsProduct({{2816}, {1024}, {kBF16, kF32, kFP8}, {1, 2}, {512}})
     ->ArgsProduct({{2816}, {1024}, {kBF16}, {2}, {1, 2, 4, 8, 16, 32, 64}})
     ->ArgsProduct({{512}, {1024}, {kBF16, kF32, kFP8}, {1}, {1}})
+    // A bench-shape expert's gate and up, and a DeepSeek-V3 one's, with a routed share of 512.
+    ->ArgsProduct({{1024}, {1024}, {kBF16, kFP8}, {2}, {48}})
+    ->ArgsProduct({{4096}, {7168}, {kBF16, kFP8}, {2}, {48}})
     ->UseRealTime();
 
 // The bench model's prefill products (512 tokens; a routed expert sees ~48 of them): q_a, q_b,

@@ -289,12 +289,27 @@ void chunked_gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_
   const int64_t panel_rows = job.panel_rows;
   const uint16_t* weights = static_cast<const uint16_t*>(job.w->data);
   float* partial = thread_scratch_floats(panel_rows * kRowFloats);
+  const int64_t passes = (job.n_tokens + kTileTokens - 1) / kTileTokens;
   for (int64_t row0 = row_begin; row0 < row_end; row0 += panel_rows) {
     const int64_t row1 = row_end - row0 < panel_rows ? row_end : row0 + panel_rows;
+    // The last panel prefetches, into L2, as many of job.prefetch_next's bytes as it has,
+    // spread over its (pass, chunk) steps (the FP8 kernel's next codes to widen, see gemm_rows).
+    SpreadPrefetch spread;
+    if (row1 == row_end && job.prefetch_next != nullptr) {
+      spread.next = static_cast<const char*>(job.prefetch_next);
+      spread.end = spread.next + std::min(job.prefetch_next_bytes,
+                                          (row1 - row0) * cols * int64_t(sizeof(uint16_t)));
+      spread.lines_per_tile = ((spread.end - spread.next) / 64 + passes * chunks - 1) /
+                              (passes * chunks);
+    }
     for_token_tiles<kTileTokens>(job.n_tokens, [&](int64_t, int64_t token, auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
       const Bf16MatmulJob pass = pass_job(job, token, kTokens);
       for (int64_t c0 = 0; c0 < cols; c0 += chunk_cols) {
+        for (int64_t line = 0; line < spread.lines_per_tile && spread.next < spread.end; ++line) {
+          __builtin_prefetch(spread.next, 0, 2);
+          spread.next += 64;
+        }
         Columns columns{c0, cols - c0 < chunk_cols ? cols : c0 + chunk_cols, nullptr};
         for_row_tiles<kTileRows>(row0, row1, [&](auto rows, int64_t row) {
           constexpr int kRows = decltype(rows)::value;

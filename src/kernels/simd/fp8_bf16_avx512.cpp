@@ -32,8 +32,8 @@ namespace dsv3::kernels::simd {
 namespace {
 
 // Per-thread buffers of the units (defined outside the target region, so no std code is
-// compiled for it): the widened rows, the scaled activations of the last scale row (few
-// tokens) and those of the current pass (many tokens).
+// compiled for it): the widened rows, the scaled activations of every token for the last scale
+// row (unit_activations) and those of the current pass (pass_activations).
 enum class Fp8Buffer { kRows, kUnitActivations, kPassActivations };
 uint16_t* fp8_buffer(Fp8Buffer which, int64_t elements);
 
@@ -117,8 +117,8 @@ const uint16_t* pass_activations(const void* context, int64_t token, int64_t cou
   return rows;
 }
 
-// The scaled activations of every token for scale row `scale_row` (few tokens), kept per
-// thread while the next units of the same call stay in that scale row.
+// The scaled activations of every token for scale row `scale_row`, kept per thread while the
+// next units of the same call stay in that scale row (few tokens, or long rows).
 const uint16_t* unit_activations(const Fp8MatmulJob& job, int64_t scale_row) {
   uint16_t* rows = fp8_buffer(Fp8Buffer::kUnitActivations, job.n_tokens * job.x_stride);
   UnitActivationsKey& key = unit_activations_key();
@@ -168,8 +168,15 @@ void avx512_fp8_matmul_rows(const Fp8MatmulJob& job, int64_t row_begin, int64_t 
     unit.out = job.out + first;
     unit.out_stride = w.rows;
     unit.panel_rows = rows;
-    unit.pass_activations = pass_activations;
-    unit.pass_context = &context;
+    if (job.unit_rows < w.block_rows) {
+      // Long rows: a scale row takes several units, which share its scaled activations (each
+      // scaling them anew cost more than their products at 7168 columns).
+      unit.x_bf16 = unit_activations(job, scale_row);
+    } else {
+      // Each pass scales its tokens' activations as it starts, into L1.
+      unit.pass_activations = pass_activations;
+      unit.pass_context = &context;
+    }
     avx512_bf16_matmul_rows(unit, 0, rows);
   });
 }
