@@ -58,7 +58,8 @@ struct MatmulItem {
 void matmul_group(std::span<const MatmulItem> items);
 
 // The scalar reference of matmul (double accumulation), with the activations rounded to bf16
-// exactly when matmul rounds them (rounds_activations_to_bf16).
+// exactly when matmul rounds them (rounds_activations_to_bf16; FP8: each times its weight's
+// block scale first).
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 
 // Row `row` of W as float32 (embedding lookup): out is [w.cols].

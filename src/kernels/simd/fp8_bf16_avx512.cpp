@@ -12,9 +12,10 @@
 // with the scales folded into bf16 weights (DeepSeek's fp8_cast_bf16) would round every
 // weight instead.
 //
-// The rows go in units inside one scale row (for_fp8_units): a unit's e4m3 rows are widened
-// into a per-thread bf16 copy (the reads from memory, prefetched), which the BF16 kernel then
-// multiplies from L1 (few tokens) or L2 (many, a panel every token passes over).
+// The rows go in units inside one scale row (for_fp8_units). For few tokens (decode) the BF16
+// kernel's stream tiles read the e4m3 codes in place and widen them in registers; for many, a
+// unit's rows are widened once into a per-thread bf16 panel (the reads from memory prefetched
+// during the previous unit) that stays in L2 while every token passes over it.
 
 // GCC 12's AVX-512 headers: see avx512.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -37,7 +38,7 @@ namespace {
 enum class Fp8Buffer { kRows, kUnitActivations, kPassActivations };
 uint16_t* fp8_buffer(Fp8Buffer which, int64_t elements);
 
-// Which scaled activations the kUnitActivations buffer holds (few tokens): per thread.
+// Which scaled activations the kUnitActivations buffer holds: per thread.
 struct UnitActivationsKey {
   const uint16_t* rows = nullptr;  // where they lie (a grown buffer moves)
   uint64_t epoch = 0;
