@@ -14,15 +14,20 @@ namespace dsv3 {
 
 namespace {
 
-// Indices of the k largest values into `order` (resized to k), ties to the lower index
-// (deterministic; torch.topk leaves tie order unspecified).
+// Indices of the k largest values into `order` (resized to k, largest first), ties to the lower
+// index (deterministic; torch.topk leaves tie order unspecified). An insertion into the k best so
+// far: k is small (a group's 2, topk_group, num_experts_per_tok), and this runs for every token
+// of every MoE layer (a sort per call cost a 512-token prefill of the bench shape 4 ms).
 void top_k_indices(const float* values, int64_t n, int64_t k, std::vector<int64_t>& order) {
-  order.resize(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
-    return values[a] > values[b] || (values[a] == values[b] && a < b);
-  });
   order.resize(k);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = values[i];
+    if (kept == k && !(v > values[order[k - 1]])) continue;
+    int64_t p = kept < k ? kept++ : k - 1;  // the slot it enters from, then moves up
+    for (; p > 0 && v > values[order[p - 1]]; --p) order[p] = order[p - 1];
+    order[p] = i;
+  }
 }
 
 }  // namespace
