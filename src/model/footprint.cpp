@@ -59,4 +59,10 @@ Footprint model_footprint(const Config& config, const ModelWeights& weights) {
   return footprint;
 }
 
+int64_t prefill_attention_flops(const Config& config, int64_t tokens, int64_t depth) {
+  const int64_t keys_seen = tokens * depth + tokens * (tokens + 1) / 2;
+  const int64_t per_key = 2 * (config.qk_head_dim() + config.v_head_dim);
+  return config.num_hidden_layers * config.num_attention_heads * per_key * keys_seen;
+}
+
 }  // namespace dsv3

@@ -18,6 +18,12 @@ struct Footprint {
 
 Footprint model_footprint(const Config& config, const ModelWeights& weights);
 
+// 2 x multiply-adds of the attention products of a prefill of `tokens` tokens after `depth`
+// cached ones, as the expanded form computes them (a prefill's form, model/attention.h): every
+// head's scores (qk_head_dim per key) and weighted sum (v_head_dim per key) over the keys each
+// token sees, causally (depth + 1 for the first token, depth + tokens for the last).
+int64_t prefill_attention_flops(const Config& config, int64_t tokens, int64_t depth = 0);
+
 // Bytes of one weight matrix as stored (with its block scales).
 int64_t matrix_bytes(const WeightMatrix& matrix);
 

@@ -211,7 +211,12 @@ int run_bench(const CommandArgs& argv) {
   const double roofline = bandwidth * 1e9 / weight_bytes_per_token;
   const double decode_roofline_pct = median(roofline_pct_runs);
   const double best_roofline = best_bandwidth * 1e9 / weight_bytes_per_token;
-  const double prefill_gflops = double(footprint.flops_per_token) * prefill_tok_s / 1e9;
+  // The prompt's arithmetic: its matrix products and its causal attention products (scores
+  // and weighted sums: 8 of the bench shape's 150 GFLOP in a 512-token prompt).
+  const int64_t attention_flops = prefill_attention_flops(config, prompt_tokens);
+  const double prefill_flops =
+      double(footprint.flops_per_token) * double(prompt_tokens) + double(attention_flops);
+  const double prefill_gflops = prefill_flops / prefill_seconds / 1e9;
   // The activation precision of the BF16-weight products that ran, and the peak to compare
   // with: the vdpbf16ps peak only when those products used vdpbf16ps.
   const WeightMatrix& sample_weight = model.model().weights().layers[0].self_attn.kv_b_proj;
@@ -263,6 +268,8 @@ int run_bench(const CommandArgs& argv) {
       {"prefill_peak_pct", 100.0 * prefill_gflops / peak},
       {"prefill_cpu_share", prefill_cpu_share},
       {"flops_per_prompt_token", footprint.flops_per_token},
+      {"prefill_attention_flops", attention_flops},
+      {"prefill_flops", prefill_flops},
       {"repeat", repeats},
   };
   // Every run's figures, so the spread behind the medians is visible.
