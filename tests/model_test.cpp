@@ -282,6 +282,42 @@ TEST(Model, Bf16AttentionMovesLogitsByBf16Rounding) {
   EXPECT_LE(difference, 3e-2f * max_logit);
 }
 
+// A sequence that asks for the expanded form (SequenceInput::attention_mode, as the server asks
+// for its prompts) gets the same bits in whatever pieces it comes, in bf16 attention too: a
+// 9-token chunk, then single tokens that alone would take the absorbed form. Left to kAuto, those
+// single tokens do take it and their logits move by bf16 rounding (the control).
+TEST(Model, SequenceAttentionModeMakesChunksBitwiseEqual) {
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
+  set_attention_precision(AttentionPrecision::kBf16);
+  const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2, 3};
+  LatentCache whole_cache = model.new_cache(16);
+  const std::vector<float> whole = model.forward(ids, whole_cache);
+  auto in_pieces = [&](AttentionMode mode) {
+    LatentCache cache = model.new_cache(16);
+    std::vector<float> logits;
+    for (size_t start = 0; start < ids.size();) {
+      const size_t count = start == 0 ? 9 : 1;
+      SequenceInput sequence{std::span(ids).subspan(start, count), &cache};
+      sequence.attention_mode = mode;
+      const std::vector<float> piece = model.forward_batch(std::span(&sequence, 1), 0);
+      logits.insert(logits.end(), piece.begin(), piece.end());
+      start += count;
+    }
+    return logits;
+  };
+  const std::vector<float> expanded = in_pieces(AttentionMode::kExpanded);
+  const std::vector<float> automatic = in_pieces(AttentionMode::kAuto);
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
+  ASSERT_EQ(whole.size(), expanded.size());
+  EXPECT_EQ(0, std::memcmp(whole.data(), expanded.data(), whole.size() * sizeof(float)));
+  ASSERT_EQ(whole.size(), automatic.size());
+  EXPECT_NE(0, std::memcmp(whole.data(), automatic.data(), whole.size() * sizeof(float)));
+}
+
 // A RoutingLog records every MoE layer's choices; replayed on the same model it changes nothing
 // and counts no differing choice; replayed on another model it forces the recorded experts (the
 // replay then differs from that model's own routing) and a replay of another length is refused.

@@ -10,7 +10,8 @@
 # CPUs with AVX512_BF16 rounds the activations to bf16 (vdpbf16ps, README "Numerics"); that mode
 # is checked against the reference at a looser tolerance (BF16_TOLERANCE, with the argmax of
 # every position unchanged), and its greedy tokens must equal those of the scalar kernels in the
-# same numerics (DSV3_KERNELS=scalar --activations bf16).
+# same numerics (DSV3_KERNELS=scalar --activations bf16). Where the activations are bf16, so is
+# the expanded attention by default (--attention-precision bf16): checked both ways.
 # usage: reference_parity_test.sh DSV3_BINARY BUILD_DIR
 set -u
 export DSV3_ACTIVATIONS=f32
@@ -96,10 +97,12 @@ sys.exit(0 if last.shape == (1, whole.shape[1]) and np.array_equal(last[0], whol
   if [ "$dtype" = bf16 ] || [ "$dtype" = fp8 ]; then
     local tolerance=$BF16_TOLERANCE
     [ "$preset" = bench ] && tolerance=$BF16_TOLERANCE_BENCH
-    check "$name bf16 activations (tolerance $tolerance)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --out '$WORK/bf16.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16.npy' --rtol-of-max $tolerance"
+    check "$name bf16 activations, f32 attention (tolerance $tolerance)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --attention-precision f32 --out '$WORK/bf16.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16.npy' --rtol-of-max $tolerance"
   fi
-  if [ "$dtype" = bf16 ] && [ "$preset" != bench ]; then
-    # The expanded attention's products in bf16 too (--attention-precision bf16): the same bound.
+  if [ "$dtype" != f32 ] && [ "$preset" != bench ]; then
+    # The expanded attention's products in bf16 too (--attention-precision bf16, the default):
+    # the same bound. (On the bench shape they flip more near-ties of the random router: seen
+    # 0.17 for BF16, 0.24 for FP8; that shape is checked in f32 attention above.)
     check "$name bf16 activations and expanded attention (tolerance $BF16_TOLERANCE)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --attention-precision bf16 --attention expanded --out '$WORK/bf16att.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16att.npy' --rtol-of-max $BF16_TOLERANCE"
   fi
   if [ "$dtype" != f32 ] && [ "$preset" != bench ]; then

@@ -336,12 +336,19 @@ def disconnect_cancels():
     response.fp.readline()  # the first bytes of the stream
     conn.sock.shutdown(socket.SHUT_RDWR)
     conn.close()
-    sock = socket.create_connection(("127.0.0.1", PORT))  # and a non-streamed one, closed at once
-    body = json.dumps({"prompt": "Also forever", "max_tokens": 400, "temperature": 0, "ignore_eos": True}).encode()
+    def wait_for(condition):
+        deadline = time.time() + 20
+        while time.time() < deadline and not condition(health()):
+            time.sleep(0.01)
+    wait_for(lambda state: state["running"] == 0)
+    # And a non-streamed one, closed as soon as it runs (500 tokens of the tiny model take
+    # about half a second on a fast machine: a fixed wait could outlast them).
+    sock = socket.create_connection(("127.0.0.1", PORT))
+    body = json.dumps({"prompt": "Also forever", "max_tokens": 500, "temperature": 0, "ignore_eos": True}).encode()
     sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  b"Authorization: Bearer " + KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode() +
                  b"\r\n\r\n" + body)
-    time.sleep(0.5)
+    wait_for(lambda state: state["running"] > 0)
     sock.close()
     deadline = time.time() + 20
     state = health()

@@ -57,13 +57,18 @@ struct Group {
   int64_t first, count;
   const LatentCache* cache;
   int64_t visible_slots;  // slots the last token of the group sees
+  AttentionMode mode;     // the form asked for (kAuto: the cheaper one)
 };
 
 std::vector<Group> group_by_cache(const TokenBatch& batch) {
   std::vector<Group> groups;
   for (int64_t t = 0; t < batch.tokens; ++t) {
-    if (groups.empty() || groups.back().cache != batch.caches[t])
-      groups.push_back({t, 0, batch.caches[t], 0});
+    if (groups.empty() || groups.back().cache != batch.caches[t]) {
+      const AttentionMode asked = batch.mode != AttentionMode::kAuto || !batch.sequence_modes
+                                      ? batch.mode
+                                      : batch.sequence_modes[t];
+      groups.push_back({t, 0, batch.caches[t], 0, asked});
+    }
     groups.back().count++;
     groups.back().visible_slots = std::max(groups.back().visible_slots, batch.slots[t] + 1);
   }
@@ -435,7 +440,7 @@ AttentionPrecision attention_precision() {
   if (precision == kUnsetPrecision) {
     const char* name = std::getenv("DSV3_ATTENTION_PRECISION");
     precision = int(name == nullptr || *name == '\0'
-                        ? AttentionPrecision::kF32
+                        ? AttentionPrecision::kBf16
                         : parse_attention_precision(name, "DSV3_ATTENTION_PRECISION"));
     g_attention_precision.store(precision, std::memory_order_relaxed);
   }
@@ -501,8 +506,8 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   const float scale = float(rope.softmax_scale());
   scratch.attention_out.resize(tokens * s.heads * s.v);
   for (const Group& group : group_by_cache(batch)) {
-    const bool expanded = batch.mode == AttentionMode::kExpanded ||
-                          (batch.mode == AttentionMode::kAuto && expanded_is_cheaper(s, group));
+    const bool expanded = group.mode == AttentionMode::kExpanded ||
+                          (group.mode == AttentionMode::kAuto && expanded_is_cheaper(s, group));
     if (expanded)
       attend_expanded(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
     else

@@ -24,14 +24,16 @@ enum class AttentionMode { kAuto, kAbsorbed, kExpanded };
 
 // The precision of the expanded form's products (kv_b_proj of the latents, the scores and the
 // weighted sums) where BF16 weights take bf16 activations (kernels/activation_precision.h):
-//  f32 (default): float inputs, so that the absorbed and expanded forms agree to float rounding
-//       and a token's result hardly depends on which form its batch took (the server's
-//       concurrent and chunked requests sample the same text as alone);
-//  bf16: inputs rounded to bf16 and multiplied on vdpbf16ps (kernels/attention_bf16.h), as
-//       torch runs attention in bfloat16: a 512-token prefill of the bench model runs 4-6 %
-//       faster, but the two forms then agree only to bf16 rounding, so a token's logits
-//       move by that much with its batch's form (prompt chunking, prefix reuse).
-// Process-wide: set_attention_precision's, else DSV3_ATTENTION_PRECISION (f32|bf16), else f32.
+//  bf16 (default): inputs rounded to bf16 and multiplied on vdpbf16ps (kernels/attention_bf16.h),
+//       as torch runs attention in bfloat16: a 512-token prefill of the bench model runs 10-15 %
+//       faster than in f32. The absorbed and expanded forms then agree only to bf16 rounding,
+//       so a token's logits move by that much with the form its batch takes (a short chunk of a
+//       long prompt, a reused prefix). Each form alone is exact to the bit for any batch, chunk
+//       or thread count; the server feeds every prompt token in the expanded form for that
+//       reason (SequenceInput::attention_mode).
+//  f32: float inputs, so that the two forms agree to float rounding.
+// Where the activations are float (--activations f32, F32 and F16 weights), attention is too.
+// Process-wide: set_attention_precision's, else DSV3_ATTENTION_PRECISION (f32|bf16), else bf16.
 enum class AttentionPrecision { kF32, kBf16 };
 AttentionPrecision attention_precision();
 void set_attention_precision(AttentionPrecision precision);
@@ -50,6 +52,9 @@ struct TokenBatch {
   LatentCache* const* caches = nullptr;  // [tokens] the cache of each token's sequence
   int64_t sequence_length = 0;           // max position + 1 (dynamic RoPE)
   AttentionMode mode = AttentionMode::kAuto;
+  // [tokens] the form each token's sequence asks for where `mode` is kAuto (null: kAuto for
+  // every token): SequenceInput::attention_mode.
+  const AttentionMode* sequence_modes = nullptr;
   // [tokens] each token's rope rotation (Rope::rotation of its position and sequence_length),
   // the same in every layer: computed once per forward pass.
   const Rope::Rotation* rotations = nullptr;

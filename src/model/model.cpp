@@ -80,6 +80,8 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
   thread_local std::vector<LatentCache*> caches;
   thread_local std::vector<int64_t> slots, positions;
   thread_local std::vector<const uint8_t*> key_masks;
+  thread_local std::vector<AttentionMode> sequence_modes;
+  sequence_modes.resize(tokens);
   caches.resize(tokens);
   slots.resize(tokens);
   positions.resize(tokens);
@@ -93,11 +95,13 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
       if (positions[t] < 0) throw Error("forward: negative position id");
       max_position = std::max(max_position, positions[t]);
       key_masks[t] = sequence.attention_mask.empty() ? nullptr : sequence.attention_mask.data();
+      sequence_modes[t] = sequence.attention_mode;
     }
   }
   TokenBatch batch{tokens,       positions.data(),  slots.data(),
                    caches.data(), max_position + 1, attention_mode_};
   batch.key_masks = key_masks.data();
+  batch.sequence_modes = sequence_modes.data();
   // Each token's rotation, for every layer (qk_rope_head_dim / 2 cosines and sines, in double).
   // (The pool's threads must not name the thread_local: they would see their own.)
   thread_local std::vector<Rope::Rotation> thread_rotations;

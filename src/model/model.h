@@ -28,6 +28,10 @@ struct SequenceInput {
   // Padding (attention_mask): a flag per cache slot [0, cache length + new tokens), 0 = never
   // attended to (by any token); empty: every slot counts.
   std::span<const uint8_t> attention_mask = {};
+  // The attention form of these tokens (model/attention.h) where the model's is kAuto; kAuto:
+  // the cheaper one. A token's result then does not depend on how its sequence is cut into
+  // passes: the server feeds every prompt token in the expanded form, whatever its chunk.
+  AttentionMode attention_mode = AttentionMode::kAuto;
 };
 
 // Optional outputs of a forward pass (transformers' output_hidden_states, output_attentions).

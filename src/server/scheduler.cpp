@@ -193,9 +193,15 @@ void Scheduler::step() {
       take = std::min(unfed, prefill_budget);
       prefill_budget -= take;
     }
-    inputs.push_back(
-        {std::span(sequence->history).subspan(size_t(sequence->cache->length()), size_t(take)),
-         sequence->cache});
+    SequenceInput input{
+        std::span(sequence->history).subspan(size_t(sequence->cache->length()), size_t(take)),
+        sequence->cache};
+    // Prompt tokens always take the expanded form, generated ones the cheaper (absorbed): a
+    // token's logits then do not depend on how its prompt was cut into chunks, or on how much
+    // of it a cached prefix covered, so a request samples the same text alone or among others
+    // (under bf16 attention the two forms differ by bf16 rounding, see model/attention.h).
+    if (sequence->generated == 0) input.attention_mode = AttentionMode::kExpanded;
+    inputs.push_back(input);
     members.push_back(sequence.get());
     samples.push_back(take == unfed);
   }
