@@ -133,6 +133,24 @@ struct WeightBytes {
   int64_t bytes = 0;
 };
 
+// Blocks [0, n_blocks) of one product taken in turn by the pool's threads, each claiming its
+// next block before running the current one: run(block, next) gets the weight bytes the thread
+// reads next (bytes_of its following block, or `after` past its last) for the kernel to
+// prefetch while the block runs.
+template <class BytesOf, class Run>
+void for_claimed_blocks(int64_t n_blocks, WeightBytes after, BytesOf&& bytes_of, Run&& run) {
+  std::atomic<int64_t> next_block{0};
+  const int64_t threads = ThreadPool::global().num_threads();
+  ThreadPool::global().parallel_for(std::min(threads, n_blocks), [&](int64_t, int64_t) {
+    int64_t block = next_block.fetch_add(1, std::memory_order_relaxed);
+    while (block < n_blocks) {
+      const int64_t following = next_block.fetch_add(1, std::memory_order_relaxed);
+      run(block, following < n_blocks ? bytes_of(following) : after);
+      block = following;
+    }
+  });
+}
+
 // Per-thread buffers, grown on demand and kept: no allocation per call once warm.
 thread_local std::vector<float> t_panel_scratch;
 thread_local std::vector<float> t_x_packed;
@@ -219,24 +237,15 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
                         : std::min(w.rows, block * tiles / n_blocks * simd::kBf16TileRows);
   };
   const int64_t row_bytes = w.cols * int64_t(sizeof(uint16_t));
-  std::atomic<int64_t> next_block{0};
-  ThreadPool::global().parallel_for(std::min(threads, n_blocks), [&](int64_t, int64_t) {
-    // Each thread claims its next block before running the current one, so that the kernel
-    // can prefetch it (or, after the last, `after`) while the current one runs.
+  auto block_bytes = [&](int64_t block) {
+    return WeightBytes{static_cast<const char*>(w.data) + block_begin(block) * row_bytes,
+                       (block_begin(block + 1) - block_begin(block)) * row_bytes};
+  };
+  for_claimed_blocks(n_blocks, after, block_bytes, [&](int64_t block, WeightBytes next) {
     simd::Bf16MatmulJob own = job;
-    int64_t block = next_block.fetch_add(1, std::memory_order_relaxed);
-    while (block < n_blocks) {
-      const int64_t following = next_block.fetch_add(1, std::memory_order_relaxed);
-      if (following < n_blocks) {
-        own.prefetch_next = static_cast<const char*>(w.data) + block_begin(following) * row_bytes;
-        own.prefetch_next_bytes = (block_begin(following + 1) - block_begin(following)) * row_bytes;
-      } else {
-        own.prefetch_next = after.data;
-        own.prefetch_next_bytes = after.bytes;
-      }
-      simd::avx512_bf16_matmul_rows(own, block_begin(block), block_begin(block + 1));
-      block = following;
-    }
+    own.prefetch_next = next.data;
+    own.prefetch_next_bytes = next.bytes;
+    simd::avx512_bf16_matmul_rows(own, block_begin(block), block_begin(block + 1));
   });
 }
 
@@ -286,26 +295,16 @@ void matmul_fp8_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, 
   units.clear();
   simd::for_fp8_units(w, 0, w.rows, job.unit_rows,
                       [&](int64_t first, int64_t end) { units.emplace_back(first, end); });
-  const int64_t n_units = int64_t(units.size());
   const char* codes = static_cast<const char*>(w.data);
-  std::atomic<int64_t> next_unit{0};
-  const int64_t threads = ThreadPool::global().num_threads();
-  ThreadPool::global().parallel_for(std::min(threads, n_units), [&](int64_t, int64_t) {
+  auto unit_bytes = [&](int64_t unit) {
+    const auto [first, end] = units[size_t(unit)];
+    return WeightBytes{codes + first * w.cols, (end - first) * w.cols};
+  };
+  for_claimed_blocks(int64_t(units.size()), after, unit_bytes, [&](int64_t unit, WeightBytes next) {
     simd::Fp8MatmulJob own = job;
-    int64_t unit = next_unit.fetch_add(1, std::memory_order_relaxed);
-    while (unit < n_units) {
-      const int64_t following = next_unit.fetch_add(1, std::memory_order_relaxed);
-      if (following < n_units) {
-        const auto [first, end] = units[size_t(following)];
-        own.prefetch_next = codes + first * w.cols;
-        own.prefetch_next_bytes = (end - first) * w.cols;
-      } else {
-        own.prefetch_next = after.data;
-        own.prefetch_next_bytes = after.bytes;
-      }
-      simd::avx512_fp8_matmul_rows(own, units[size_t(unit)].first, units[size_t(unit)].second);
-      unit = following;
-    }
+    own.prefetch_next = next.data;
+    own.prefetch_next_bytes = next.bytes;
+    simd::avx512_fp8_matmul_rows(own, units[size_t(unit)].first, units[size_t(unit)].second);
   });
 }
 
