@@ -169,6 +169,14 @@ T* cache_aligned(std::vector<T>& buffer, int64_t count) {
 
 thread_local std::vector<float> t_x_rounded;
 
+// Activation rows already rounded to bf16 (row r at data + r * stride), shared by the products
+// that pick rows of one x (MatmulItem::x_rows: the routed experts of a prefill, 6 or 8 of them
+// per token): each then copies its rows instead of rounding them again.
+struct RoundedRows {
+  const uint16_t* data = nullptr;
+  int64_t stride = 0;
+};
+
 // x rounded to bf16 and back (exact in float), for the float kernels and the reference.
 void round_through_bf16(const float* x, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(f32_to_bf16(x[i]));
@@ -180,7 +188,8 @@ void round_through_bf16(const float* x, int64_t n, float* out) {
 // MatmulItem's (null: row t is x + t * w.cols). `after`: the weights the calling thread reads
 // after this product, prefetched while its last block runs.
 void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out,
-                   const int64_t* x_rows = nullptr, WeightBytes after = {}) {
+                   const int64_t* x_rows = nullptr, WeightBytes after = {},
+                   RoundedRows rounded = {}) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
   uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
   const int64_t amx_rows = simd::amx_bf16_rows(w);
@@ -191,9 +200,14 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   auto round_blocks = [&](int64_t block_begin, int64_t block_end) {
     const int64_t token_begin = block_begin * simd::kAmxTokens;
     const int64_t token_end = std::min(n_tokens, block_end * simd::kAmxTokens);
-    for (int64_t t = token_begin; t < token_end; ++t)
-      simd::avx512_round_to_bf16(x + (x_rows != nullptr ? x_rows[t] : t) * w.cols, w.cols,
-                                 x_bf16 + t * x_stride);
+    for (int64_t t = token_begin; t < token_end; ++t) {
+      const int64_t row = x_rows != nullptr ? x_rows[t] : t;
+      if (rounded.data != nullptr) {
+        std::copy_n(rounded.data + row * rounded.stride, w.cols, x_bf16 + t * x_stride);
+      } else {
+        simd::avx512_round_to_bf16(x + row * w.cols, w.cols, x_bf16 + t * x_stride);
+      }
+    }
     if (x_amx != nullptr)
       simd::amx_pack_tokens(x_bf16, x_stride, w.cols, n_tokens, token_begin, token_end, x_amx);
   };
@@ -703,9 +717,10 @@ void matmul_float_panel(const MatmulPath& path, const WeightMatrix& w, const flo
 
 // A many-token product: enough work to pay for its own passes of the pool. `after`: as
 // matmul_dpbf16's.
-void run_panel_product(const MatmulPath& path, const MatmulItem& item, WeightBytes after) {
+void run_panel_product(const MatmulPath& path, const MatmulItem& item, WeightBytes after,
+                       RoundedRows rounded) {
   if (path.kernel == MatmulKernel::kBf16Panel) {
-    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows, after);
+    return matmul_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows, after, rounded);
   }
   if (path.kernel == MatmulKernel::kFp8Panel) {
     return matmul_fp8_dpbf16(*item.w, item.x, item.n_tokens, item.out, item.x_rows, after);
@@ -779,8 +794,45 @@ std::span<const MatmulItem> gather_rows(std::span<const MatmulItem> items) {
 struct PanelProduct {
   const MatmulItem* item;
   MatmulPath path;
+  RoundedRows rounded = {};  // the item's x rows, when rounded once for several products
 };
 thread_local std::vector<PanelProduct> t_panel_products;
+thread_local std::vector<uint16_t> t_shared_rounding;
+
+// The vdpbf16ps products of the group that pick rows of one x (the routed experts' gate and up
+// projections, which all read the layer's input) get the rows they pick rounded once, in
+// parallel, before any of them runs: rounding a token's row for each of its experts cost a
+// 512-token prefill of the bench shape about 3 ms. The rounded rows are bitwise those the
+// products would round themselves.
+void round_shared_rows(std::vector<PanelProduct>& products) {
+  const PanelProduct* first = nullptr;
+  int64_t sharing = 0, rows = 0;
+  for (const PanelProduct& product : products) {
+    const MatmulItem& item = *product.item;
+    if (product.path.kernel != MatmulKernel::kBf16Panel || item.x_rows == nullptr ||
+        simd::amx_bf16_rows(*item.w) > 0)
+      continue;
+    if (first == nullptr) first = &product;
+    if (item.x != first->item->x || item.w->cols != first->item->w->cols) continue;
+    ++sharing;
+    for (int64_t t = 0; t < item.n_tokens; ++t) rows = std::max(rows, item.x_rows[t] + 1);
+  }
+  if (sharing < 2) return;
+  const float* x = first->item->x;
+  const int64_t cols = first->item->w->cols;
+  const int64_t stride = cache_friendly_stride(cols, sizeof(uint16_t));
+  uint16_t* rounded = cache_aligned(t_shared_rounding, rows * stride);
+  ThreadPool::global().parallel_for(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r)
+      simd::avx512_round_to_bf16(x + r * cols, cols, rounded + r * stride);
+  });
+  for (PanelProduct& product : products) {
+    const MatmulItem& item = *product.item;
+    if (product.path.kernel == MatmulKernel::kBf16Panel && item.x_rows != nullptr &&
+        simd::amx_bf16_rows(*item.w) == 0 && item.x == x && item.w->cols == cols)
+      product.rounded = {rounded, stride};
+  }
+}
 
 // Many-token products. With several per thread (the routed experts of a prefill: dozens of
 // products of a few dozen tokens each) every thread takes whole products, biggest first, and
@@ -788,6 +840,7 @@ thread_local std::vector<PanelProduct> t_panel_products;
 // product and long stretches of work per thread. Otherwise each product is split over the
 // threads. Either way every output is the same canonical dot product.
 void run_panel_products(std::vector<PanelProduct>& products) {
+  round_shared_rows(products);
   ThreadPool& pool = ThreadPool::global();
   const int64_t n = int64_t(products.size());
   // Product i, prefetching the weights of product `following` (the same thread's next) as it
@@ -801,7 +854,7 @@ void run_panel_products(std::vector<PanelProduct>& products) {
       const WeightMatrix& w = *products[size_t(following)].item->w;
       after = {w.data, w.rows * w.row_bytes()};
     }
-    run_panel_product(product.path, *product.item, after);
+    run_panel_product(product.path, *product.item, after, product.rounded);
     if (product.item->on_done != nullptr) product.item->on_done(product.item->context);
   };
   if (n < 2 * int64_t(pool.num_threads())) {
