@@ -1310,6 +1310,60 @@ TEST(Matmul, GroupProductsOnOneInputGiveTheBitsOfMatmul) {
   }
 }
 
+// Many-token products on one x round its rows to bf16 once for all of them (vdpbf16ps): picked
+// rows (x_rows) and leading rows, other token counts and other formats among them, and a product
+// on the same pointer with fewer columns (which must not share). Each gives the bits of matmul
+// alone.
+TEST(Matmul, GroupPanelProductsOnOneInputGiveTheBitsOfMatmul) {
+  KernelSettingsGuard guard;
+  set_activation_precision(ActivationPrecision::kBf16);
+  const int64_t cols = 200, batch = 60;
+  const std::vector<float> x = random_floats(batch * cols, 7700);
+  std::vector<int64_t> picked_a, picked_b;
+  for (int64_t t = 0; t < 23; ++t) picked_a.push_back((t * 17 + 3) % batch);
+  for (int64_t t = 0; t < 41; ++t) picked_b.push_back((t * 7 + 11) % batch);
+  struct Shape {
+    DType dtype;
+    int64_t rows, cols, n_tokens;
+    const std::vector<int64_t>* picked;
+  };
+  const Shape shapes[] = {{DType::BF16, 37, cols, 23, &picked_a},
+                          {DType::BF16, 64, cols, 41, &picked_b},
+                          {DType::BF16, 50, cols, batch, nullptr},
+                          {DType::BF16, 21, cols, 17, nullptr},
+                          {DType::F8_E4M3, 40, cols, 23, &picked_a},
+                          {DType::F32, 19, cols, 30, nullptr},
+                          {DType::BF16, 33, cols - 40, 25, nullptr}};
+  uint32_t seed = 7710;
+  std::vector<RandomWeights> weights;
+  std::vector<std::vector<float>> expected, outputs;
+  std::vector<MatmulItem> items;
+  for (const Shape& shape : shapes) {
+    weights.push_back(random_weights(shape.dtype, shape.rows, shape.cols, ++seed));
+    std::vector<float> rows(size_t(shape.n_tokens * shape.cols));
+    for (int64_t t = 0; t < shape.n_tokens; ++t) {
+      const int64_t from = shape.picked ? (*shape.picked)[size_t(t)] : t;
+      std::copy_n(x.data() + from * shape.cols, shape.cols, rows.data() + t * shape.cols);
+    }
+    expected.emplace_back(size_t(shape.n_tokens * shape.rows));
+    matmul(weights.back().w, rows.data(), shape.n_tokens, expected.back().data());
+  }
+  for (size_t i = 0; i < weights.size(); ++i) {
+    outputs.emplace_back(expected[i].size(), NAN);
+    items.push_back({&weights[i].w, x.data(), shapes[i].n_tokens, outputs.back().data()});
+    if (shapes[i].picked) items.back().x_rows = shapes[i].picked->data();
+  }
+  for (int threads : {1, 2, 3}) {
+    ThreadPool::global().set_num_threads(threads);
+    for (auto& out : outputs) std::fill(out.begin(), out.end(), NAN);
+    matmul_group(items);
+    for (size_t i = 0; i < weights.size(); ++i)
+      EXPECT_EQ(
+          0, std::memcmp(outputs[i].data(), expected[i].data(), expected[i].size() * sizeof(float)))
+          << "item " << i << " threads " << threads;
+  }
+}
+
 TEST(Matmul, GroupRejectsAnItemWithoutWeight) {
   float x = 0.0f, out = 0.0f;
   const MatmulItem items[] = {{nullptr, &x, 1, &out}};

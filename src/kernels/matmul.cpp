@@ -170,8 +170,9 @@ T* cache_aligned(std::vector<T>& buffer, int64_t count) {
 thread_local std::vector<float> t_x_rounded;
 
 // Activation rows already rounded to bf16 (row r at data + r * stride), shared by the products
-// that pick rows of one x (MatmulItem::x_rows: the routed experts of a prefill, 6 or 8 of them
-// per token): each then copies its rows instead of rounding them again.
+// on one x (the routed experts of a prefill pick 6 or 8 of them per token, the shared expert
+// reads them all; q_a_proj and kv_a_proj_with_mqa both read the layer's input): each then
+// copies its rows instead of rounding them again.
 struct RoundedRows {
   const uint16_t* data = nullptr;
   int64_t stride = 0;
@@ -191,8 +192,10 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
                    const int64_t* x_rows = nullptr, WeightBytes after = {},
                    RoundedRows rounded = {}) {
   const int64_t x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
-  uint16_t* x_bf16 = cache_aligned(t_x_bf16, n_tokens * x_stride);
   const int64_t amx_rows = simd::amx_bf16_rows(w);
+  // Rows [0, n_tokens) already rounded (RoundedRows, without AMX): read in place.
+  const bool rounded_in_place = rounded.data != nullptr && x_rows == nullptr && amx_rows == 0;
+  uint16_t* x_bf16 = rounded_in_place ? nullptr : cache_aligned(t_x_bf16, n_tokens * x_stride);
   uint16_t* x_amx =
       amx_rows > 0 ? cache_aligned(t_x_amx, simd::amx_packed_elements(n_tokens, w.cols)) : nullptr;
   // Tokens in blocks of AMX's 16: each block rounded, then packed for the tiles where AMX runs.
@@ -213,15 +216,17 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   };
   // A few thousand values round in well under a microsecond: cheaper than waking the pool.
   constexpr int64_t kMaxSerialRounding = int64_t(1) << 15;
-  if (n_tokens * w.cols <= kMaxSerialRounding) {
-    round_blocks(0, token_blocks);
-  } else {
-    ThreadPool::global().parallel_for(token_blocks, round_blocks);
+  if (!rounded_in_place) {
+    if (n_tokens * w.cols <= kMaxSerialRounding) {
+      round_blocks(0, token_blocks);
+    } else {
+      ThreadPool::global().parallel_for(token_blocks, round_blocks);
+    }
   }
   simd::Bf16MatmulJob job;
   job.w = &w;
-  job.x_bf16 = x_bf16;
-  job.x_stride = x_stride;
+  job.x_bf16 = rounded_in_place ? rounded.data : x_bf16;
+  job.x_stride = rounded_in_place ? rounded.stride : x_stride;
   job.n_tokens = n_tokens;
   job.out = out;
   job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
@@ -799,23 +804,27 @@ struct PanelProduct {
 thread_local std::vector<PanelProduct> t_panel_products;
 thread_local std::vector<uint16_t> t_shared_rounding;
 
-// The vdpbf16ps products of the group that pick rows of one x (the routed experts' gate and up
-// projections, which all read the layer's input) get the rows they pick rounded once, in
+// The vdpbf16ps products of the group on one x (the routed and shared experts' gate and up
+// projections, which all read the layer's input) get the rows they read rounded once, in
 // parallel, before any of them runs: rounding a token's row for each of its experts cost a
 // 512-token prefill of the bench shape about 3 ms. The rounded rows are bitwise those the
 // products would round themselves.
 void round_shared_rows(std::vector<PanelProduct>& products) {
+  auto shares = [](const PanelProduct& product) {
+    return product.path.kernel == MatmulKernel::kBf16Panel &&
+           simd::amx_bf16_rows(*product.item->w) == 0;
+  };
   const PanelProduct* first = nullptr;
   int64_t sharing = 0, rows = 0;
   for (const PanelProduct& product : products) {
     const MatmulItem& item = *product.item;
-    if (product.path.kernel != MatmulKernel::kBf16Panel || item.x_rows == nullptr ||
-        simd::amx_bf16_rows(*item.w) > 0)
-      continue;
+    if (!shares(product)) continue;
     if (first == nullptr) first = &product;
     if (item.x != first->item->x || item.w->cols != first->item->w->cols) continue;
     ++sharing;
-    for (int64_t t = 0; t < item.n_tokens; ++t) rows = std::max(rows, item.x_rows[t] + 1);
+    if (item.x_rows == nullptr) rows = std::max(rows, item.n_tokens);
+    for (int64_t t = 0; item.x_rows != nullptr && t < item.n_tokens; ++t)
+      rows = std::max(rows, item.x_rows[t] + 1);
   }
   if (sharing < 2) return;
   const float* x = first->item->x;
@@ -826,12 +835,9 @@ void round_shared_rows(std::vector<PanelProduct>& products) {
     for (int64_t r = begin; r < end; ++r)
       simd::avx512_round_to_bf16(x + r * cols, cols, rounded + r * stride);
   });
-  for (PanelProduct& product : products) {
-    const MatmulItem& item = *product.item;
-    if (product.path.kernel == MatmulKernel::kBf16Panel && item.x_rows != nullptr &&
-        simd::amx_bf16_rows(*item.w) == 0 && item.x == x && item.w->cols == cols)
+  for (PanelProduct& product : products)
+    if (shares(product) && product.item->x == x && product.item->w->cols == cols)
       product.rounded = {rounded, stride};
-  }
 }
 
 // Many-token products. With several per thread (the routed experts of a prefill: dozens of
