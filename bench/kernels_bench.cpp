@@ -25,6 +25,7 @@
 #include "kernels/quant_matmul.h"
 #include "kernels/simd/isa_kernels.h"
 #include "tensor/block_quant.h"
+#include "tensor/row_blocks.h"
 #include "tensor/thread_pool.h"
 
 namespace {
@@ -102,6 +103,9 @@ struct WeightSet {
         w.block_cols = 128;
         w.scale_cols = scale_cols;
       }
+      // As a model load does (DSV3_ROW_BLOCKS=0 keeps the rows).
+      if (dsv3::fits_row_blocks(w) && dsv3::kernels::row_blocks_pay())
+        dsv3::regroup_into_row_blocks(w, data);
       matrices.push_back(w);
     }
   }

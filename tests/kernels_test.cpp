@@ -19,6 +19,7 @@
 #include "kernels/simd/quant_kernels.h"
 #include "kernels/quant_matmul.h"
 #include "tensor/block_quant.h"
+#include "tensor/row_blocks.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -471,6 +472,128 @@ TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
         }
       }
     }
+  }
+}
+
+// The BF16 matrix of `weights` regrouped into kRowBlocks (tensor/row_blocks.h), a copy.
+RandomWeights regrouped(const RandomWeights& weights) {
+  RandomWeights copy = weights;
+  copy.w.data = copy.bytes.data();
+  regroup_into_row_blocks(copy.w, copy.bytes.data());
+  return copy;
+}
+
+// Row counts in whole blocks of 16 (one block, tiles of 2 to 4 blocks and their remainders,
+// several panels and row tasks) and even column counts (one pair, partial vectors of the
+// row-major kernel, rows the prefill takes in chunks of 512 pairs).
+constexpr std::pair<int64_t, int64_t> kRowBlockShapes[] = {
+    {16, 2}, {48, 34}, {80, 130}, {160, 1000}, {304, 64}, {32, 2050}, {720, 256}};
+
+TEST(RowBlocks, RegroupingKeepsEveryElementAndRowsReadBack) {
+  const RandomWeights weights = random_weights(DType::BF16, 48, 70, 71);
+  ASSERT_TRUE(fits_row_blocks(weights.w));
+  const RandomWeights blocks = regrouped(weights);
+  EXPECT_EQ(blocks.w.layout, WeightLayout::kRowBlocks);
+  EXPECT_FALSE(fits_row_blocks(blocks.w));  // already regrouped
+  EXPECT_NE(0, std::memcmp(weights.bytes.data(), blocks.bytes.data(), 48 * 70 * 2));
+  for (int64_t r = 0; r < 48; ++r)
+    for (int64_t c = 0; c < 70; ++c)
+      ASSERT_EQ(weights.w.at(r, c), blocks.w.at(r, c)) << r << ", " << c;
+  std::vector<uint16_t> rows(3 * 70);
+  copy_rows_from_row_blocks(blocks.w, 13, 3, rows.data());
+  EXPECT_EQ(0, std::memcmp(rows.data(), weights.bytes.data() + 13 * 70 * 2, rows.size() * 2));
+  // Only BF16 matrices of whole blocks and column pairs fit.
+  EXPECT_FALSE(fits_row_blocks(random_weights(DType::BF16, 40, 70, 72).w));
+  EXPECT_FALSE(fits_row_blocks(random_weights(DType::BF16, 48, 71, 73).w));
+  EXPECT_FALSE(fits_row_blocks(random_weights(DType::F32, 48, 70, 74).w));
+}
+
+TEST(RowBlocks, ProductsMatchReferenceOnEveryPath) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7100;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (ActivationPrecision precision : precisions_for(DType::BF16)) {
+      set_activation_precision(precision);
+      for (auto [rows, cols] : kRowBlockShapes) {
+        const RandomWeights weights = regrouped(random_weights(DType::BF16, rows, cols, ++seed));
+        for (int64_t n_tokens : {1, 2, 3, 4, 7, 8, 9, 12, 13, 25, 40}) {
+          expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                          "row blocks " + describe(isa, DType::BF16, rows, cols,
+                                                                   n_tokens));
+        }
+      }
+    }
+  }
+}
+
+TEST(RowBlocks, ATokenHasTheSameBitsAloneInAnyBatchAndOnAnyThreadCount) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7300;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (ActivationPrecision precision : precisions_for(DType::BF16)) {
+      set_activation_precision(precision);
+      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{80, 130}, {720, 256}, {32, 2050}}) {
+        const RandomWeights weights = regrouped(random_weights(DType::BF16, rows, cols, ++seed));
+        for (int threads : {1, 2, 3}) {
+          ThreadPool::global().set_num_threads(threads);
+          expect_batch_invariant(&matmul, weights.w, ++seed,
+                                 "row blocks " + describe_weights(isa, DType::BF16, rows, cols) +
+                                     " threads " + std::to_string(threads));
+        }
+      }
+    }
+  }
+}
+
+// Float activations read a regrouped matrix's rows back: bitwise the row-major matrix's product.
+TEST(RowBlocks, FloatActivationsGiveTheBitsOfTheRowMajorMatrix) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7500;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (auto [rows, cols] : kRowBlockShapes) {
+      const RandomWeights weights = random_weights(DType::BF16, rows, cols, ++seed);
+      const RandomWeights blocks = regrouped(weights);
+      for (int64_t n_tokens : {1, 5, 9, 33}) {
+        const std::vector<float> x = random_floats(n_tokens * cols, ++seed);
+        std::vector<float> expected(size_t(n_tokens * rows)), actual(expected.size(), NAN);
+        matmul_f32_activations(weights.w, x.data(), n_tokens, expected.data());
+        matmul_f32_activations(blocks.w, x.data(), n_tokens, actual.data());
+        EXPECT_EQ(0, std::memcmp(expected.data(), actual.data(), expected.size() * 4))
+            << describe(isa, DType::BF16, rows, cols, n_tokens);
+      }
+    }
+  }
+}
+
+// Regrouped matrices in a group (a stacked gate and up projection, a down projection, picked
+// rows) give the bits of each product alone, few tokens and many.
+TEST(RowBlocks, GroupGivesTheBitsOfMatmul) {
+  KernelSettingsGuard guard;
+  set_activation_precision(ActivationPrecision::kBf16);
+  uint32_t seed = 7700;
+  const RandomWeights gate_up = regrouped(random_weights(DType::BF16, 96, 130, ++seed));
+  const RandomWeights down = regrouped(random_weights(DType::BF16, 130 * 2 / 2 + 14, 48, ++seed));
+  ASSERT_EQ(down.w.rows % 16, 0);
+  for (int64_t n_tokens : {1, 3, 8, 9, 30}) {
+    const std::vector<float> x = random_floats(2 * n_tokens * 130, ++seed);
+    const std::vector<float> h = random_floats(n_tokens * 48, ++seed);
+    std::vector<int64_t> picked;
+    for (int64_t t = 0; t < n_tokens; ++t) picked.push_back(2 * t + 1);
+    std::vector<float> a(size_t(n_tokens * 96)), b(size_t(n_tokens * down.w.rows));
+    std::vector<float> a_alone(a.size()), b_alone(b.size()), rows(size_t(n_tokens * 130));
+    MatmulItem items[2] = {{&gate_up.w, x.data(), n_tokens, a.data()},
+                           {&down.w, h.data(), n_tokens, b.data()}};
+    items[0].x_rows = picked.data();
+    matmul_group(items);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      std::memcpy(rows.data() + t * 130, x.data() + picked[size_t(t)] * 130, 130 * 4);
+    matmul(gate_up.w, rows.data(), n_tokens, a_alone.data());
+    matmul(down.w, h.data(), n_tokens, b_alone.data());
+    EXPECT_EQ(0, std::memcmp(a.data(), a_alone.data(), a.size() * 4)) << n_tokens;
+    EXPECT_EQ(0, std::memcmp(b.data(), b_alone.data(), b.size() * 4)) << n_tokens;
   }
 }
 

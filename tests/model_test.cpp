@@ -8,9 +8,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "io/file_memory.h"
 #include "io/quantize_checkpoint.h"
 #include "io/random_checkpoint.h"
 #include "kernels/activation_precision.h"
+#include "kernels/matmul.h"
+#include "model/weights.h"
 #include "model/moe.h"
 #include "tensor/block_quant.h"
 #include "tensor/thread_pool.h"
@@ -169,6 +172,53 @@ TEST(Model, StackedGateAndUpGiveTheSameBitsAsTwoProducts) {
     }
   }
   pool.set_num_threads(saved_threads);
+}
+
+// A model load regroups the BF16 matrices of a private copy of the file into kRowBlocks where
+// the products gain (kernels::row_blocks_pay), keeps the embedding and kv_b_proj row-major, never
+// touches a mapping of the file, and a second load of the same checkpoint reads the regrouped
+// bytes as such: every element equals the mapped file's.
+TEST(Model, LoadRegroupsBf16MatricesOfAPrivateCopy) {
+  const std::string dir = make_checkpoint("tiny", "bf16");
+  const Config config = Config::from_file(dir + "/config.json");
+  const FileMemory saved = file_memory();
+  set_file_memory(FileMemory::kMapped);
+  const Checkpoint mapped = Checkpoint::open(dir);
+  const auto rows = ModelWeights::load(mapped, config);
+  set_file_memory(FileMemory::kHugePageCopy);
+  const Checkpoint copied = Checkpoint::open(dir);
+  const auto first = ModelWeights::load(copied, config);
+  const auto second = ModelWeights::load(copied, config);
+  set_file_memory(saved);
+
+  const WeightLayout expected =
+      kernels::row_blocks_pay() ? WeightLayout::kRowBlocks : WeightLayout::kRows;
+  auto same_values = [](const WeightMatrix& a, const WeightMatrix& b) {
+    for (int64_t r = 0; r < a.rows; r += 7)
+      for (int64_t c = 0; c < a.cols; c += 5)
+        if (a.at(r, c) != b.at(r, c)) return false;
+    return a.rows == b.rows && a.cols == b.cols;
+  };
+  const DecoderLayerWeights& moe_layer = first->layers[1];
+  const WeightMatrix* regroupable[] = {&moe_layer.self_attn.q_a_proj.weight,
+                                       &moe_layer.self_attn.q_b_proj,
+                                       &moe_layer.self_attn.o_proj.weight,
+                                       &moe_layer.moe.experts[3].gate_proj,
+                                       &moe_layer.moe.experts[3].down_proj,
+                                       &moe_layer.moe.experts[3].gate_up,
+                                       &moe_layer.moe.shared_experts.up_proj,
+                                       &first->layers[0].mlp.down_proj,
+                                       &first->lm_head};
+  for (const WeightMatrix* w : regroupable) EXPECT_EQ(w->layout, expected) << w->rows << "x" << w->cols;
+  EXPECT_FALSE(moe_layer.moe.experts[3].gate_up.empty());  // stacking survives regrouping
+  EXPECT_EQ(first->embed_tokens.layout, WeightLayout::kRows);
+  EXPECT_EQ(moe_layer.self_attn.kv_b_proj.layout, WeightLayout::kRows);
+  EXPECT_EQ(rows->layers[1].moe.experts[3].gate_proj.layout, WeightLayout::kRows);
+  EXPECT_EQ(second->layers[1].moe.experts[3].gate_proj.layout, expected);
+  EXPECT_TRUE(same_values(moe_layer.moe.experts[3].gate_proj, rows->layers[1].moe.experts[3].gate_proj));
+  EXPECT_TRUE(same_values(second->layers[1].moe.experts[3].down_proj,
+                          rows->layers[1].moe.experts[3].down_proj));
+  EXPECT_TRUE(same_values(first->lm_head, rows->lm_head));
 }
 
 TEST(Model, LongContextAttentionAgreesAndIsThreadInvariant) {

@@ -17,11 +17,16 @@ set -u
 export DSV3_ACTIVATIONS=f32
 # bf16 activations: each product's input carries a relative rounding of 2^-9; through the layers
 # the logits of the tiny presets move by up to ~1e-2 of the largest one (3e-2 allowed). On the
-# 10-layer bench shape the rounding also flips near-tie expert choices of the random router
-# (seen: 8e-2), so that shape is allowed 1.5e-1 and its greedy check is skipped: tiny float
-# differences between the scalar and SIMD kernels, rounded to bf16, can flip such a choice too.
+# 10-layer bench shape the rounding also flips near-tie expert choices of the random router, and
+# a flipped token then moves every later one through attention (seen: 0.3 from token 3 on with
+# the kRowBlocks kernel, from token 10 on with the row-major one; the scalar kernels' own
+# differences are as large). So that shape compares the first positions of its 16-token prompt
+# (their logits do not depend on the later tokens, and the prompt's products run the prefill
+# kernels) with the tiny presets' bound: 3 for BF16, 1 for FP8 (whose token 1 flips in the
+# scalar kernels as in the SIMD ones: 0.13). Its greedy check is skipped.
 BF16_TOLERANCE=3e-2
-BF16_TOLERANCE_BENCH=1.5e-1
+BENCH_BF16_ROWS=3
+BENCH_FP8_ROWS=1
 DSV3=$1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dsv3-parity.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -50,7 +55,8 @@ BIG_PROMPTS=("0,5,17,100,2000,50000,129279,7,8,9,10,11,12,13,14,15"
 SMALL_PROMPTS=("0,5,17,100,200,500,511,7,8,9,10,11"
                "0,1,2,3,4,5,6,7,8,9,10,11,12"
                "0,300,301,302,303,304,305,306,307")
-BENCH_PROMPTS=("0,5,17,100,2000,50000" "0,11,22,33,44,55" "0,7,77,777,7777,77777")
+BENCH_PROMPTS=("0,5,17,100,2000,50000,7,77,777,7777,11,22,33,44,55,66"
+               "0,11,22,33,44,55,66,77,88,99,111,222,333,444,555,666")
 
 # Picks a prompt whose routing margin is safe, writes the reference logits, echoes the ids.
 pick_prompt() {  # dir, out.npy, prompts...
@@ -95,9 +101,10 @@ whole = np.load('$WORK/whole.npy'); last = np.load('$WORK/last.npy')
 sys.exit(0 if last.shape == (1, whole.shape[1]) and np.array_equal(last[0], whole[-1]) else 1)\""
   # FP8 weights take bf16 activations as BF16 ones do (the block scale folded into them).
   if [ "$dtype" = bf16 ] || [ "$dtype" = fp8 ]; then
-    local tolerance=$BF16_TOLERANCE
-    [ "$preset" = bench ] && tolerance=$BF16_TOLERANCE_BENCH
-    check "$name bf16 activations, f32 attention (tolerance $tolerance)" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --attention-precision f32 --out '$WORK/bf16.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16.npy' --rtol-of-max $tolerance"
+    local rows=""
+    [ "$preset" = bench ] && rows="--rows $BENCH_BF16_ROWS"
+    [ "$preset" = bench ] && [ "$dtype" = fp8 ] && rows="--rows $BENCH_FP8_ROWS"
+    check "$name bf16 activations, f32 attention (tolerance $BF16_TOLERANCE${rows:+, $rows})" bash -c "'$DSV3' logits -m '$dir' --ids $ids --activations bf16 --attention-precision f32 --out '$WORK/bf16.npy' && $COMPARE '$WORK/ref.npy' '$WORK/bf16.npy' --rtol-of-max $BF16_TOLERANCE $rows"
   fi
   if [ "$dtype" != f32 ] && [ "$preset" != bench ]; then
     # The expanded attention's products in bf16 too (--attention-precision bf16, the default):

@@ -115,8 +115,7 @@ FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::s
     ::munmap(copy, bytes);
     throw Error(path + ": cannot read: " + std::strerror(read_errno.load()));
   }
-  ::mprotect(copy, bytes, PROT_READ);  // as the mapping: weights are never written
-  return {copy + shift, copy, bytes};
+  return {copy + shift, copy, bytes, true};
 }
 
 }  // namespace dsv3

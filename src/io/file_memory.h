@@ -28,10 +28,13 @@ void set_file_memory(FileMemory memory);
 // (kAuto decided here), read-only, from `data` on; release with munmap(mapping, mapped_bytes).
 // A copy puts the file's byte `aligned_offset` on a page boundary (a mapping has the file's own
 // alignment). Throws dsv3::Error.
+// A copy is left writable: a model load regroups BF16 matrices in it in place
+// (tensor/row_blocks.h), which a mapping of the file cannot take without a copy of its own.
 struct FileBytes {
   const void* data = nullptr;
   void* mapping = nullptr;
   size_t mapped_bytes = 0;
+  bool private_copy = false;
 };
 FileBytes load_file_bytes(int fd, uint64_t size, FileMemory memory, const std::string& path,
                           uint64_t aligned_offset = 0);

@@ -272,6 +272,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                   std::to_string(expected_bytes));
 
     entry.data = reinterpret_cast<const std::byte*>(bytes + data_start + range.begin);
+    if (file_bytes.private_copy) entry.private_copy = const_cast<std::byte*>(entry.data);
     entry.nbytes = size_t(expected_bytes);
     file->tensors_.push_back(std::move(entry));
     offsets.push_back(range);

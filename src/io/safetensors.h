@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "tensor/weight_matrix.h"
 
 namespace dsv3 {
 
@@ -22,6 +23,12 @@ struct TensorEntry {
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;  // inside the file mapping, valid while the file is open
   size_t nbytes = 0;
+  // The same bytes, writable, when they are this process's own copy of the file
+  // (io/file_memory.h); null in a mapping of the file.
+  std::byte* private_copy = nullptr;
+  // How a matrix's elements lie in the bytes: kRowBlocks once a model load regrouped them in the
+  // private copy (model/weights.cpp), so that a later load of the same checkpoint reads them so.
+  mutable WeightLayout layout = WeightLayout::kRows;
   std::string file;  // path of the file that holds it (for error messages)
 
   int64_t numel() const;

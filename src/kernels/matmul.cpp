@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -229,7 +231,11 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   job.x_stride = rounded_in_place ? rounded.stride : x_stride;
   job.n_tokens = n_tokens;
   job.out = out;
-  job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), simd::kBf16TileRows);
+  // Rows go to the threads and into panels in whole register tiles (of the prefill: two blocks
+  // of 16 rows in kRowBlocks).
+  const int64_t tile_rows =
+      w.layout == WeightLayout::kRowBlocks ? 2 * kRowBlockRows : simd::kBf16TileRows;
+  job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), tile_rows);
   job.amx_rows = amx_rows;
   job.x_amx = x_amx;
   // Rows are handed out in blocks from a shared counter rather than one fixed range per thread:
@@ -240,20 +246,19 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   // equal size (to a register tile) and as many as a multiple of the threads, so that on a
   // quiet host the threads finish together (11 panels of 96 rows left one thread 64 rows idle).
   const int64_t threads = ThreadPool::global().num_threads();
-  const int64_t tiles = (w.rows + simd::kBf16TileRows - 1) / simd::kBf16TileRows;
-  const int64_t block_tiles =
-      std::clamp<int64_t>(tiles / (4 * threads), 1, job.panel_rows / simd::kBf16TileRows);
+  const int64_t tiles = (w.rows + tile_rows - 1) / tile_rows;
+  const int64_t block_tiles = std::clamp<int64_t>(tiles / (4 * threads), 1, job.panel_rows / tile_rows);
   // With AMX, whole pairs of its 16-row tiles per block.
   constexpr int64_t kAmxBlockRows = 32;
   const int64_t amx_block_rows =
-      (block_tiles * simd::kBf16TileRows + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows;
+      (block_tiles * tile_rows + kAmxBlockRows - 1) / kAmxBlockRows * kAmxBlockRows;
   const int64_t n_blocks =
       amx_rows > 0 ? (w.rows + amx_block_rows - 1) / amx_block_rows
                    : std::min(tiles, ((tiles + block_tiles - 1) / block_tiles + threads - 1) /
                                          threads * threads);
   auto block_begin = [&](int64_t block) {
     return amx_rows > 0 ? std::min(w.rows, block * amx_block_rows)
-                        : std::min(w.rows, block * tiles / n_blocks * simd::kBf16TileRows);
+                        : std::min(w.rows, block * tiles / n_blocks * tile_rows);
   };
   const int64_t row_bytes = w.cols * int64_t(sizeof(uint16_t));
   auto block_bytes = [&](int64_t block) {
@@ -329,6 +334,13 @@ void matmul_fp8_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, 
 
 }  // namespace
 
+bool row_blocks_pay() {
+  const char* setting = std::getenv("DSV3_ROW_BLOCKS");
+  if (setting != nullptr && std::string_view(setting) == "0") return false;
+  return active_isa() == KernelIsa::kAvx512 && cpu_has_avx512_bf16() && !amx_bf16_active() &&
+         activation_precision() != ActivationPrecision::kF32;
+}
+
 void dequantize_row(const WeightMatrix& w, int64_t row, float* out) {
   for (int64_t c = 0; c < w.cols; ++c) out[c] = w.at(row, c);
 }
@@ -361,7 +373,9 @@ MatmulPath choose_matmul_path(const WeightMatrix& w, int64_t n_tokens,
     path.kernel = MatmulKernel::kReference;
     return path;
   }
-  path.kernel = stream ? MatmulKernel::kFloatStream : MatmulKernel::kFloatPanel;
+  // The float kernels read a kRowBlocks matrix's rows back into row-major panels.
+  path.kernel = stream && w.layout == WeightLayout::kRows ? MatmulKernel::kFloatStream
+                                                           : MatmulKernel::kFloatPanel;
   path.float_kernels = kernels;
   return path;
 }

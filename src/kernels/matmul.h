@@ -62,6 +62,14 @@ void matmul_group(std::span<const MatmulItem> items);
 // block scale first).
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 
+// Whether BF16 matrices gain from the kRowBlocks layout (tensor/weight_matrix.h), for a model
+// load to regroup them: when their products take the vdpbf16ps kernels under the current
+// setting (AVX512_BF16 without AMX, activations not kept in f32), unless the environment sets
+// DSV3_ROW_BLOCKS=0. Products with a regrouped matrix give other bits than with the row-major
+// one (another summation order), each the same in any batch; under f32 activations a
+// regrouped matrix takes the float panel form.
+bool row_blocks_pay();
+
 // Row `row` of W as float32 (embedding lookup): out is [w.cols].
 void dequantize_row(const WeightMatrix& w, int64_t row, float* out);
 

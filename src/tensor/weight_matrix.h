@@ -1,5 +1,6 @@
 // A weight matrix as it lies in the checkpoint (usually memory-mapped): the kernels read it in
-// its own format, so nothing is expanded or copied at load time.
+// its own format, so nothing is expanded or copied at load time. A BF16 matrix in a private
+// copy of the file may have its rows regrouped in place (WeightLayout::kRowBlocks).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,23 @@
 #include "tensor/dtype.h"
 
 namespace dsv3 {
+
+// How the elements of a matrix lie in `data`.
+enum class WeightLayout : uint8_t {
+  kRows,  // row-major [rows][cols], as stored in the checkpoint
+  // BF16 only, rows a multiple of kRowBlockRows and cols even: blocks of 16 rows, each
+  // [cols / 2][16][2], so that one 64-byte vector holds one column pair of 16 rows (the vdpbf16ps
+  // kernel then puts one output row per float lane, see simd/bf16_row_blocks_avx512.cpp). A
+  // block takes the bytes its rows take in kRows, so views of whole blocks stay views.
+  kRowBlocks,
+};
+inline constexpr int64_t kRowBlockRows = 16;
+
+// The element index of (row, col) in a kRowBlocks matrix of `cols` columns.
+inline int64_t row_block_index(int64_t row, int64_t col, int64_t cols) {
+  return (row / kRowBlockRows) * kRowBlockRows * cols + (col / 2) * (2 * kRowBlockRows) +
+         (row % kRowBlockRows) * 2 + col % 2;
+}
 
 struct WeightMatrix {
   DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3, Q8 or Q4
@@ -25,9 +43,11 @@ struct WeightMatrix {
   // instead of int16, so that VNNI's vpdpbusd multiplies 64 columns per instruction. The model
   // sets it on a Q8 output head, where it measured free in accuracy (README, `quantize`).
   bool byte_activations = false;
+  WeightLayout layout = WeightLayout::kRows;
 
   bool empty() const { return data == nullptr; }
-  // Bytes from one row to the next in `data`.
+  // Bytes per row in `data` (from one row to the next in kRows; a kRowBlocks block of 16 rows
+  // takes 16 times as many).
   int64_t row_bytes() const;
   // Bytes of the stored matrix with its scales.
   int64_t stored_bytes() const;

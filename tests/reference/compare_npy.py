@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Compare two .npy arrays (A = reference, B = candidate) with a tolerance relative to max|A|.
 
-    compare_npy.py A.npy B.npy [--rtol-of-max 1e-4]
+    compare_npy.py A.npy B.npy [--rtol-of-max 1e-4] [--rows N]
 
 Prints max|diff|, max|A| and their ratio; exits 1 when the shapes differ, either array holds a
 NaN, or max|A - B| > rtol_of_max * max|A|. A tolerance relative to the largest reference value
 (rather than elementwise) fits logits: small entries carry the same absolute rounding as big ones.
+--rows N compares only the first N rows of 2-D arrays (the first N positions of a prompt's logits,
+which a causal model computes without the later tokens).
 """
 
 import argparse
@@ -19,6 +21,7 @@ def main(argv=None):
     parser.add_argument("reference", help="A.npy (the oracle)")
     parser.add_argument("candidate", help="B.npy")
     parser.add_argument("--rtol-of-max", type=float, default=1e-4, help="allowed max|A-B| / max|A| (default 1e-4)")
+    parser.add_argument("--rows", type=int, default=None, help="compare only the first ROWS rows")
     args = parser.parse_args(argv)
 
     try:
@@ -30,6 +33,11 @@ def main(argv=None):
     if a.shape != b.shape:
         print(f"compare_npy: FAIL shapes differ: {args.reference} {a.shape} vs {args.candidate} {b.shape}")
         return 1
+    if args.rows is not None:
+        if a.ndim != 2 or not 0 < args.rows <= a.shape[0]:
+            print(f"compare_npy: FAIL --rows {args.rows} does not fit shape {a.shape}")
+            return 1
+        a, b = a[: args.rows], b[: args.rows]
     if np.isnan(a).any() or np.isnan(b).any():
         print(f"compare_npy: FAIL NaN present (A: {int(np.isnan(a).sum())}, B: {int(np.isnan(b).sum())})")
         return 1

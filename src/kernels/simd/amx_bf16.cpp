@@ -268,7 +268,9 @@ void matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
 namespace dsv3::kernels::simd {
 
 int64_t amx_bf16_rows(const WeightMatrix& w) {
-  if (w.dtype != DType::BF16 || w.cols % kTileCols != 0 || !amx_bf16_active()) return 0;
+  if (w.dtype != DType::BF16 || w.layout != WeightLayout::kRows || w.cols % kTileCols != 0 ||
+      !amx_bf16_active())
+    return 0;
   return w.rows / kTileRows * kTileRows;
 }
 

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "kernels/simd/isa_kernels.h"
+#include "tensor/row_blocks.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "kernels/simd/isa_kernels.h"
+#include "tensor/row_blocks.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")

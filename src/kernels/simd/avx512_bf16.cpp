@@ -402,6 +402,8 @@ void round_row_to_bf16(const float* x, int64_t n, uint16_t* out) {
 namespace dsv3::kernels::simd {
 
 void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
+  if (job.w->layout == WeightLayout::kRowBlocks)
+    return avx512_bf16_row_blocks_matmul_rows(job, row_begin, row_end);
   // Rows [0, job.amx_rows) on AMX: the split depends on the matrix only (batch invariance).
   const int64_t amx_end = std::min(row_end, job.amx_rows);
   if (row_begin < amx_end) {

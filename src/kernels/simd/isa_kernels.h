@@ -113,6 +113,10 @@ inline constexpr int kBf16TileRows = 4;
 // Rows [row_begin, row_end) of out, all tokens; requires cpu_has_avx512_bf16(). Each output is
 // the canonical bf16 dot product described in simd/avx512_bf16.cpp, whatever n_tokens.
 void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end);
+// The same for a kRowBlocks matrix (rows in whole blocks of 16), one output row per lane: see
+// simd/bf16_row_blocks_avx512.cpp. avx512_bf16_matmul_rows calls it for such matrices.
+void avx512_bf16_row_blocks_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin,
+                                        int64_t row_end);
 // out[i] = f32_to_bf16(x[i]) for i < n (bitwise); requires cpu_has_avx512_bf16().
 void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out);
 

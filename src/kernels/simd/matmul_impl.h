@@ -20,6 +20,7 @@
 #pragma once
 
 #include "kernels/simd/token_tiles_impl.h"
+#include "tensor/row_blocks.h"
 
 namespace dsv3::kernels::simd {
 namespace {
@@ -233,18 +234,24 @@ void matvec_rows(const MatmulJob& job, int64_t row_begin, int64_t row_end) {
 
 // Converts rows [row, row + n_rows) of w to floats, row i at panel + i * panel_stride (exactly
 // the values dot_tile computes from the stored format).
+// A kRowBlocks matrix's rows are first read back into row-major bf16 (the same values).
 template <class V, DType kDType>
 void convert_panel(const WeightMatrix& w, int64_t row, int64_t n_rows, float* panel,
                    int64_t panel_stride) {
   constexpr int L = V::kLanes;
+  const bool row_blocks = kDType == DType::BF16 && w.layout == WeightLayout::kRowBlocks;
+  auto* row_copy = row_blocks ? reinterpret_cast<uint16_t*>(thread_scratch_floats((w.cols + 1) / 2))
+                              : nullptr;
+  const void* data = row_blocks ? row_copy : w.data;
   for (int64_t i = 0; i < n_rows; ++i) {
     float* dst = panel + i * panel_stride;
-    const int64_t index = (row + i) * w.cols;
+    if (row_blocks) copy_rows_from_row_blocks(w, row + i, 1, row_copy);
+    const int64_t index = row_blocks ? 0 : (row + i) * w.cols;
     typename V::F factor = V::set1(1.0f);
     int64_t c = 0;
     // Vectors never straddle an FP8 scale block: block_cols is a multiple of L.
     for (; c + L <= w.cols; c += L) {
-      typename V::F weights = load_weights<V, kDType>(w.data, index + c);
+      typename V::F weights = load_weights<V, kDType>(data, index + c);
       if constexpr (kDType == DType::F8_E4M3) {
         if (c % w.block_cols == 0) factor = V::set1(weight_factor<kDType>(w, row + i, c));
         weights = V::mul(weights, factor);
@@ -252,7 +259,7 @@ void convert_panel(const WeightMatrix& w, int64_t row, int64_t n_rows, float* pa
       V::store(dst + c, weights);
     }
     if (c < w.cols) {
-      typename V::F weights = load_weights_partial<V, kDType>(w.data, index + c, int(w.cols - c));
+      typename V::F weights = load_weights_partial<V, kDType>(data, index + c, int(w.cols - c));
       if constexpr (kDType == DType::F8_E4M3) {
         weights = V::mul(weights, V::set1(weight_factor<kDType>(w, row + i, c)));
       }

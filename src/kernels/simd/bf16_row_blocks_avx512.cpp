@@ -1,0 +1,267 @@
+// The vdpbf16ps kernel for BF16 weights in the kRowBlocks layout (tensor/weight_matrix.h): one
+// output row per float lane, so that no dot product ends in a horizontal reduction (which costs
+// the row-major kernel of avx512_bf16.cpp 5 to 20 % of a product on 1024 to 256 columns).
+// Run only when cpu_has_avx512_bf16().
+//
+// A block holds 16 rows as [column pair][16][2]: one 64-byte vector is one column pair of the
+// 16 rows. Each token's pair of activations is broadcast to all lanes and meets it in one
+// vdpbf16ps, so lane l accumulates row 16 b + l.
+//
+// Batch invariance, as for matmul (see matmul_impl.h): every output out[t][r] is
+//   acc = 0 (one float lane); for p = 0, 1, ..., cols / 2 - 1:
+//     acc = vdpbf16ps lane (acc, (W[r][2p], W[r][2p + 1]), (x[t][2p], x[t][2p + 1]))
+// whatever the number of tokens, the tile, the column chunk or the thread. It is a different
+// order from the row-major kernel's, so a matrix's layout is fixed when it is loaded and every
+// product with it takes this kernel.
+
+// GCC 12's AVX-512 headers: see avx512.cpp.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/simd/isa_kernels.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")
+
+#include "kernels/simd/token_tiles_impl.h"
+
+namespace dsv3::kernels::simd {
+namespace {
+
+constexpr int64_t kLanes = kRowBlockRows;  // rows per block, one per float lane
+constexpr int64_t kPairBytes = 64;         // one column pair of a block
+// Up to this many tokens the weights stream from memory once (decode).
+constexpr int kMaxStreamTokens = 8;
+// Register tile of the prefill passes: 2 blocks x 12 tokens = 24 accumulators.
+constexpr int kPassBlocks = 2;
+constexpr int kPassTokens = 12;
+// Column pairs per chunk of a long row: a pass's chunk of activations (12 tokens x 2 KB) stays
+// in L1 while every tile of the panel meets it.
+constexpr int64_t kChunkPairs = 512;
+
+// Where a tile's accumulators start and go: `partial` (kBlocks x kTokens x 16 floats) between
+// the chunks of a long row, out for the last.
+struct Chunk {
+  int64_t pair_begin = 0;
+  int64_t pair_end = 0;
+  bool first = true;
+  bool last = true;
+  float* partial = nullptr;
+};
+
+// What a tile prefetches into L2 as it goes: the lines its steps read, kBlocks blocks further
+// on (`ahead`, running on into `next` past range_end), and/or spread_lines lines per step of
+// [spread, spread_end) (the next panel).
+struct Prefetch {
+  const char* ahead = nullptr;
+  const char* range_end = nullptr;
+  const void* next = nullptr;  // as Bf16MatmulJob::prefetch_next
+  int64_t next_bytes = 0;
+  const char* spread = nullptr;
+  const char* spread_end = nullptr;
+  int64_t spread_lines = 0;
+};
+
+// Pairs per step of a tile's loop, between its prefetches: 16 pairs are 16 lines of a block.
+constexpr int64_t kStepPairs = 16;
+
+// The activations of kTokens tokens, token t's pair p at base(t) + 4 p: token 3 i + j at
+// rows[i] + j * stride bytes (j < 3), so that a step's broadcasts address 12 tokens with 4 base
+// registers and one stride register instead of 12 pointers (which spilled).
+template <int kTokens>
+struct TokenRows {
+  static constexpr int kBases = (kTokens + 2) / 3;
+  const char* rows[kBases];
+  int64_t stride;
+  TokenRows(const uint16_t* x, int64_t x_stride, int64_t pair) {
+    stride = x_stride * int64_t(sizeof(uint16_t));
+    const char* first = reinterpret_cast<const char*>(x + 2 * pair);
+#pragma GCC unroll 4
+    for (int i = 0; i < kBases; ++i) rows[i] = first + 3 * i * stride;
+  }
+  __m512bh broadcast(int t) const {
+    int32_t value;
+    std::memcpy(&value, rows[t / 3] + (t % 3) * stride, sizeof value);
+    return (__m512bh)_mm512_set1_epi32(value);
+  }
+  void next_pair() {
+#pragma GCC unroll 4
+    for (int i = 0; i < kBases; ++i) rows[i] += 4;
+  }
+};
+
+// kBlocks blocks (from `weights`, 16 kBlocks rows from matrix row `row`) times kTokens tokens
+// (from `token`) over the column pairs of `chunk`, kStepPairs at a time; before each step it
+// prefetches what `prefetch` asks for.
+template <int kBlocks, int kTokens>
+inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_t row,
+                       int64_t token, const Chunk& chunk, Prefetch& prefetch) {
+  const int64_t block_elements = kLanes * job.w->cols;
+  __m512 acc[kBlocks][kTokens];
+#pragma GCC unroll 4
+  for (int b = 0; b < kBlocks; ++b)
+#pragma GCC unroll 12
+    for (int t = 0; t < kTokens; ++t)
+      acc[b][t] = chunk.first ? _mm512_setzero_ps()
+                              : _mm512_load_ps(chunk.partial + (b * kTokens + t) * kLanes);
+  TokenRows<kTokens> x(job.x_bf16 + (token - job.x_first_token) * job.x_stride, job.x_stride,
+                       chunk.pair_begin);
+  for (int64_t step = chunk.pair_begin; step < chunk.pair_end; step += kStepPairs) {
+    const int64_t step_end = std::min(chunk.pair_end, step + kStepPairs);
+    if (prefetch.ahead != nullptr) {
+      for (int64_t pair = step; pair < step_end; ++pair)
+#pragma GCC unroll 4
+        for (int b = 0; b < kBlocks; ++b) {
+          const char* line = prefetch.ahead + (b * block_elements + pair * 2 * kLanes) * 2;
+          __builtin_prefetch(prefetch_target(line, prefetch.range_end, prefetch.next,
+                                             prefetch.next_bytes),
+                             0, 2);
+        }
+    }
+    for (int64_t line = 0; line < prefetch.spread_lines && prefetch.spread < prefetch.spread_end;
+         ++line) {
+      __builtin_prefetch(prefetch.spread, 0, 2);
+      prefetch.spread += 64;
+    }
+    const uint16_t* w = weights + step * 2 * kLanes;
+    for (int64_t pair = step; pair < step_end; ++pair, w += 2 * kLanes) {
+      __m512bh weight[kBlocks];
+#pragma GCC unroll 4
+      for (int b = 0; b < kBlocks; ++b)
+        weight[b] = (__m512bh)_mm512_loadu_si512(w + b * block_elements);
+#pragma GCC unroll 12
+      for (int t = 0; t < kTokens; ++t) {
+        const __m512bh xv = x.broadcast(t);
+#pragma GCC unroll 4
+        for (int b = 0; b < kBlocks; ++b) acc[b][t] = _mm512_dpbf16_ps(acc[b][t], weight[b], xv);
+      }
+      x.next_pair();
+    }
+  }
+  if (!chunk.last) {
+#pragma GCC unroll 4
+    for (int b = 0; b < kBlocks; ++b)
+#pragma GCC unroll 12
+      for (int t = 0; t < kTokens; ++t)
+        _mm512_store_ps(chunk.partial + (b * kTokens + t) * kLanes, acc[b][t]);
+    return;
+  }
+  const int64_t out_stride = job.out_stride != 0 ? job.out_stride : job.w->rows;
+  float* out = job.out + token * out_stride + row;
+#pragma GCC unroll 4
+  for (int b = 0; b < kBlocks; ++b)
+#pragma GCC unroll 12
+    for (int t = 0; t < kTokens; ++t) _mm512_storeu_ps(out + t * out_stride + b * kLanes, acc[b][t]);
+}
+
+// Calls tile(std::integral_constant<int, k>(), first block) over blocks [begin, end) in tiles of
+// kBlocks (the last one smaller).
+template <int kBlocks, class Tile>
+inline void for_block_tiles(int64_t begin, int64_t end, Tile&& tile) {
+  int64_t block = begin;
+  for (; block + kBlocks <= end; block += kBlocks)
+    tile(std::integral_constant<int, kBlocks>(), block);
+  if (block < end)
+    with_token_count<kBlocks>(end - block, [&](auto blocks) { tile(blocks, block); });
+}
+
+// Decode: rows [row_begin, row_end) for kTokens tokens, the weights streamed from memory once,
+// each block as one sequential stream. No software prefetch: the hardware prefetcher follows the
+// tile's 2 to 4 streams, and prefetching the next tile (into L2) or a few KB ahead in each stream
+// (into L1 or L2) measured slower, as did prefetching the thread's next range at its last tile
+// (BM_MatvecBf16, one token: 39-42 GB/s on one core without, 31-36 with; a bench-shape decode
+// 84.5 % of the roofline without, 66-72 % with).
+template <int kTokens>
+void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
+  constexpr int kBlocks = kTokens <= 3 ? 4 : kTokens <= 6 ? 3 : 2;
+  const int64_t cols = job.w->cols, block_elements = kLanes * cols;
+  const auto* weights = static_cast<const uint16_t*>(job.w->data);
+  Prefetch none;
+  const Chunk whole{0, cols / 2, true, true, nullptr};
+  for_block_tiles<kBlocks>(row_begin / kLanes, row_end / kLanes, [&](auto blocks, int64_t block) {
+    block_tile<decltype(blocks)::value, kTokens>(job, weights + block * block_elements,
+                                                 block * kLanes, 0, whole, none);
+  });
+}
+
+// Prefill: a panel of rows stays in L2 while every pass of up to 12 tokens goes over it in
+// tiles of two blocks, long rows in chunks of columns (each pass's chunk of activations stays in
+// L1, the accumulators wait in a per-thread buffer). The range's first panel is prefetched one
+// tile ahead during its first pass; every next panel (the next rows of the range, then
+// job.prefetch_next) spread over the later passes of the one before it.
+void gemm_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
+  const int64_t cols = job.w->cols, pairs = cols / 2, block_elements = kLanes * cols;
+  const int64_t row_bytes = cols * int64_t(sizeof(uint16_t));
+  const auto* weights = static_cast<const uint16_t*>(job.w->data);
+  const char* bytes = reinterpret_cast<const char*>(weights);
+  const int64_t panel_rows = std::max<int64_t>(kPassBlocks * kLanes, job.panel_rows);
+  const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
+  const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;
+  const int64_t passes = (job.n_tokens + kPassTokens - 1) / kPassTokens;
+  float* partial = chunks > 1 ? thread_scratch_floats((panel_rows / kLanes) * kPassTokens * kLanes)
+                              : nullptr;
+  for (int64_t row0 = row_begin; row0 < row_end; row0 += panel_rows) {
+    const int64_t row1 = std::min(row_end, row0 + panel_rows);
+    const int64_t block0 = row0 / kLanes, block1 = row1 / kLanes;
+    const int64_t tiles = (block1 - block0 + kPassBlocks - 1) / kPassBlocks;
+    Prefetch spread;
+    if (row1 < row_end) {
+      spread.spread = bytes + row1 * row_bytes;
+      spread.spread_end = spread.spread + std::min(panel_rows, row_end - row1) * row_bytes;
+    } else if (job.prefetch_next != nullptr) {
+      spread.spread = static_cast<const char*>(job.prefetch_next);
+      spread.spread_end = spread.spread + std::min((row1 - row0) * row_bytes, job.prefetch_next_bytes);
+    }
+    // Evenly over the steps of the later passes' tiles.
+    const int64_t later_steps =
+        std::max<int64_t>((passes - 1) * tiles * ((pairs + kStepPairs - 1) / kStepPairs), 1);
+    spread.spread_lines = ((spread.spread_end - spread.spread) / 64 + later_steps - 1) / later_steps;
+    Prefetch first_pass;
+    first_pass.range_end = bytes + row1 * row_bytes;
+    for_token_tiles<kPassTokens>(job.n_tokens, [&](int64_t pass, int64_t token, auto tokens) {
+      constexpr int kTokens = decltype(tokens)::value;
+      Prefetch none;
+      Prefetch& prefetch = pass == 0 ? (row0 == row_begin ? first_pass : none) : spread;
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        Chunk columns{chunk * chunk_pairs, std::min(pairs, (chunk + 1) * chunk_pairs), chunk == 0,
+                      chunk + 1 == chunks, nullptr};
+        for_block_tiles<kPassBlocks>(block0, block1, [&](auto blocks, int64_t block) {
+          constexpr int kTile = decltype(blocks)::value;
+          const uint16_t* tile_weights = weights + block * block_elements;
+          if (&prefetch == &first_pass)
+            first_pass.ahead = reinterpret_cast<const char*>(tile_weights + kTile * block_elements);
+          if (partial != nullptr)
+            columns.partial = partial + (block - block0) * kPassTokens * kLanes;
+          block_tile<kTile, kTokens>(job, tile_weights, block * kLanes, token, columns, prefetch);
+        });
+      }
+    });
+  }
+}
+
+}  // namespace
+}  // namespace dsv3::kernels::simd
+
+#pragma GCC pop_options
+
+namespace dsv3::kernels::simd {
+
+void avx512_bf16_row_blocks_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin,
+                                        int64_t row_end) {
+  if (row_begin >= row_end) return;
+  if (job.n_tokens <= kMaxStreamTokens) {
+    with_token_count<kMaxStreamTokens>(job.n_tokens, [&](auto tokens) {
+      stream_blocks<decltype(tokens)::value>(job, row_begin, row_end);
+    });
+    return;
+  }
+  gemm_blocks(job, row_begin, row_end);
+}
+
+}  // namespace dsv3::kernels::simd
