@@ -175,9 +175,10 @@ TEST(Model, StackedGateAndUpGiveTheSameBitsAsTwoProducts) {
 }
 
 // A model load regroups the BF16 matrices of a private copy of the file into kRowBlocks where
-// the products gain (kernels::row_blocks_pay), keeps the embedding and kv_b_proj row-major, never
-// touches a mapping of the file, and a second load of the same checkpoint reads the regrouped
-// bytes as such: every element equals the mapped file's.
+// the products gain (kernels::row_blocks_pay), keeps the embedding row-major and the absorbed
+// attention's per-head matrices row-major copies, never touches a mapping of the file, and a
+// second load of the same checkpoint reads the regrouped bytes as such: every element equals the
+// mapped file's.
 TEST(Model, LoadRegroupsBf16MatricesOfAPrivateCopy) {
   const std::string dir = make_checkpoint("tiny", "bf16");
   const Config config = Config::from_file(dir + "/config.json");
@@ -212,7 +213,15 @@ TEST(Model, LoadRegroupsBf16MatricesOfAPrivateCopy) {
   for (const WeightMatrix* w : regroupable) EXPECT_EQ(w->layout, expected) << w->rows << "x" << w->cols;
   EXPECT_FALSE(moe_layer.moe.experts[3].gate_up.empty());  // stacking survives regrouping
   EXPECT_EQ(first->embed_tokens.layout, WeightLayout::kRows);
-  EXPECT_EQ(moe_layer.self_attn.kv_b_proj.layout, WeightLayout::kRows);
+  EXPECT_EQ(moe_layer.self_attn.kv_b_proj.layout, expected);
+  EXPECT_TRUE(same_values(moe_layer.self_attn.kv_b_proj, rows->layers[1].self_attn.kv_b_proj));
+  for (const auto* weights : {&first->layers[1].self_attn, &second->layers[1].self_attn}) {
+    for (size_t h = 0; h < weights->value_up.size(); ++h) {
+      EXPECT_EQ(weights->value_up[h].layout, WeightLayout::kRows);
+      EXPECT_TRUE(same_values(weights->value_up[h], rows->layers[1].self_attn.value_up[h])) << h;
+      EXPECT_TRUE(same_values(weights->key_absorb[h], rows->layers[1].self_attn.key_absorb[h])) << h;
+    }
+  }
   EXPECT_EQ(rows->layers[1].moe.experts[3].gate_proj.layout, WeightLayout::kRows);
   EXPECT_EQ(second->layers[1].moe.experts[3].gate_proj.layout, expected);
   EXPECT_TRUE(same_values(moe_layer.moe.experts[3].gate_proj, rows->layers[1].moe.experts[3].gate_proj));

@@ -63,9 +63,8 @@ class WeightLoader {
 
   // A [rows][cols] matrix used in place. F8_E4M3 needs its `_scale_inv` block scales.
   // kRegroup: a BF16 matrix in a private copy of the file is regrouped into kRowBlocks in place
-  // when the products would gain (kernels::row_blocks_pay); the matrices multiplied with float
-  // activations in the default setting (kv_b_proj's per-head views) and the embedding (rows
-  // looked up) stay row-major.
+  // when the products would gain (kernels::row_blocks_pay); the embedding (rows looked up) and
+  // the classification head (a few rows) stay row-major.
   enum Regroup { kKeepRows, kRegroup };
   WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols,
                       Regroup regroup = kRegroup) {
@@ -184,7 +183,7 @@ class WeightLoader {
     // transformers builds q_a_layernorm and kv_a_layernorm with the default eps 1e-6.
     attn.kv_a_layernorm = norm(prefix + ".kv_a_layernorm.weight", c.kv_lora_rank, 1e-6);
     attn.kv_b_proj = matrix(prefix + ".kv_b_proj.weight",
-                            heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank, kKeepRows);
+                            heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank);
     attn.o_proj = linear(prefix + ".o_proj", c.hidden_size, heads * c.v_head_dim, c.attention_bias);
     absorb(attn);
     return attn;
@@ -208,9 +207,15 @@ class WeightLoader {
       if (key.dtype == DType::BF16) {
         auto& storage = weights_.owned_bytes.emplace_back(size_t(rank * nope) * 2);
         auto* out = reinterpret_cast<uint16_t*>(storage.data());
-        const auto* in = static_cast<const uint16_t*>(kv_b.data);
+        const uint16_t* in = static_cast<const uint16_t*>(kv_b.data) + head_row * rank;
+        std::vector<uint16_t> rows;
+        if (kv_b.layout == WeightLayout::kRowBlocks) {
+          rows.resize(size_t(nope * rank));
+          copy_rows_from_row_blocks(kv_b, head_row, nope, rows.data());
+          in = rows.data();
+        }
         for (int64_t j = 0; j < nope; ++j)
-          for (int64_t r = 0; r < rank; ++r) out[r * nope + j] = in[(head_row + j) * rank + r];
+          for (int64_t r = 0; r < rank; ++r) out[r * nope + j] = in[j * rank + r];
         key.data = storage.data();
       } else {
         auto& storage = weights_.owned_floats.emplace_back(size_t(rank * nope));
@@ -223,10 +228,18 @@ class WeightLoader {
   }
 
   // Rows [first, first + count) of a matrix: a view when the format allows (FP8 only at block
-  // boundaries), else a float32 copy.
+  // boundaries), else a float32 copy. Of a kRowBlocks matrix a row-major copy: the per-head
+  // views of kv_b_proj are multiplied with float activations, which read kRows matrices in place.
   WeightMatrix row_view(const WeightMatrix& m, int64_t first, int64_t count) {
     WeightMatrix view = m;
     view.rows = count;
+    if (m.layout == WeightLayout::kRowBlocks) {
+      auto& storage = weights_.owned_bytes.emplace_back(size_t(count * m.cols) * 2);
+      copy_rows_from_row_blocks(m, first, count, reinterpret_cast<uint16_t*>(storage.data()));
+      view.data = storage.data();
+      view.layout = WeightLayout::kRows;
+      return view;
+    }
     if (m.dtype != DType::F8_E4M3) {
       view.data = static_cast<const std::byte*>(m.data) + first * m.row_bytes();
       if (m.group_scale) view.group_scale = m.group_scale + first * m.scale_cols;

@@ -48,7 +48,8 @@ struct AttentionWeights {
   // kv_b_proj split per head for attention over the latent cache ("absorbed", DeepSeek-V2
   // paper 2.1.2): key_absorb[h] is W_UK^T, [kv_lora_rank][qk_nope_head_dim], transposed once
   // at load (in BF16 when kv_b_proj is BF16: the same values, else float32); value_up[h] is
-  // W_UV, [v_head_dim][kv_lora_rank], a view of kv_b_proj's rows where the format allows.
+  // W_UV, [v_head_dim][kv_lora_rank], a view of kv_b_proj's rows where the format allows (a
+  // row-major copy of a kRowBlocks kv_b_proj: they are multiplied with float activations).
   // When key_absorb_in_place (a Q8/Q4 kv_b_proj) key_absorb[h] is W_UK itself instead,
   // [qk_nope_head_dim][kv_lora_rank], a view of kv_b_proj's rows applied transposed
   // (kernels/matmul_transposed.h): its stored bytes are read, no float copy.
