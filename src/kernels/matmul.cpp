@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -342,6 +343,18 @@ bool row_blocks_pay() {
 }
 
 void dequantize_row(const WeightMatrix& w, int64_t row, float* out) {
+  // Row-major float formats directly (the embedding of every prompt token), the others through
+  // at().
+  if (w.layout == WeightLayout::kRows && (w.dtype == DType::BF16 || w.dtype == DType::F32)) {
+    const char* bytes = static_cast<const char*>(w.data) + row * w.row_bytes();
+    if (w.dtype == DType::F32) {
+      std::memcpy(out, bytes, size_t(w.cols) * sizeof(float));
+    } else {
+      const auto* bits = reinterpret_cast<const uint16_t*>(bytes);
+      for (int64_t c = 0; c < w.cols; ++c) out[c] = bf16_to_f32(bits[c]);
+    }
+    return;
+  }
   for (int64_t c = 0; c < w.cols; ++c) out[c] = w.at(row, c);
 }
 

@@ -102,6 +102,7 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
                    caches.data(), max_position + 1, attention_mode_};
   batch.key_masks = key_masks.data();
   batch.sequence_modes = sequence_modes.data();
+  profile::Phase embed_phase("embed");  // the tokens' rotations and embeddings
   // Each token's rotation, for every layer (qk_rope_head_dim / 2 cosines and sines, in double).
   // (The pool's threads must not name the thread_local: they would see their own.)
   thread_local std::vector<Rope::Rotation> thread_rotations;
@@ -126,6 +127,7 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
       kernels::dequantize_row(weights_->embed_tokens, id, hidden.data() + (t++) * width);
   }
 
+  embed_phase.stop();
   const bool record_hidden = trace && trace->record_hidden_states;
   const bool record_attentions = trace && trace->record_attentions;
   if (trace) {
