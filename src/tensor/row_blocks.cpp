@@ -3,6 +3,8 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/thread_pool.h"
+
 namespace dsv3 {
 
 bool fits_row_blocks(const WeightMatrix& w) {
@@ -13,18 +15,22 @@ bool fits_row_blocks(const WeightMatrix& w) {
 void regroup_into_row_blocks(WeightMatrix& w, void* data) {
   const int64_t cols = w.cols, block_elements = kRowBlockRows * cols;
   auto* elements = static_cast<uint16_t*>(data);
-  std::vector<uint16_t> rows(static_cast<size_t>(block_elements));
-  for (int64_t block = 0; block < w.rows / kRowBlockRows; ++block) {
-    uint16_t* at = elements + block * block_elements;
-    std::memcpy(rows.data(), at, size_t(block_elements) * sizeof(uint16_t));
-    for (int64_t pair = 0; pair < cols / 2; ++pair) {
-      uint16_t* to = at + pair * 2 * kRowBlockRows;
-      for (int64_t r = 0; r < kRowBlockRows; ++r) {
-        to[2 * r] = rows[size_t(r * cols + 2 * pair)];
-        to[2 * r + 1] = rows[size_t(r * cols + 2 * pair + 1)];
-      }
+  // Blocks on the pool's threads (a few GB of weights take a fraction of a second), each
+  // regrouped in a buffer and copied back. A column pair of a row is one 32-bit word (the
+  // matrix itself may be only 2-byte aligned: it is reached through memcpy).
+  const size_t block_bytes = size_t(block_elements) * sizeof(uint16_t);
+  ThreadPool::global().parallel_for(w.rows / kRowBlockRows, [&](int64_t begin, int64_t end) {
+    std::vector<uint32_t> rows(block_bytes / 4), regrouped(block_bytes / 4);
+    const int64_t pairs = cols / 2;
+    for (int64_t block = begin; block < end; ++block) {
+      uint16_t* at = elements + block * block_elements;
+      std::memcpy(rows.data(), at, block_bytes);
+      for (int64_t pair = 0; pair < pairs; ++pair)
+        for (int64_t r = 0; r < kRowBlockRows; ++r)
+          regrouped[size_t(pair * kRowBlockRows + r)] = rows[size_t(r * pairs + pair)];
+      std::memcpy(at, regrouped.data(), block_bytes);
     }
-  }
+  });
   w.layout = WeightLayout::kRowBlocks;
 }
 
