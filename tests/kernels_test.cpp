@@ -508,43 +508,48 @@ TEST(RowBlocks, RegroupingKeepsEveryElementAndRowsReadBack) {
   EXPECT_FALSE(fits_row_blocks(random_weights(DType::F32, 48, 70, 74).w));
 }
 
-TEST(RowBlocks, ProductsMatchReferenceOnEveryPath) {
-  KernelSettingsGuard guard;
-  uint32_t seed = 7100;
+// body(isa) under every instruction set this CPU runs and each activation precision of BF16
+// weights.
+template <class Body>
+void for_each_bf16_setting(Body&& body) {
   for (KernelIsa isa : supported_isas()) {
     set_active_isa(isa);
     for (ActivationPrecision precision : precisions_for(DType::BF16)) {
       set_activation_precision(precision);
-      for (auto [rows, cols] : kRowBlockShapes) {
-        const RandomWeights weights = regrouped(random_weights(DType::BF16, rows, cols, ++seed));
-        for (int64_t n_tokens : {1, 2, 3, 4, 7, 8, 9, 12, 13, 25, 40}) {
-          expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
-                                          "row blocks " + describe(isa, DType::BF16, rows, cols,
-                                                                   n_tokens));
-        }
-      }
+      body(isa);
     }
   }
+}
+
+TEST(RowBlocks, ProductsMatchReferenceOnEveryPath) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7100;
+  for_each_bf16_setting([&](KernelIsa isa) {
+    for (auto [rows, cols] : kRowBlockShapes) {
+      const RandomWeights weights = regrouped(random_weights(DType::BF16, rows, cols, ++seed));
+      for (int64_t n_tokens : {1, 2, 3, 4, 7, 8, 9, 12, 13, 25, 40}) {
+        expect_matmul_matches_reference(
+            weights.w, n_tokens, ++seed,
+            "row blocks " + describe(isa, DType::BF16, rows, cols, n_tokens));
+      }
+    }
+  });
 }
 
 TEST(RowBlocks, ATokenHasTheSameBitsAloneInAnyBatchAndOnAnyThreadCount) {
   KernelSettingsGuard guard;
   uint32_t seed = 7300;
-  for (KernelIsa isa : supported_isas()) {
-    set_active_isa(isa);
-    for (ActivationPrecision precision : precisions_for(DType::BF16)) {
-      set_activation_precision(precision);
-      for (auto [rows, cols] : {std::pair<int64_t, int64_t>{80, 130}, {720, 256}, {32, 2050}}) {
-        const RandomWeights weights = regrouped(random_weights(DType::BF16, rows, cols, ++seed));
-        for (int threads : {1, 2, 3}) {
-          ThreadPool::global().set_num_threads(threads);
-          expect_batch_invariant(&matmul, weights.w, ++seed,
-                                 "row blocks " + describe_weights(isa, DType::BF16, rows, cols) +
-                                     " threads " + std::to_string(threads));
-        }
+  for_each_bf16_setting([&](KernelIsa isa) {
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{80, 130}, {720, 256}, {32, 2050}}) {
+      const RandomWeights weights = regrouped(random_weights(DType::BF16, rows, cols, ++seed));
+      for (int threads : {1, 2, 3}) {
+        ThreadPool::global().set_num_threads(threads);
+        expect_batch_invariant(&matmul, weights.w, ++seed,
+                               "row blocks " + describe_weights(isa, DType::BF16, rows, cols) +
+                                   " threads " + std::to_string(threads));
       }
     }
-  }
+  });
 }
 
 // Float activations read a regrouped matrix's rows back: bitwise the row-major matrix's product.
