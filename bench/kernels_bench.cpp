@@ -111,6 +111,12 @@ struct WeightSet {
   }
 };
 
+// " row blocks" for a matrix in WeightLayout::kRowBlocks (the default for BF16 products on
+// vdpbf16ps; DSV3_ROW_BLOCKS=0 keeps the rows), else "".
+std::string row_blocks_label(const WeightMatrix& w) {
+  return w.layout == dsv3::WeightLayout::kRowBlocks ? " row blocks" : "";
+}
+
 size_t cold_count(DType dtype, int64_t rows, int64_t cols) {
   const size_t bytes = size_t(rows * cols) * dsv3::dtype_size(dtype);
   return std::max<size_t>(1, (kColdBytes + bytes - 1) / bytes);
@@ -257,7 +263,8 @@ void BM_MatmulBf16(benchmark::State& state) {
                  (dsv3::kernels::rounds_activations_to_bf16(weights.matrices[0]) &&
                           dsv3::kernels::cpu_has_avx512_bf16()
                       ? (dsv3::kernels::amx_bf16_active() ? " amx (DSV3_AMX=1)" : " vdpbf16ps")
-                      : ""));
+                      : "") +
+                 row_blocks_label(weights.matrices[0]));
   dsv3::kernels::set_activation_precision(previous);
 }
 
@@ -283,7 +290,8 @@ void BM_MatvecBf16(benchmark::State& state) {
   state.counters["GB/s"] =
       benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
   state.SetLabel(std::string(dsv3::kernels::activation_precision_name(precision)) +
-                 (dsv3::kernels::simd::amx_bf16_rows(weights.matrices[0]) > 0 ? " amx" : ""));
+                 (dsv3::kernels::simd::amx_bf16_rows(weights.matrices[0]) > 0 ? " amx" : "") +
+                 row_blocks_label(weights.matrices[0]));
   dsv3::kernels::set_activation_precision(previous);
 }
 

@@ -1268,6 +1268,41 @@ TEST(Ops, DotAndAxpyMatchReference) {
   }
 }
 
+// Within float rounding of the reference (the SIMD forms may fuse a product into the addition).
+TEST(Ops, RotatePairsMatchesReference) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 900;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (bool interleaved : {true, false}) {
+      for (int64_t half : {1, 5, 8, 32, 33}) {
+        const int64_t heads = 3, stride = 2 * half + 3;
+        const std::vector<float> x = random_floats(heads * stride, ++seed);
+        const std::vector<float> cos = random_floats(half, ++seed), sin = random_floats(half, ++seed);
+        std::vector<float> fast = x, reference = x;
+        rotate_pairs(fast.data(), heads, stride, cos.data(), sin.data(), half, interleaved);
+        rotate_pairs_reference(reference.data(), heads, stride, cos.data(), sin.data(), half,
+                               interleaved);
+        for (int64_t h = 0; h < heads; ++h) {
+          for (int64_t i = 0; i < half; ++i) {
+            const int64_t first = h * stride + (interleaved ? 2 * i : i);
+            const int64_t second = first + (interleaved ? 1 : half);
+            // Both outputs of the pair: at most a few float roundings of |a| |c| + |b| |s|, and
+            // the rotation really applied (the reference moved them).
+            const float scale = std::fabs(x[size_t(first)]) * (std::fabs(cos[size_t(i)]) + std::fabs(sin[size_t(i)])) +
+                                std::fabs(x[size_t(second)]) * (std::fabs(cos[size_t(i)]) + std::fabs(sin[size_t(i)]));
+            for (int64_t at : {first, second})
+              EXPECT_NEAR(fast[size_t(at)], reference[size_t(at)], 4e-7f * scale)
+                  << isa_name(isa) << " half " << half << (interleaved ? " interleaved" : "")
+                  << " head " << h << " pair " << i;
+          }
+        }
+        EXPECT_NE(0, std::memcmp(reference.data(), x.data(), x.size() * sizeof(float)));
+      }
+    }
+  }
+}
+
 TEST(Ops, WeightedRowSumIsBitwiseTheAxpysInOrder) {
   KernelSettingsGuard guard;
   for (KernelIsa isa : supported_isas()) {

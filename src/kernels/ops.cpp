@@ -94,6 +94,26 @@ void sigmoid(const float* x, int64_t n, float* out) {
   sigmoid_reference(x, n, out);
 }
 
+void rotate_pairs_reference(float* x, int64_t heads, int64_t stride, const float* cos,
+                            const float* sin, int64_t half, bool interleaved) {
+  for (int64_t h = 0; h < heads; ++h) {
+    float* head = x + h * stride;
+    for (int64_t i = 0; i < half; ++i) {
+      const int64_t first = interleaved ? 2 * i : i, second = interleaved ? 2 * i + 1 : i + half;
+      const float a = head[first], b = head[second];
+      head[first] = a * cos[i] - b * sin[i];
+      head[second] = a * sin[i] + b * cos[i];
+    }
+  }
+}
+
+void rotate_pairs(float* x, int64_t heads, int64_t stride, const float* cos, const float* sin,
+                  int64_t half, bool interleaved) {
+  if (const auto* kernels = active_kernels())
+    return kernels->rotate_pairs(x, heads, stride, cos, sin, half, interleaved);
+  rotate_pairs_reference(x, heads, stride, cos, sin, half, interleaved);
+}
+
 void softmax(float* row, int64_t n) {
   if (const auto* kernels = active_kernels()) return kernels->softmax(row, n);
   softmax_reference(row, n);

@@ -35,6 +35,12 @@ void axpy(float alpha, const float* x, float* y, int64_t n);
 void weighted_row_sum(const float* const* rows, const float* weights, int64_t count, int64_t n,
                       float* out);
 
+// RoPE: `heads` vectors (vector h at x + h * stride) rotated by one position's `half` cosines
+// and sines. Pair i is (2i, 2i + 1) when interleaved, else (i, i + half):
+//   first' = first * cos[i] - second * sin[i],  second' = first * sin[i] + second * cos[i].
+void rotate_pairs(float* x, int64_t heads, int64_t stride, const float* cos, const float* sin,
+                  int64_t half, bool interleaved);
+
 // The scalar references (double accumulation where a sum is taken).
 void rms_norm_reference(const float* x, const float* weight, int64_t n, float eps, float* out);
 void silu_mul_reference(const float* gate, const float* up, int64_t n, float* out);
@@ -45,5 +51,7 @@ float dot_reference(const float* a, const float* b, int64_t n);
 void axpy_reference(float alpha, const float* x, float* y, int64_t n);
 void weighted_row_sum_reference(const float* const* rows, const float* weights, int64_t count,
                                 int64_t n, float* out);
+void rotate_pairs_reference(float* x, int64_t heads, int64_t stride, const float* cos,
+                            const float* sin, int64_t half, bool interleaved);
 
 }  // namespace dsv3::kernels

@@ -1,6 +1,7 @@
 #include "model/moe.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -54,7 +55,7 @@ void route_token(const Config& config, const RouterWeights& gate, const float* l
   const int64_t top_k = config.num_experts_per_tok;
   // Scratch kept by the thread: no allocation per call once warm.
   thread_local std::vector<float> scores, choice, group_scores;
-  thread_local std::vector<int64_t> best, kept_groups, chosen;
+  thread_local std::vector<int64_t> kept_groups, chosen;
   thread_local std::vector<uint8_t> group_kept;
   scores.resize(experts);
   choice.resize(experts);
@@ -62,10 +63,20 @@ void route_token(const Config& config, const RouterWeights& gate, const float* l
   kernels::sigmoid(logits, experts, scores.data());
   for (int64_t e = 0; e < experts; ++e)
     choice[e] = scores[e] + gate.e_score_correction_bias[e];  // bias steers choice only
-  // A group's score is the sum of its two best experts; keep the best topk_group groups.
+  // A group's score is the sum of its two best experts (the best first); keep the best
+  // topk_group groups.
   for (int64_t g = 0; g < groups; ++g) {
-    top_k_indices(choice.data() + g * per_group, per_group, 2, best);
-    group_scores[g] = choice[g * per_group + best[0]] + choice[g * per_group + best[1]];
+    const float* group = choice.data() + g * per_group;
+    float first = group[0], second = -std::numeric_limits<float>::infinity();
+    for (int64_t e = 1; e < per_group; ++e) {
+      if (group[e] > first) {
+        second = first;
+        first = group[e];
+      } else if (group[e] > second) {
+        second = group[e];
+      }
+    }
+    group_scores[g] = first + second;
   }
   group_kept.assign(groups, 0);
   top_k_indices(group_scores.data(), groups, config.topk_group, kept_groups);

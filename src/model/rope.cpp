@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/ops.h"
+
 namespace dsv3 {
 
 namespace {
@@ -118,18 +120,9 @@ void Rope::rotation(int64_t position, int64_t sequence_length, Rotation& rotatio
 }
 
 void Rope::apply(const Rotation& rotation, float* x, int64_t heads, int64_t stride) const {
-  const int64_t half = dim_ / 2;
-  for (int64_t h = 0; h < heads; ++h) {
-    float* head = x + h * stride;
-    for (int64_t i = 0; i < half; ++i) {
-      // (a + ib) * (cos + i sin) on the pair (first, second).
-      const int64_t first = interleave_ ? 2 * i : i;
-      const int64_t second = interleave_ ? 2 * i + 1 : i + half;
-      const float a = head[first], b = head[second];
-      head[first] = a * rotation.cos[i] - b * rotation.sin[i];
-      head[second] = a * rotation.sin[i] + b * rotation.cos[i];
-    }
-  }
+  // (a + ib) * (cos + i sin) on each pair (a, b).
+  kernels::rotate_pairs(x, heads, stride, rotation.cos.data(), rotation.sin.data(), dim_ / 2,
+                        interleave_);
 }
 
 }  // namespace dsv3

@@ -56,6 +56,13 @@ struct Avx2 {
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static F min(F a, F b) { return _mm256_min_ps(a, b); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  // (v1, v0, v3, v2, ...): each pair of lanes swapped.
+  static F swap_pairs(F v) { return _mm256_permute_ps(v, 0xb1); }
+  // (p[0], p[0], p[1], p[1], p[2], p[2], p[3], p[3]).
+  static F load_duplicated(const float* p) {
+    const __m256i twice = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), twice);
+  }
   static F round(F v) { return _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static F zero_where_less(F value, F a, F b) {
     return _mm256_and_ps(value, _mm256_cmp_ps(a, b, _CMP_NLT_UQ));
@@ -131,6 +138,7 @@ constexpr IsaKernels kAvx2Kernels{
     .dot = &dot<Avx2>,
     .axpy = &axpy<Avx2>,
     .weighted_row_sum = &weighted_row_sum<Avx2>,
+    .rotate_pairs = &rotate_pairs<Avx2>,
     .attention_scores = &attention_scores<Avx2>,
     .attention_weighted_sum = &attention_weighted_sum<Avx2>,
 };

@@ -61,6 +61,13 @@ struct Avx512 {
     _mm_storeu_ps(out, reduce_add4_avx512(a, b, c, d));
   }
   static float reduce_max(F v) { return _mm512_reduce_max_ps(v); }
+  // (v1, v0, v3, v2, ...): each pair of lanes swapped.
+  static F swap_pairs(F v) { return _mm512_permute_ps(v, 0xb1); }
+  // (p[0], p[0], p[1], p[1], ..., p[7], p[7]).
+  static F load_duplicated(const float* p) {
+    const __m512i twice = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    return _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(_mm256_loadu_ps(p)));
+  }
 
   static F from_bf16(__m256i bits) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
@@ -105,6 +112,7 @@ constexpr IsaKernels kAvx512Kernels{
     .dot = &dot<Avx512>,
     .axpy = &axpy<Avx512>,
     .weighted_row_sum = &weighted_row_sum<Avx512>,
+    .rotate_pairs = &rotate_pairs<Avx512>,
     .attention_scores = &attention_scores<Avx512>,
     .attention_weighted_sum = &attention_weighted_sum<Avx512>,
 };

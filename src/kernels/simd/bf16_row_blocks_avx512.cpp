@@ -35,7 +35,6 @@ namespace dsv3::kernels::simd {
 namespace {
 
 constexpr int64_t kLanes = kRowBlockRows;  // rows per block, one per float lane
-constexpr int64_t kPairBytes = 64;         // one column pair of a block
 // Up to this many tokens the weights stream from memory once (decode).
 constexpr int kMaxStreamTokens = 8;
 // Register tile of the prefill passes: 2 blocks x 12 tokens = 24 accumulators.
@@ -176,7 +175,8 @@ inline void for_block_tiles(int64_t begin, int64_t end, Tile&& tile) {
 // tile's 2 to 4 streams, and prefetching the next tile (into L2) or a few KB ahead in each stream
 // (into L1 or L2) measured slower, as did prefetching the thread's next range at its last tile
 // (BM_MatvecBf16, one token: 39-42 GB/s on one core without, 31-36 with; a bench-shape decode
-// 84.5 % of the roofline without, 66-72 % with).
+// 84.5 % of the roofline without, 66-72 % with). Tiles of 4 blocks for up to 3 tokens: 2 streamed
+// as fast, 8 at 16 GB/s.
 template <int kTokens>
 void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   constexpr int kBlocks = kTokens <= 3 ? 4 : kTokens <= 6 ? 3 : 2;

@@ -48,6 +48,8 @@ struct IsaKernels {
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
   void (*weighted_row_sum)(const float* const* rows, const float* weights, int64_t count,
                            int64_t n, float* out);
+  void (*rotate_pairs)(float* x, int64_t heads, int64_t stride, const float* cos,
+                       const float* sin, int64_t half, bool interleaved);
   // kernels/attention_ops.h
   void (*attention_scores)(const float* queries, int64_t query_stride, int64_t n_queries,
                            const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,

@@ -1,7 +1,8 @@
 // The row operations (RMSNorm, SwiGLU, softmax, dot, axpy), written once against a vector type
 // V and compiled once per instruction set; see matmul_impl.h for the contract. V also provides
 // sub, div, max, min, reduce_max, exp2_int (2^n for integral-valued n in [-126, 127]), round
-// (to nearest) and zero_where_less(value, a, b) (value, with 0 in the lanes where a < b).
+// (to nearest), zero_where_less(value, a, b) (value, with 0 in the lanes where a < b),
+// swap_pairs (lanes 2k and 2k + 1 exchanged) and load_duplicated (kLanes / 2 floats, each twice).
 #pragma once
 
 namespace dsv3::kernels::simd {
@@ -191,6 +192,49 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
         y + i,
         V::fma(alpha_broadcast, V::load_partial(x + i, count), V::load_partial(y + i, count)),
         count);
+  }
+}
+
+// kernels::rotate_pairs: each product rounded, then one addition or subtraction, as the scalar
+// form computes it. Interleaved, a vector holds kLanes / 2 pairs (a, b): its products with the
+// duplicated cosines, plus the pair-swapped vector's with the duplicated sines negated in the
+// even lanes (a c + b (-s) = a c - b s, b c + a s).
+template <class V>
+void rotate_pairs(float* x, int64_t heads, int64_t stride, const float* cos, const float* sin,
+                  int64_t half, bool interleaved) {
+  using F = typename V::F;
+  constexpr int64_t L = V::kLanes;
+  static constexpr float kAlternating[16] = {-1, 1, -1, 1, -1, 1, -1, 1,
+                                             -1, 1, -1, 1, -1, 1, -1, 1};
+  const F signs = V::load(kAlternating);
+  for (int64_t h = 0; h < heads; ++h) {
+    float* head = x + h * stride;
+    int64_t i = 0;
+    if (interleaved) {
+      for (; i + L / 2 <= half; i += L / 2) {
+        const F pairs = V::load(head + 2 * i);
+        const F sines = V::mul(V::load_duplicated(sin + i), signs);
+        V::store(head + 2 * i, V::add(V::mul(pairs, V::load_duplicated(cos + i)),
+                                      V::mul(V::swap_pairs(pairs), sines)));
+      }
+      for (; i < half; ++i) {
+        const float a = head[2 * i], b = head[2 * i + 1];
+        head[2 * i] = a * cos[i] - b * sin[i];
+        head[2 * i + 1] = a * sin[i] + b * cos[i];
+      }
+    } else {
+      for (; i + L <= half; i += L) {
+        const F a = V::load(head + i), b = V::load(head + half + i);
+        const F c = V::load(cos + i), s = V::load(sin + i);
+        V::store(head + i, V::sub(V::mul(a, c), V::mul(b, s)));
+        V::store(head + half + i, V::add(V::mul(a, s), V::mul(b, c)));
+      }
+      for (; i < half; ++i) {
+        const float a = head[i], b = head[half + i];
+        head[i] = a * cos[i] - b * sin[i];
+        head[half + i] = a * sin[i] + b * cos[i];
+      }
+    }
   }
 }
 
