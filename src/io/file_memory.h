@@ -25,7 +25,8 @@ FileMemory file_memory();
 void set_file_memory(FileMemory memory);
 
 // The `size` bytes of the open file `fd` (named `path` in errors) in memory as `memory` says
-// (kAuto decided here), read-only, from `data` on; release with munmap(mapping, mapped_bytes).
+// (kAuto decided here), from `data` on (read-only when mapped); release with
+// munmap(mapping, mapped_bytes).
 // A copy puts the file's byte `aligned_offset` on a page boundary (a mapping has the file's own
 // alignment). Throws dsv3::Error.
 // A copy is left writable: a model load regroups BF16 matrices in it in place

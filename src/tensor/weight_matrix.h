@@ -28,7 +28,7 @@ inline int64_t row_block_index(int64_t row, int64_t col, int64_t cols) {
 
 struct WeightMatrix {
   DType dtype = DType::F32;  // F32, F16, BF16, F8_E4M3, Q8 or Q4
-  const void* data = nullptr;  // row-major [rows][cols] (Q4: rows of packed chunks, row_bytes())
+  const void* data = nullptr;  // [rows][cols] as `layout` says (Q4: rows of packed chunks)
   int64_t rows = 0;            // output features
   int64_t cols = 0;            // input features
   // FP8 block scaling, the official DeepSeek-V3 layout:
