@@ -16,7 +16,7 @@ namespace {
 
 // Indices of the k largest values into `order` (resized to k, largest first), ties to the lower
 // index (deterministic; torch.topk leaves tie order unspecified). An insertion into the k best so
-// far: k is small (a group's 2, topk_group, num_experts_per_tok), and this runs for every token
+// far: k is small (topk_group, num_experts_per_tok), and this runs for every token
 // of every MoE layer (a partial sort of every index made moe.route of a 512-token prefill of
 // the bench shape 4.9 ms instead of 3.3).
 void top_k_indices(const float* values, int64_t n, int64_t k, std::vector<int64_t>& order) {

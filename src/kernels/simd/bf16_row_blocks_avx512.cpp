@@ -55,13 +55,10 @@ struct Chunk {
 };
 
 // What a tile prefetches into L2 as it goes: the lines its steps read, kBlocks blocks further
-// on (`ahead`, running on into `next` past range_end), and/or spread_lines lines per step of
+// on (`ahead`, the next tile's, in a range's first pass), and/or spread_lines lines per step of
 // [spread, spread_end) (the next panel).
 struct Prefetch {
   const char* ahead = nullptr;
-  const char* range_end = nullptr;
-  const void* next = nullptr;  // as Bf16MatmulJob::prefetch_next
-  int64_t next_bytes = 0;
   const char* spread = nullptr;
   const char* spread_end = nullptr;
   int64_t spread_lines = 0;
@@ -118,9 +115,7 @@ inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_
 #pragma GCC unroll 4
         for (int b = 0; b < kBlocks; ++b) {
           const char* line = prefetch.ahead + (b * block_elements + pair * 2 * kLanes) * 2;
-          __builtin_prefetch(prefetch_target(line, prefetch.range_end, prefetch.next,
-                                             prefetch.next_bytes),
-                             0, 2);
+          __builtin_prefetch(line, 0, 2);
         }
     }
     for (int64_t line = 0; line < prefetch.spread_lines && prefetch.spread < prefetch.spread_end;
@@ -223,7 +218,6 @@ void gemm_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
         std::max<int64_t>((passes - 1) * tiles * ((pairs + kStepPairs - 1) / kStepPairs), 1);
     spread.spread_lines = ((spread.spread_end - spread.spread) / 64 + later_steps - 1) / later_steps;
     Prefetch first_pass;
-    first_pass.range_end = bytes + row1 * row_bytes;
     for_token_tiles<kPassTokens>(job.n_tokens, [&](int64_t pass, int64_t token, auto tokens) {
       constexpr int kTokens = decltype(tokens)::value;
       Prefetch none;
