@@ -435,6 +435,74 @@ TEST(Model, LogitsToKeepGivesTheLastRows) {
   EXPECT_EQ(tail, last2);
 }
 
+// Keeping the logits of only the last tokens, the last layer runs for those alone (the others
+// only write their latents into the cache): their logits, and the caches for the next step, are
+// bitwise those of the whole pass. For every weight format, activation and attention precision,
+// two sequences in one batch (one padded), kept rows 1 and 2.
+TEST(Model, KeptRowsGetTheBitsOfTheWholePass) {
+  const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
+  std::vector<std::string> dirs = {f32, make_checkpoint("tiny-smallvocab", "bf16"),
+                                   make_checkpoint("tiny-smallvocab", "fp8"),
+                                   make_checkpoint("tiny", "bf16")};
+  for (DType format : {DType::Q8, DType::Q4}) {
+    const std::string dir = f32 + "-" + std::string(dtype_name(format));
+    QuantizeOptions options;
+    options.format = format;
+    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
+    dirs.push_back(dir);
+  }
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  for (const std::string& dir : dirs) {
+    CausalLM model = CausalLM::from_pretrained(dir);
+    const int64_t vocab = model.config().vocab_size;
+    std::vector<int32_t> first(40), second(13);
+    for (size_t i = 0; i < first.size(); ++i) first[i] = int32_t((i * 37 + 5) % 500);
+    for (size_t i = 0; i < second.size(); ++i) second[i] = int32_t((i * 53 + 11) % 500);
+    std::vector<uint8_t> padding(second.size(), 1);
+    padding[0] = padding[1] = 0;  // left padding
+    for (auto activations : {kernels::ActivationPrecision::kF32, kernels::ActivationPrecision::kBf16})
+      for (auto attention : {AttentionPrecision::kF32, AttentionPrecision::kBf16}) {
+        kernels::set_activation_precision(activations);
+        set_attention_precision(attention);
+        // Logits of the kept rows, then of one more token per sequence.
+        auto run = [&](int64_t kept) {
+          LatentCache first_cache = model.new_cache(48), second_cache = model.new_cache(48);
+          SequenceInput sequences[2] = {{first, &first_cache}, {second, &second_cache}};
+          sequences[1].attention_mask = padding;
+          std::vector<float> logits = model.forward_batch(sequences, kept);
+          const int32_t next[2] = {7, 9};
+          std::vector<uint8_t> next_padding = padding;
+          next_padding.push_back(1);
+          SequenceInput steps[2] = {{std::span(next, 1), &first_cache},
+                                    {std::span(next + 1, 1), &second_cache}};
+          steps[1].attention_mask = next_padding;
+          const std::vector<float> step = model.forward_batch(steps, 1);
+          logits.insert(logits.end(), step.begin(), step.end());
+          return logits;
+        };
+        const std::vector<float> whole = run(0);
+        for (int64_t kept : {1, 2}) {
+          std::vector<float> expected;
+          const int64_t first_end = int64_t(first.size()) * vocab;
+          const int64_t second_end = first_end + int64_t(second.size()) * vocab;
+          expected.insert(expected.end(), whole.begin() + first_end - kept * vocab,
+                          whole.begin() + first_end);
+          expected.insert(expected.end(), whole.begin() + second_end - kept * vocab,
+                          whole.begin() + second_end);
+          expected.insert(expected.end(), whole.begin() + second_end, whole.end());
+          const std::vector<float> trimmed = run(kept);
+          ASSERT_EQ(trimmed.size(), expected.size());
+          EXPECT_EQ(0, std::memcmp(trimmed.data(), expected.data(), expected.size() * sizeof(float)))
+              << dir << " kept " << kept << " activations " << int(activations) << " attention "
+              << int(attention);
+        }
+      }
+  }
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
+}
+
 TEST(Model, RejectsBadInput) {
   CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
   LatentCache cache = model.new_cache(4);

@@ -97,6 +97,22 @@ bool expanded_is_cheaper(const Shape& s, const Group& group) {
   return expanded < absorbed;
 }
 
+// The form a group is attended in: the one asked for, else the cheaper.
+AttentionMode form_of(const Shape& s, const Group& group) {
+  if (group.mode != AttentionMode::kAuto) return group.mode;
+  return expanded_is_cheaper(s, group) ? AttentionMode::kExpanded : AttentionMode::kAbsorbed;
+}
+
+// Token t's latent (kv_a_layernorm of the first kv_lora_rank values of its kv_a_proj row kv_t)
+// and its rope key (the rest, rotated by its position) into its cache slot.
+void write_latent(const Shape& s, const AttentionWeights& w, const Rope& rope, int64_t layer,
+                  const TokenBatch& batch, int64_t t, const float* kv_t) {
+  float* slot = batch.caches[t]->row(layer, batch.slots[t]);
+  kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
+  std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
+  rope.apply(batch.rotations[t], slot + s.rank, 1, s.rope);
+}
+
 // Buffers of one attention call, grown on demand and kept by the thread: once warm, a decode
 // step allocates nothing.
 struct AttentionScratch {
@@ -504,13 +520,8 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   const float* kv = scratch.kv.data();
   for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const float* kv_t = kv + t * (s.rank + s.rope);
-      float* slot = batch.caches[t]->row(layer, batch.slots[t]);
-      kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
-      std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
-      const Rope::Rotation& rotation = batch.rotations[t];
-      rope.apply(rotation, slot + s.rank, 1, s.rope);
-      rope.apply(rotation, q + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
+      write_latent(s, w, rope, layer, batch, t, kv + t * (s.rank + s.rope));
+      rope.apply(batch.rotations[t], q + t * s.heads * s.head_dim + s.nope, s.heads, s.head_dim);
     }
   });
 
@@ -519,15 +530,35 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   const float scale = float(rope.softmax_scale());
   scratch.attention_out.resize(tokens * s.heads * s.v);
   for (const Group& group : group_by_cache(batch)) {
-    const bool expanded = group.mode == AttentionMode::kExpanded ||
-                          (group.mode == AttentionMode::kAuto && expanded_is_cheaper(s, group));
-    if (expanded)
+    if (form_of(s, group) == AttentionMode::kExpanded)
       attend_expanded(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
     else
       attend_absorbed(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
   }
   phase.next("attn.o_proj");
   linear(w.o_proj, scratch.attention_out.data(), tokens, out);
+}
+
+void attention_forms(const Config& config, const TokenBatch& batch, AttentionMode* forms) {
+  const Shape s(config);
+  for (const Group& group : group_by_cache(batch))
+    std::fill_n(forms + group.first, group.count, form_of(s, group));
+}
+
+void mla_write_cache(const Config& config, const Rope& rope, const AttentionWeights& w,
+                     int64_t layer, const float* hidden, const TokenBatch& batch) {
+  const Shape s(config);
+  const int64_t tokens = batch.tokens;
+  AttentionScratch& scratch = attention_scratch();
+  profile::Phase phase("attn.q_a+kv_a");
+  scratch.kv.resize(tokens * (s.rank + s.rope));
+  linear(w.kv_a_proj_with_mqa, hidden, tokens, scratch.kv.data());
+  phase.next("attn.rope_cache");
+  const float* kv = scratch.kv.data();
+  for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      write_latent(s, w, rope, layer, batch, t, kv + t * (s.rank + s.rope));
+  });
 }
 
 }  // namespace dsv3

@@ -77,4 +77,15 @@ struct TokenBatch {
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& weights,
                    int64_t layer, const float* hidden, const TokenBatch& batch, float* out);
 
+// Only the cache writes of mla_attention: the tokens' latents into their caches, for tokens
+// whose attention output nobody reads (the last layer's, where only later tokens' logits are
+// kept). `hidden` as mla_attention's.
+void mla_write_cache(const Config& config, const Rope& rope, const AttentionWeights& weights,
+                     int64_t layer, const float* hidden, const TokenBatch& batch);
+
+// The form, kAbsorbed or kExpanded, mla_attention attends each token of `batch` in, into
+// forms[batch.tokens]. A pass over only some of these tokens attends them alike (to the bit)
+// when given these as TokenBatch::sequence_modes.
+void attention_forms(const Config& config, const TokenBatch& batch, AttentionMode* forms);
+
 }  // namespace dsv3

@@ -59,4 +59,18 @@ void decoder_layer_forward(const Config& config, const Rope& rope, const Decoder
   add_rows(branch.data(), tokens, width, hidden);
 }
 
+void decoder_layer_write_cache(const Config& config, const Rope& rope,
+                               const DecoderLayerWeights& weights, int64_t layer,
+                               const TokenBatch& batch, const float* hidden) {
+  thread_local std::vector<float> thread_normed;
+  std::vector<float>& normed = thread_normed;
+  normed.resize(batch.tokens * config.hidden_size);
+  {
+    profile::Phase phase("norm+residual");
+    rms_norm_rows(weights.input_layernorm, hidden, batch.tokens, config.hidden_size,
+                  normed.data());
+  }
+  mla_write_cache(config, rope, weights.self_attn, layer, normed.data(), batch);
+}
+
 }  // namespace dsv3

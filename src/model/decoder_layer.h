@@ -16,4 +16,10 @@ namespace dsv3 {
 void decoder_layer_forward(const Config& config, const Rope& rope, const DecoderLayerWeights& weights,
                            int64_t layer, const TokenBatch& batch, float* hidden);
 
+// Only the cache writes of the layer (mla_write_cache of input_layernorm(hidden)): for tokens
+// whose output nobody reads. `hidden` ([tokens][hidden_size]) is left as it is.
+void decoder_layer_write_cache(const Config& config, const Rope& rope,
+                               const DecoderLayerWeights& weights, int64_t layer,
+                               const TokenBatch& batch, const float* hidden);
+
 }  // namespace dsv3

@@ -24,6 +24,13 @@ Footprint model_footprint(const Config& config, const ModelWeights& weights);
 // token sees, causally (depth + 1 for the first token, depth + tokens for the last).
 int64_t prefill_attention_flops(const Config& config, int64_t tokens, int64_t depth = 0);
 
+// 2 x multiply-adds that a prefill of `tokens` tokens after `depth` cached ones leaves out when
+// only its last token's hidden state is kept (Model::forward_batch's rows_kept = 1): for the
+// other tokens the last layer computes kv_a_proj (their latents go into the cache) and, in the
+// expanded form of its attention, kv_b_proj, and nothing else.
+int64_t prefill_skipped_flops(const Config& config, const ModelWeights& weights, int64_t tokens,
+                              int64_t depth = 0);
+
 // Bytes of one weight matrix as stored (with its block scales).
 int64_t matrix_bytes(const WeightMatrix& matrix);
 

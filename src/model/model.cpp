@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <span>
+#include <vector>
 
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -40,10 +42,49 @@ int64_t token_count(const SequenceInput& sequence, int64_t width) {
                                      : int64_t(sequence.embeddings.size()) / width;
 }
 
+// Some tokens of a batch as a batch of their own: their entries of every per-token array, each
+// token attended in `forms`' form (the whole batch's, attention_forms).
+class SubBatch {
+ public:
+  SubBatch(const TokenBatch& batch, const AttentionMode* forms, std::span<const int64_t> rows) {
+    for (const int64_t t : rows) {
+      positions_.push_back(batch.positions[t]);
+      slots_.push_back(batch.slots[t]);
+      caches_.push_back(batch.caches[t]);
+      key_masks_.push_back(batch.key_masks ? batch.key_masks[t] : nullptr);
+      forms_.push_back(forms[t]);
+      rotations_.push_back(batch.rotations[t]);
+    }
+    batch_ = TokenBatch{int64_t(rows.size()), positions_.data(), slots_.data(),
+                        caches_.data(),       batch.sequence_length, AttentionMode::kAuto};
+    batch_.sequence_modes = forms_.data();
+    batch_.rotations = rotations_.data();
+    batch_.key_masks = key_masks_.data();
+  }
+  const TokenBatch& batch() const { return batch_; }
+
+ private:
+  std::vector<int64_t> positions_, slots_;
+  std::vector<LatentCache*> caches_;
+  std::vector<const uint8_t*> key_masks_;
+  std::vector<AttentionMode> forms_;
+  std::vector<Rope::Rotation> rotations_;
+  TokenBatch batch_;
+};
+
+// Rows `rows` of hidden states [][width], gathered.
+std::vector<float> gather_rows(const std::vector<float>& hidden, std::span<const int64_t> rows,
+                               int64_t width) {
+  std::vector<float> gathered(rows.size() * size_t(width));
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::copy_n(hidden.begin() + rows[i] * width, width, gathered.begin() + int64_t(i) * width);
+  return gathered;
+}
+
 }  // namespace
 
 std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences,
-                                        ForwardTrace* trace) const {
+                                        ForwardTrace* trace, int64_t rows_kept) const {
   const int64_t width = config_.hidden_size;
   int64_t tokens = 0, key_count = 0;
   for (const auto& sequence : sequences) {
@@ -136,6 +177,24 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
     trace->key_count = key_count;
   }
   if (record_hidden) trace->hidden_states.push_back(hidden);
+
+  // The tokens whose hidden states are returned (rows_kept), and the others. The last layer
+  // runs for the kept ones alone, the others only writing their latents into the caches (as
+  // llama.cpp's and vLLM's last layers skip the rows no logits are taken of): a 512-token
+  // prompt's last layer is a tenth of the bench model's prefill. Every product gives a token the
+  // bits it gets in any batch and the kept tokens keep the whole batch's attention forms, so
+  // their results do not change. Not with a trace or a routing log, which see every token.
+  std::vector<int64_t> kept_rows, other_rows;
+  int64_t offset = 0;
+  for (const auto& sequence : sequences) {
+    const int64_t count = token_count(sequence, width);
+    const int64_t kept = rows_kept <= 0 ? count : std::min(count, rows_kept);
+    for (int64_t i = 0; i < count; ++i)
+      (i < count - kept ? other_rows : kept_rows).push_back(offset + i);
+    offset += count;
+  }
+  const bool last_layer_kept_only = !other_rows.empty() && !record_hidden && !record_attentions &&
+                                    routing_log_ == nullptr && config_.num_hidden_layers > 0;
   for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer) {
     if (record_attentions) {
       auto& weights =
@@ -143,17 +202,30 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
       batch.attention_weights = weights.data();
       batch.attention_key_count = key_count;
     }
-    decoder_layer_forward(config_, rope_, weights_->layers[layer], layer, batch, hidden.data());
+    const DecoderLayerWeights& layer_weights = weights_->layers[layer];
+    if (last_layer_kept_only && layer + 1 == config_.num_hidden_layers) {
+      std::vector<AttentionMode> forms(tokens);
+      attention_forms(config_, batch, forms.data());
+      const SubBatch others(batch, forms.data(), other_rows), kept(batch, forms.data(), kept_rows);
+      decoder_layer_write_cache(config_, rope_, layer_weights, layer, others.batch(),
+                                gather_rows(hidden, other_rows, width).data());
+      hidden = gather_rows(hidden, kept_rows, width);
+      decoder_layer_forward(config_, rope_, layer_weights, layer, kept.batch(), hidden.data());
+      break;
+    }
+    decoder_layer_forward(config_, rope_, layer_weights, layer, batch, hidden.data());
     // The last layer's output is recorded after the final norm, as transformers does.
     if (record_hidden && layer + 1 < config_.num_hidden_layers)
       trace->hidden_states.push_back(hidden);
   }
   for (const auto& sequence : sequences) sequence.cache->advance(token_count(sequence, width));
+  if (int64_t(hidden.size()) / width != int64_t(kept_rows.size()))
+    hidden = gather_rows(hidden, kept_rows, width);
 
   {
     profile::Phase phase("norm+residual");
     float* rows = hidden.data();
-    for_row_ranges(tokens, [&](int64_t begin, int64_t end) {
+    for_row_ranges(int64_t(kept_rows.size()), [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row)
         kernels::rms_norm(rows + row * width, weights_->norm.weight.data(), width,
                           weights_->norm.eps, rows + row * width);
@@ -189,18 +261,9 @@ std::vector<float> CausalLM::forward(std::span<const int32_t> ids, LatentCache& 
 std::vector<float> CausalLM::forward_batch(std::span<const SequenceInput> sequences,
                                            int64_t logits_to_keep) const {
   const int64_t width = config().hidden_size;
-  const std::vector<float> hidden = model_->forward_batch(sequences);
-  // Gather the kept rows of each sequence, then one lm_head product over all of them.
-  std::vector<float> kept_hidden;
-  int64_t offset = 0;
-  for (const auto& sequence : sequences) {
-    const int64_t tokens = int64_t(sequence.ids.size());
-    const int64_t kept = (logits_to_keep <= 0 || logits_to_keep > tokens) ? tokens : logits_to_keep;
-    kept_hidden.insert(kept_hidden.end(), hidden.begin() + (offset + tokens - kept) * width,
-                       hidden.begin() + (offset + tokens) * width);
-    offset += tokens;
-  }
-  return logits_of(kept_hidden.data(), int64_t(kept_hidden.size()) / width);
+  // The kept rows of every sequence, then one lm_head product over all of them.
+  const std::vector<float> hidden = model_->forward_batch(sequences, nullptr, logits_to_keep);
+  return logits_of(hidden.data(), int64_t(hidden.size()) / width);
 }
 
 }  // namespace dsv3

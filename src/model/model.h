@@ -71,10 +71,12 @@ class Model {
   // last hidden state (after the final norm), [ids.size()][hidden_size].
   std::vector<float> forward(std::span<const int32_t> ids, LatentCache& cache) const;
 
-  // Several sequences at once (their matrix products shared); the hidden states of all their
-  // new tokens, concatenated in order, [total tokens][hidden_size]. `trace` records more.
+  // Several sequences at once (their matrix products shared); the hidden states of their new
+  // tokens, concatenated in order, [tokens][hidden_size]: of all of them, or of the last
+  // `rows_kept` of each sequence when rows_kept > 0 (the last layer then runs for those alone,
+  // their results unchanged). `trace` records more (of every token).
   std::vector<float> forward_batch(std::span<const SequenceInput> sequences,
-                                   ForwardTrace* trace = nullptr) const;
+                                   ForwardTrace* trace = nullptr, int64_t rows_kept = 0) const;
 
  private:
   Config config_;

@@ -212,11 +212,18 @@ int run_bench(const CommandArgs& argv) {
   const double decode_roofline_pct = median(roofline_pct_runs);
   const double best_roofline = best_bandwidth * 1e9 / weight_bytes_per_token;
   // The prompt's arithmetic: its matrix products and its causal attention products (scores
-  // and weighted sums: 8 of the bench shape's 150 GFLOP in a 512-token prompt).
+  // and weighted sums: 8 of the bench shape's 150 GFLOP in a 512-token prompt). These are the
+  // model's flops, as llama.cpp's and the figures count them; the prefill leaves out
+  // the last layer's for all but the last token (Model::forward_batch), and the flops it
+  // executes are reported beside them.
   const int64_t attention_flops = prefill_attention_flops(config, prompt_tokens);
   const double prefill_flops =
       double(footprint.flops_per_token) * double(prompt_tokens) + double(attention_flops);
   const double prefill_gflops = prefill_flops / prefill_seconds / 1e9;
+  const double prefill_executed_flops =
+      prefill_flops -
+      double(prefill_skipped_flops(config, model.model().weights(), prompt_tokens));
+  const double prefill_executed_gflops = prefill_executed_flops / prefill_seconds / 1e9;
   // The activation precision of the BF16-weight products that ran, and the peak to compare
   // with: the vdpbf16ps peak only when those products used vdpbf16ps.
   const WeightMatrix& sample_weight = model.model().weights().layers[0].self_attn.kv_b_proj;
@@ -270,6 +277,9 @@ int run_bench(const CommandArgs& argv) {
       {"flops_per_prompt_token", footprint.flops_per_token},
       {"prefill_attention_flops", attention_flops},
       {"prefill_flops", prefill_flops},
+      {"prefill_executed_flops", prefill_executed_flops},
+      {"prefill_executed_gflops", prefill_executed_gflops},
+      {"prefill_executed_peak_pct", 100.0 * prefill_executed_gflops / peak},
       {"repeat", repeats},
   };
   // Every run's figures, so the spread behind the medians is visible.
@@ -298,10 +308,13 @@ int run_bench(const CommandArgs& argv) {
       "best %.1f), peak %.0f GFLOP/s f32, %.0f GFLOP/s bf16\n",
       bandwidth, best_bandwidth, peak_f32, peak_bf16);
   std::printf(
-      "prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s (%.1f%% of the %s peak %.0f), ttft "
-      "%.0f ms\n",
+      "prefill          %lld tokens: %.1f tok/s, %.1f GFLOP/s of the model's flops (%.1f%% of the "
+      "%s peak %.0f), ttft %.0f ms\n"
+      "                 (executed: %.1f GFLOP/s, %.1f%% of the peak; the last layer runs only the "
+      "last token past its cache write)\n",
       (long long)prompt_tokens, prefill_tok_s, prefill_gflops, 100.0 * prefill_gflops / peak,
-      dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3);
+      dpbf16 ? "bf16" : "f32", peak, prefill_seconds * 1e3, prefill_executed_gflops,
+      100.0 * prefill_executed_gflops / peak);
   auto print_range = [&](const std::vector<double>& values) {
     if (values.size() < 2) return;
     std::printf("                 (median of %zu runs: %.1f to %.1f tok/s)\n", values.size(),
