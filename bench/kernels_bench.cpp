@@ -363,6 +363,42 @@ void BM_MoeGateUpBf16(benchmark::State& state) {
       benchmark::Counter(flops * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// One MoE layer of a bench-shape decode step: the stacked gate and up products ([1024 x 1024])
+// of 6 routed experts and the shared one in one group, then their down products ([1024 x 512])
+// in another, the weights cold (another layer's each time: 40 layers, 880 MB). Args: threads.
+// GB/s of weights (compare with BM_StreamRead).
+void BM_DecodeMoeBf16(benchmark::State& state) {
+  constexpr int64_t kExperts = 7, kHidden = 1024, kIntermediate = 512, kLayers = 40;
+  ThreadPool::global().set_num_threads(int(state.range(0)));
+  WeightSet gate_up(DType::BF16, 2 * kIntermediate, kHidden, size_t(kLayers * kExperts));
+  WeightSet down(DType::BF16, kHidden, kIntermediate, size_t(kLayers * kExperts));
+  const std::vector<float> x = random_floats(size_t(kHidden), 1);
+  const std::vector<float> activated = random_floats(size_t(kExperts * kIntermediate), 2);
+  std::vector<float> gate_up_out(size_t(kExperts * 2 * kIntermediate));
+  std::vector<float> down_out(size_t(kExperts * kHidden));
+  std::vector<dsv3::kernels::MatmulItem> gate_up_items, down_items;
+  int64_t layer = 0;
+  for (auto _ : state) {
+    gate_up_items.clear();
+    down_items.clear();
+    for (int64_t e = 0; e < kExperts; ++e) {
+      const size_t m = size_t(layer * kExperts + e);
+      gate_up_items.push_back(
+          {&gate_up.matrices[m], x.data(), 1, gate_up_out.data() + e * 2 * kIntermediate});
+      down_items.push_back({&down.matrices[m], activated.data() + e * kIntermediate, 1,
+                            down_out.data() + e * kHidden});
+    }
+    dsv3::kernels::matmul_group(gate_up_items);
+    dsv3::kernels::matmul_group(down_items);
+    benchmark::DoNotOptimize(down_out.data());
+    layer = (layer + 1) % kLayers;
+  }
+  const double bytes = double(kExperts) * 3.0 * double(kIntermediate * kHidden) * 2.0;
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(row_blocks_label(gate_up.matrices[0]));
+}
+
 // Args: n, threads (rows of a [64][n] activation block normalised in parallel, as in prefill).
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -626,6 +662,7 @@ BENCHMARK(BM_ExpertGroupBf16)
     ->UseRealTime();
 
 BENCHMARK(BM_MoeGateUpBf16)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_DecodeMoeBf16)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime();
 
 BENCHMARK(BM_AttentionScores)
     ->ArgNames({"calls", "queries", "keys", "dim", "threads"})

@@ -7,12 +7,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "kernel_test_support.h"
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
+#include "kernels/ops.h"
 #include "tensor/dtype.h"
 
 namespace dsv3::kernels {
@@ -142,6 +144,32 @@ TEST(AttentionBf16, MatchesReferenceAtOddSizes) {
           expect_near(sum, sum_reference, 1e-6 * std::sqrt(double(n_keys)),
                       label + " weighted sum");
         }
+      }
+    }
+  }
+}
+
+// softmax_to_bf16 gives bitwise the softmax then its rounding, zero-padded, on every kernel
+// set: rows of 1 to 70 scores (partial vectors), some -inf (padding), one all -inf.
+TEST(AttentionBf16, SoftmaxToBf16IsTheRoundedSoftmax) {
+  IsaGuard guard;
+  uint32_t seed = 900;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : {1, 2, 15, 16, 17, 33, 70}) {
+      for (int masked : {0, 1, 2}) {  // none, every third, all
+        std::vector<float> scores = random_floats(n, ++seed, 8.0f);
+        for (int64_t i = 0; i < n; ++i)
+          if ((masked == 1 && i % 3 == 1) || masked == 2)
+            scores[size_t(i)] = -std::numeric_limits<float>::infinity();
+        const int64_t padded = even(n) + 2;
+        std::vector<float> row = scores;
+        std::vector<uint16_t> fused(size_t(padded), 0xffff), expected(size_t(padded), 0xffff);
+        softmax_to_bf16(row.data(), n, fused.data(), padded);
+        row = scores;
+        softmax(row.data(), n);
+        round_rows_to_bf16(row.data(), n, 1, n, expected.data(), padded);
+        EXPECT_EQ(fused, expected) << isa_name(isa) << " n=" << n << " masked=" << masked;
       }
     }
   }

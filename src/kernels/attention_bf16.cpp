@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu_dispatch.h"
+#include "kernels/ops.h"
 #include "kernels/simd/isa_kernels.h"
 #include "tensor/dtype.h"
 
@@ -103,6 +105,20 @@ void round_rows_to_bf16(const float* x, int64_t x_stride, int64_t rows, int64_t 
     }
     std::fill(row + cols, row + out_stride, uint16_t(0));
   }
+}
+
+void softmax_to_bf16(float* row, int64_t n, uint16_t* probs, int64_t padded) {
+  if (!use_avx512_bf16()) {
+    softmax(row, n);
+    round_rows_to_bf16(row, n, 1, n, probs, padded);
+    return;
+  }
+  // The AVX-512 softmax's numerators and its 1 / sum (simd/ops_impl.h).
+  float max_value, sum;
+  softmax_numerators(row, n, &max_value, &sum);
+  const float scale = max_value == -std::numeric_limits<float>::infinity() ? 0.0f : 1.0f / sum;
+  simd::avx512_scale_to_bf16(row, n, scale, probs);
+  std::fill(probs + n, probs + padded, uint16_t(0));
 }
 
 void attention_scores_bf16_reference(const uint16_t* queries, int64_t query_stride,

@@ -41,6 +41,11 @@ void pack_values_bf16(const float* values, int64_t value_stride, int64_t n_keys,
 void round_rows_to_bf16(const float* x, int64_t x_stride, int64_t rows, int64_t cols,
                         uint16_t* out, int64_t out_stride);
 
+// The softmax of row[0, n) (kernels::softmax) rounded to bf16 into probs[0, n), zeros in
+// probs[n, padded): bitwise softmax then round_rows_to_bf16, the scaling and the rounding in
+// one pass. `row` is left holding the softmax's numerators, or its probabilities.
+void softmax_to_bf16(float* row, int64_t n, uint16_t* probs, int64_t padded);
+
 // scores[q * scores_stride + s] = scale * sum over d < dim of queries[q][d] * keys[s][d], for
 // q < n_queries, s < n_keys. queries: bf16 rows of query_stride (even) elements, zero from dim
 // on (round_rows_to_bf16); keys: pack_keys_bf16 of at least n_keys keys.

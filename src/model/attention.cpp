@@ -75,18 +75,35 @@ std::vector<Group> group_by_cache(const TokenBatch& batch) {
   return groups;
 }
 
-// Token t's scores over slots [0, visible) -> attention weights: padding slots (key_masks) get
-// none, a token that sees no slot gets all zeros (kernels::softmax); recorded for
-// output_attentions.
-void attention_probabilities(const TokenBatch& batch, int64_t t, int64_t h, int64_t heads,
-                             float* scores, int64_t visible) {
+// Token t's scores of its padding slots (key_masks) to -inf.
+void mask_padding(const TokenBatch& batch, int64_t t, float* scores, int64_t visible) {
   if (const uint8_t* mask = batch.key_masks ? batch.key_masks[t] : nullptr)
     for (int64_t slot = 0; slot < visible; ++slot)
       if (!mask[slot]) scores[slot] = -std::numeric_limits<float>::infinity();
+}
+
+// Token t's scores over slots [0, visible) -> attention weights: padding slots get none, a
+// token that sees no slot gets all zeros (kernels::softmax); recorded for output_attentions.
+void attention_probabilities(const TokenBatch& batch, int64_t t, int64_t h, int64_t heads,
+                             float* scores, int64_t visible) {
+  mask_padding(batch, t, scores, visible);
   kernels::softmax(scores, visible);
   if (batch.attention_weights)
     std::copy_n(scores, visible,
                 batch.attention_weights + (t * heads + h) * batch.attention_key_count);
+}
+
+// The same rounded to bf16 into probs[0, visible), zeros in probs[visible, padded).
+void attention_probabilities_bf16(const TokenBatch& batch, int64_t t, int64_t h, int64_t heads,
+                                  float* scores, int64_t visible, uint16_t* probs,
+                                  int64_t padded) {
+  if (batch.attention_weights) {
+    attention_probabilities(batch, t, h, heads, scores, visible);
+    kernels::round_rows_to_bf16(scores, visible, 1, visible, probs, padded);
+    return;
+  }
+  mask_padding(batch, t, scores, visible);
+  kernels::softmax_to_bf16(scores, visible, probs, padded);
 }
 
 // Multiply-adds of each form for one group (per head); the cheaper one is used in kAuto.
@@ -438,9 +455,8 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
                                    keys_seen, s.head_dim, scale, scores, keys_seen);
     for (int64_t j = 0; j < n; ++j) {
       key_counts[j] = batch.slots[t0 + j] + 1;
-      attention_probabilities(batch, t0 + j, h, s.heads, scores + j * keys_seen, key_counts[j]);
-      kernels::round_rows_to_bf16(scores + j * keys_seen, keys_seen, 1, key_counts[j],
-                                  rows + j * probs_stride, probs_stride);
+      attention_probabilities_bf16(batch, t0 + j, h, s.heads, scores + j * keys_seen,
+                                   key_counts[j], rows + j * probs_stride, probs_stride);
     }
     kernels::attention_weighted_sum_bf16(rows, probs_stride, n, key_counts,
                                          scratch.packed_values.data() + h * packed_value_elements,

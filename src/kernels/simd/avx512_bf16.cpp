@@ -383,14 +383,20 @@ void gemm_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   }
 }
 
-void round_row_to_bf16(const float* x, int64_t n, uint16_t* out) {
+// out[i] = f32_to_bf16(x[i] * scale), or of x[i] itself without a scale.
+template <bool kScaled>
+void round_row_to_bf16(const float* x, int64_t n, uint16_t* out, float scale = 1.0f) {
+  const __m512 factor = _mm512_set1_ps(scale);
+  auto value = [&](__m512 v) { return kScaled ? _mm512_mul_ps(v, factor) : v; };
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), round_to_bf16(_mm512_loadu_ps(x + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
+                        round_to_bf16(value(_mm512_loadu_ps(x + i))));
   }
   if (i < n) {
     const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
-    _mm256_mask_storeu_epi16(out + i, mask, round_to_bf16(_mm512_maskz_loadu_ps(mask, x + i)));
+    _mm256_mask_storeu_epi16(out + i, mask,
+                             round_to_bf16(value(_mm512_maskz_loadu_ps(mask, x + i))));
   }
 }
 
@@ -414,7 +420,11 @@ void avx512_bf16_matmul_rows(const Bf16MatmulJob& job, int64_t row_begin, int64_
 }
 
 void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out) {
-  round_row_to_bf16(x, n, out);
+  round_row_to_bf16<false>(x, n, out);
+}
+
+void avx512_scale_to_bf16(const float* x, int64_t n, float scale, uint16_t* out) {
+  round_row_to_bf16<true>(x, n, out, scale);
 }
 
 }  // namespace dsv3::kernels::simd

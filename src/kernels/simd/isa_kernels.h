@@ -121,6 +121,8 @@ void avx512_bf16_row_blocks_matmul_rows(const Bf16MatmulJob& job, int64_t row_be
                                         int64_t row_end);
 // out[i] = f32_to_bf16(x[i]) for i < n (bitwise); requires cpu_has_avx512_bf16().
 void avx512_round_to_bf16(const float* x, int64_t n, uint16_t* out);
+// out[i] = f32_to_bf16(x[i] * scale) for i < n (bitwise); requires cpu_has_avx512_bf16().
+void avx512_scale_to_bf16(const float* x, int64_t n, float scale, uint16_t* out);
 
 // The vdpbf16ps forms of kernels/attention_bf16.h (same arguments); require
 // cpu_has_avx512_bf16(). See simd/attention_bf16_avx512.cpp.
