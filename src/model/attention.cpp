@@ -17,6 +17,7 @@
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 #include "util/phase_profile.h"
+#include "util/scratch.h"
 
 namespace dsv3 {
 
@@ -250,8 +251,8 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   const int64_t tokens = group.count;
   // Per head: q_nope of every token [h][tokens][nope] -> W_UK^T q_nope [h][tokens][rank], all
   // heads in one group of products.
-  scratch.q_nope_heads.resize(s.heads * tokens * s.nope);
-  scratch.q_absorbed_heads.resize(s.heads * tokens * s.rank);
+  grow_scratch(scratch.q_nope_heads, s.heads * tokens * s.nope);
+  grow_scratch(scratch.q_absorbed_heads, s.heads * tokens * s.rank);
   scratch.products.clear();
   scratch.transposed_products.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
@@ -275,7 +276,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   // One query per token and head laid out as a cache row, [W_UK^T q_nope, q_rope]: a score is
   // then one dot product with the row [latent_s, k_rope_s].
   const int64_t row_size = s.rank + s.rope;
-  scratch.queries.resize(tokens * s.heads * row_size);
+  grow_scratch(scratch.queries, tokens * s.heads * row_size);
   for (int64_t i = 0; i < tokens; ++i)
     for (int64_t h = 0; h < s.heads; ++h) {
       float* query = scratch.queries.data() + (i * s.heads + h) * row_size;
@@ -292,7 +293,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   const int64_t threads = ThreadPool::global().num_threads();
   const int64_t heads_per_unit = (s.heads + threads - 1) / threads;
   const int64_t head_units = (s.heads + heads_per_unit - 1) / heads_per_unit;
-  scratch.latent_out.resize(tokens * s.heads * s.rank);
+  grow_scratch(scratch.latent_out, tokens * s.heads * s.rank);
   const float* cache_rows = group.cache->row(layer, 0);
   std::vector<int64_t>& short_tokens = scratch.short_tokens;
   short_tokens.clear();
@@ -327,8 +328,8 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
 
   phase.next("attn.value_up");
   // Per head: W_UV times the weighted latent, all heads in one group of products.
-  scratch.latent_heads.resize(s.heads * tokens * s.rank);
-  scratch.value_heads.resize(s.heads * tokens * s.v);
+  grow_scratch(scratch.latent_heads, s.heads * tokens * s.rank);
+  grow_scratch(scratch.value_heads, s.heads * tokens * s.v);
   scratch.products.clear();
   for (int64_t h = 0; h < s.heads; ++h) {
     float* latent_head = scratch.latent_heads.data() + h * tokens * s.rank;
@@ -351,11 +352,11 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
                      const TokenBatch& batch, const float* q, float scale, float* attention_out) {
   AttentionScratch& scratch = attention_scratch();
   const int64_t slots = group.visible_slots;
-  scratch.latents.resize(slots * s.rank);
+  grow_scratch(scratch.latents, slots * s.rank);
   for (int64_t slot = 0; slot < slots; ++slot)
     std::copy_n(group.cache->row(layer, slot), s.rank, scratch.latents.data() + slot * s.rank);
   const int64_t kv_width = s.heads * (s.nope + s.v);
-  scratch.keys_values.resize(slots * kv_width);  // [slot][head][nope + v]
+  grow_scratch(scratch.keys_values, slots * kv_width);  // [slot][head][nope + v]
   profile::Phase phase("attn.kv_b");
   const bool bf16 = attention_precision() == AttentionPrecision::kBf16 &&
                     kernels::rounds_activations_to_bf16(w.kv_b_proj);
@@ -369,8 +370,8 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
     // bench shape) are packed while they are still in the core's L2, where the whole product's
     // (4 MB) went through L3. A 512-token prefill of the bench shape: kv_b and packing 11.4-12.7
     // -> 8.8-9.1 ms.
-    scratch.packed_keys.resize(s.heads * packed_key_elements);
-    scratch.packed_values.resize(s.heads * packed_value_elements);
+    grow_scratch(scratch.packed_keys, s.heads * packed_key_elements);
+    grow_scratch(scratch.packed_values, s.heads * packed_value_elements);
     const int64_t row_size = group.cache->row_size();  // a layer's rows lie this far apart
     constexpr int64_t kBlock = kernels::kBf16KeyBlock, kMaxChunkSlots = 64;
     const int64_t threads = ThreadPool::global().num_threads();
@@ -396,8 +397,8 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
   } else {
     kernels::matmul_f32_activations(w.kv_b_proj, scratch.latents.data(), slots,
                                     scratch.keys_values.data());
-    scratch.keys.resize(s.heads * slots * s.head_dim);
-    scratch.values.resize(s.heads * slots * s.v);
+    grow_scratch(scratch.keys, s.heads * slots * s.head_dim);
+    grow_scratch(scratch.values, s.heads * slots * s.v);
     ThreadPool::global().parallel_for(slots, [&](int64_t begin, int64_t end) {
       for (int64_t slot = begin; slot < end; ++slot) {
         const float* key_rope = group.cache->row(layer, slot) + s.rank;
@@ -506,9 +507,9 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   // Queries q = q_b(norm(q_a(x))) or q_proj(x), [tokens][heads][nope + rope], and the compressed
   // keys and values kv = kv_a(x): both products of x in one group.
   const Linear& q_first = config.q_lora_rank ? w.q_a_proj : w.q_proj;
-  scratch.q.resize(tokens * s.heads * s.head_dim);
-  scratch.q_latent.resize(tokens * q_first.weight.rows);
-  scratch.kv.resize(tokens * (s.rank + s.rope));
+  grow_scratch(scratch.q, tokens * s.heads * s.head_dim);
+  grow_scratch(scratch.q_latent, tokens * q_first.weight.rows);
+  grow_scratch(scratch.kv, tokens * (s.rank + s.rope));
   const kernels::MatmulItem from_hidden[] = {
       {&q_first.weight, hidden, tokens, scratch.q_latent.data()},
       {&w.kv_a_proj_with_mqa.weight, hidden, tokens, scratch.kv.data()}};
@@ -544,7 +545,7 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   // Attention per sequence, in the cheaper form unless one is asked for.
   phase.stop();
   const float scale = float(rope.softmax_scale());
-  scratch.attention_out.resize(tokens * s.heads * s.v);
+  grow_scratch(scratch.attention_out, tokens * s.heads * s.v);
   for (const Group& group : group_by_cache(batch)) {
     if (form_of(s, group) == AttentionMode::kExpanded)
       attend_expanded(s, w, layer, group, batch, q, scale, scratch.attention_out.data());
@@ -567,7 +568,7 @@ void mla_write_cache(const Config& config, const Rope& rope, const AttentionWeig
   const int64_t tokens = batch.tokens;
   AttentionScratch& scratch = attention_scratch();
   profile::Phase phase("attn.q_a+kv_a");
-  scratch.kv.resize(tokens * (s.rank + s.rope));
+  grow_scratch(scratch.kv, tokens * (s.rank + s.rope));
   linear(w.kv_a_proj_with_mqa, hidden, tokens, scratch.kv.data());
   phase.next("attn.rope_cache");
   const float* kv = scratch.kv.data();

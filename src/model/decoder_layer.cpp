@@ -7,6 +7,7 @@
 #include "model/moe.h"
 #include "model/row_ranges.h"
 #include "util/phase_profile.h"
+#include "util/scratch.h"
 
 namespace dsv3 {
 
@@ -35,8 +36,8 @@ void decoder_layer_forward(const Config& config, const Rope& rope, const Decoder
   thread_local std::vector<float> thread_normed, thread_branch;  // grown once, then reused
   std::vector<float>& normed = thread_normed;
   std::vector<float>& branch = thread_branch;
-  normed.resize(tokens * width);
-  branch.resize(tokens * width);
+  grow_scratch(normed, tokens * width);
+  grow_scratch(branch, tokens * width);
 
   {
     profile::Phase phase("norm+residual");
@@ -64,7 +65,7 @@ void decoder_layer_write_cache(const Config& config, const Rope& rope,
                                const TokenBatch& batch, const float* hidden) {
   thread_local std::vector<float> thread_normed;
   std::vector<float>& normed = thread_normed;
-  normed.resize(batch.tokens * config.hidden_size);
+  grow_scratch(normed, batch.tokens * config.hidden_size);
   {
     profile::Phase phase("norm+residual");
     rms_norm_rows(weights.input_layernorm, hidden, batch.tokens, config.hidden_size,

@@ -5,6 +5,7 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/row_ranges.h"
+#include "util/scratch.h"
 
 namespace dsv3 {
 
@@ -51,8 +52,8 @@ void mlp_forward(const MlpWeights& weights, const float* x, int64_t tokens, floa
   const int64_t intermediate = weights.gate_proj.rows;
   thread_local std::vector<float> gate_up, activated;  // grown once, then reused by every call
   thread_local std::vector<kernels::MatmulItem> items;
-  gate_up.resize(tokens * 2 * intermediate);
-  activated.resize(tokens * intermediate);
+  grow_scratch(gate_up, tokens * 2 * intermediate);
+  grow_scratch(activated, tokens * intermediate);
   items.clear();
   SwigluJob job;
   append_gate_up(weights, x, tokens, gate_up.data(), activated.data(), job, items);

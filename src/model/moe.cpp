@@ -9,6 +9,7 @@
 #include "model/row_ranges.h"
 #include "util/error.h"
 #include "util/phase_profile.h"
+#include "util/scratch.h"
 
 namespace dsv3 {
 
@@ -220,9 +221,9 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
   std::vector<float>& gate_up = scratch.gate_up;
   std::vector<float>& activated = scratch.activated;
   std::vector<float>& packed_out = scratch.packed_out;
-  gate_up.resize(routed_rows * 2 * intermediate);
-  activated.resize(routed_rows * intermediate);
-  packed_out.resize(routed_rows * hidden);
+  grow_scratch(gate_up, routed_rows * 2 * intermediate);
+  grow_scratch(activated, routed_rows * intermediate);
+  grow_scratch(packed_out, routed_rows * hidden);
 
   std::vector<kernels::MatmulItem>& projections = scratch.projections;
   std::vector<kernels::MatmulItem>& down_projections = scratch.down_projections;
@@ -248,9 +249,9 @@ void moe_forward(const Config& config, const MoeWeights& weights, const float* x
   std::vector<float>& shared_activated = scratch.shared_activated;
   std::vector<float>& shared_out = scratch.shared_out;
   if (weights.has_shared_experts) {
-    shared_gate_up.resize(tokens * 2 * shared_intermediate);
-    shared_activated.resize(tokens * shared_intermediate);
-    shared_out.resize(tokens * hidden);
+    grow_scratch(shared_gate_up, tokens * 2 * shared_intermediate);
+    grow_scratch(shared_activated, tokens * shared_intermediate);
+    grow_scratch(shared_out, tokens * hidden);
     const MlpWeights& shared = weights.shared_experts;
     append_gate_up(shared, x, tokens, shared_gate_up.data(), shared_activated.data(),
                    swiglu[config.n_routed_experts], projections);
