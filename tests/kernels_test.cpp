@@ -452,6 +452,29 @@ void expect_batch_invariant(MatmulFn product, const WeightMatrix& w, uint32_t se
   }
 }
 
+// matvec_f32_activations_here (one token on the calling thread) gives bitwise what
+// matmul_f32_activations gives, for every weight format and kernel set, inside a pool job too.
+TEST(Matmul, MatvecHereIsTheFloatActivationProduct) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7000;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{256, 64}, {64, 256}, {37, 300}}) {
+      for (DType dtype : kAllWeightTypes) {
+        const RandomWeights weights = random_weights(dtype, rows, cols, ++seed, 64, 32);
+        const std::vector<float> x = random_floats(cols, ++seed);
+        std::vector<float> expected(size_t(rows), NAN), here(size_t(rows), NAN);
+        matmul_f32_activations(weights.w, x.data(), 1, expected.data());
+        ThreadPool::global().parallel_claim(1, [&](int64_t) {
+          matvec_f32_activations_here(weights.w, x.data(), here.data());
+        });
+        EXPECT_EQ(0, std::memcmp(expected.data(), here.data(), size_t(rows) * sizeof(float)))
+            << describe_weights(isa, dtype, rows, cols);
+      }
+    }
+  }
+}
+
 TEST(Matmul, ATokenDoesNotDependOnItsBatch) {
   KernelSettingsGuard guard;
   uint32_t seed = 5000;

@@ -961,6 +961,21 @@ void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tok
   matmul_group(std::span(&item, 1));
 }
 
+void matvec_f32_activations_here(const WeightMatrix& w, const float* x, float* out) {
+  const MatmulPath path = choose_matmul_path(w, 1, /*bf16_activations_allowed=*/false);
+  if ((path.kernel != MatmulKernel::kFloatStream && path.kernel != MatmulKernel::kReference) ||
+      w.rows == 0 || w.cols == 0)
+    return matmul_f32_activations(w, x, 1, out);
+  validate(w, x, 1, out);
+  StreamProduct product;
+  product.w = &w;
+  product.path = path;
+  product.x = x;
+  product.n_tokens = 1;
+  product.out = out;
+  product_rows(product, 0, w.rows, {});
+}
+
 namespace simd {
 
 const IsaKernels* kernels_for(KernelIsa isa) {

@@ -28,6 +28,11 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out)
 // and a token's result would depend on which form its batch took.
 void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tokens, float* out);
 
+// matmul_f32_activations of one token computed by the calling thread alone, bitwise the same:
+// for the tiny products of a decode step's attention heads, each thread running its own heads
+// without a pass of the pool per product.
+void matvec_f32_activations_here(const WeightMatrix& w, const float* x, float* out);
+
 // One product of a group: out = matmul(*w, x, n_tokens), or matmul_f32_activations when
 // float_activations is set.
 struct MatmulItem {

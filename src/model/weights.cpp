@@ -189,15 +189,27 @@ class WeightLoader {
     return attn;
   }
 
-  // Splits kv_b_proj per head into W_UK^T and W_UV (DeepSeek-V2 paper, section 2.1.2).
+  // Splits kv_b_proj per head into W_UK^T and W_UV (DeepSeek-V2 paper, section 2.1.2). The
+  // copies of every head lie back to back, W_UK^T and W_UV apart: a decode step's thread reads
+  // its heads' matrices of each as one stream.
   void absorb(AttentionWeights& attn) {
     const Config& c = config_;
     const int64_t rank = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
+    const int64_t heads = c.num_attention_heads;
     const WeightMatrix& kv_b = attn.kv_b_proj;
     attn.key_absorb_in_place = is_block_quantized(kv_b.dtype);
-    for (int64_t h = 0; h < c.num_attention_heads; ++h) {
+    // Row-major copies of the W_UV rows of a regrouped kv_b_proj (row_view's), all heads.
+    std::byte* value_copies = nullptr;
+    if (kv_b.layout == WeightLayout::kRowBlocks)
+      value_copies = weights_.owned_bytes.emplace_back(size_t(heads * v * rank) * 2).data();
+    std::byte* key_copies = nullptr;
+    if (!attn.key_absorb_in_place && kv_b.dtype == DType::BF16)
+      key_copies = weights_.owned_bytes.emplace_back(size_t(heads * rank * nope) * 2).data();
+    for (int64_t h = 0; h < heads; ++h) {
       const int64_t head_row = h * (nope + v);
-      attn.value_up.push_back(row_view(kv_b, head_row + nope, v));
+      attn.value_up.push_back(
+          row_view(kv_b, head_row + nope, v,
+                   value_copies ? value_copies + h * v * rank * 2 : nullptr));
       if (attn.key_absorb_in_place) {
         attn.key_absorb.push_back(row_view(kv_b, head_row, nope));
         continue;
@@ -205,8 +217,8 @@ class WeightLoader {
       // W_UK^T: a transposed copy, exact in BF16 when the weights are BF16.
       WeightMatrix key{kv_b.dtype == DType::BF16 ? DType::BF16 : DType::F32, nullptr, rank, nope};
       if (key.dtype == DType::BF16) {
-        auto& storage = weights_.owned_bytes.emplace_back(size_t(rank * nope) * 2);
-        auto* out = reinterpret_cast<uint16_t*>(storage.data());
+        std::byte* storage = key_copies + h * rank * nope * 2;
+        auto* out = reinterpret_cast<uint16_t*>(storage);
         const uint16_t* in = static_cast<const uint16_t*>(kv_b.data) + head_row * rank;
         std::vector<uint16_t> rows;
         if (kv_b.layout == WeightLayout::kRowBlocks) {
@@ -216,7 +228,7 @@ class WeightLoader {
         }
         for (int64_t j = 0; j < nope; ++j)
           for (int64_t r = 0; r < rank; ++r) out[r * nope + j] = in[j * rank + r];
-        key.data = storage.data();
+        key.data = storage;
       } else {
         auto& storage = weights_.owned_floats.emplace_back(size_t(rank * nope));
         for (int64_t j = 0; j < nope; ++j)
@@ -228,15 +240,18 @@ class WeightLoader {
   }
 
   // Rows [first, first + count) of a matrix: a view when the format allows (FP8 only at block
-  // boundaries), else a float32 copy. Of a kRowBlocks matrix a row-major copy: the per-head
-  // views of kv_b_proj are multiplied with float activations, which read kRows matrices in place.
-  WeightMatrix row_view(const WeightMatrix& m, int64_t first, int64_t count) {
+  // boundaries), else a float32 copy. Of a kRowBlocks matrix a row-major copy (into `copy`, of
+  // count * cols elements, when given): the per-head views of kv_b_proj are multiplied with
+  // float activations, which read kRows matrices in place.
+  WeightMatrix row_view(const WeightMatrix& m, int64_t first, int64_t count,
+                        std::byte* copy = nullptr) {
     WeightMatrix view = m;
     view.rows = count;
     if (m.layout == WeightLayout::kRowBlocks) {
-      auto& storage = weights_.owned_bytes.emplace_back(size_t(count * m.cols) * 2);
-      copy_rows_from_row_blocks(m, first, count, reinterpret_cast<uint16_t*>(storage.data()));
-      view.data = storage.data();
+      if (copy == nullptr)
+        copy = weights_.owned_bytes.emplace_back(size_t(count * m.cols) * 2).data();
+      copy_rows_from_row_blocks(m, first, count, reinterpret_cast<uint16_t*>(copy));
+      view.data = copy;
       view.layout = WeightLayout::kRows;
       return view;
     }
