@@ -64,7 +64,10 @@ Rope::Rope(const Config& config)
       max_position_embeddings_(config.max_position_embeddings) {
   softmax_scale_ = 1.0 / std::sqrt(double(config.qk_head_dim()));
   inv_freq_ = default_inv_freq(dim_, theta_);
-  if (!scaling_) return;
+  if (!scaling_) {
+    build_table();
+    return;
+  }
   const RopeScaling& scaling = *scaling_;
   if (scaling.type == "linear") {
     for (double& f : inv_freq_) f = as_float32(f / scaling.factor);
@@ -83,6 +86,30 @@ Rope::Rope(const Config& config)
   if (scaling.mscale_all_dim != 0.0) {
     const double mscale = yarn_get_mscale(scaling.factor, scaling.mscale_all_dim);
     softmax_scale_ *= mscale * mscale;
+  }
+  build_table();
+}
+
+void Rope::build_table() {
+  // Positions a pass at most max_position_embeddings long rotates by inv_freq_ (dynamic NTK
+  // changes the frequencies only beyond), up to 16 K of them (4 MB for DeepSeek-V3's 64).
+  constexpr int64_t kTablePositions = 16384;
+  table_positions_ = std::min(max_position_embeddings_, kTablePositions);
+  const int64_t half = dim_ / 2;
+  table_.resize(size_t(table_positions_ * 2 * half));
+  for (int64_t position = 0; position < table_positions_; ++position) {
+    float* entry = table_.data() + position * 2 * half;
+    compute(inv_freq_, position, entry, entry + half);
+  }
+}
+
+void Rope::compute(const std::vector<double>& inv_freq, int64_t position, float* cos,
+                   float* sin) const {
+  for (int64_t i = 0; i < dim_ / 2; ++i) {
+    // transformers forms the angle in float32: float(inv_freq) * float(position).
+    const float angle = float(inv_freq[i]) * float(position);
+    cos[i] = float(std::cos(double(angle)) * attention_factor_);
+    sin[i] = float(std::sin(double(angle)) * attention_factor_);
   }
 }
 
@@ -103,20 +130,20 @@ Rope::Rotation Rope::rotation(int64_t position, int64_t sequence_length) const {
 }
 
 void Rope::rotation(int64_t position, int64_t sequence_length, Rotation& rotation) const {
-  const std::vector<double>* inv_freq = &inv_freq_;
-  std::vector<double> dynamic;
-  if (scaling_ && scaling_->type == "dynamic" && sequence_length > max_position_embeddings_) {
-    dynamic = inv_freq_for(sequence_length);
-    inv_freq = &dynamic;
+  const int64_t half = dim_ / 2;
+  rotation.cos.resize(half);
+  rotation.sin.resize(half);
+  const bool dynamic =
+      scaling_ && scaling_->type == "dynamic" && sequence_length > max_position_embeddings_;
+  if (dynamic) return compute(inv_freq_for(sequence_length), position, rotation.cos.data(),
+                              rotation.sin.data());
+  if (position >= 0 && position < table_positions_) {
+    const float* entry = table_.data() + position * 2 * half;
+    std::copy_n(entry, half, rotation.cos.data());
+    std::copy_n(entry + half, half, rotation.sin.data());
+    return;
   }
-  rotation.cos.resize(dim_ / 2);
-  rotation.sin.resize(dim_ / 2);
-  for (int64_t i = 0; i < dim_ / 2; ++i) {
-    // transformers forms the angle in float32: float(inv_freq) * float(position).
-    const float angle = float((*inv_freq)[i]) * float(position);
-    rotation.cos[i] = float(std::cos(double(angle)) * attention_factor_);
-    rotation.sin[i] = float(std::sin(double(angle)) * attention_factor_);
-  }
+  compute(inv_freq_, position, rotation.cos.data(), rotation.sin.data());
 }
 
 void Rope::apply(const Rotation& rotation, float* x, int64_t heads, int64_t stride) const {
