@@ -242,8 +242,8 @@ void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int
   }
 }
 
-// Token t's query of head h laid out as a cache row, [W_UK^T q_nope, q_rope], from its q
-// [heads][head_dim], by one product (heads [h0, h1) of the token).
+// The queries of heads [h0, h1) of one token (q_t: its [heads][head_dim]) laid out as cache
+// rows, [W_UK^T q_nope, q_rope], one product per head on the calling thread.
 void absorb_query_heads(const Shape& s, const AttentionWeights& w, const float* q_t, int64_t h0,
                         int64_t h1, float* queries) {
   const int64_t row_size = s.rank + s.rope;
@@ -278,8 +278,8 @@ void attend_absorbed_token(const Shape& s, const AttentionWeights& w, int64_t la
   ThreadPool::global().parallel_claim(head_units, [&](int64_t unit) {
     const int64_t h0 = unit * heads_per_unit, h1 = std::min(s.heads, h0 + heads_per_unit);
     const int64_t n_heads = h1 - h0;
-    // Per thread: the unit's queries, scores, weighted latents and values.
-    thread_local std::vector<float> queries, latents, values;
+    // Per thread: the unit's queries and weighted latents.
+    thread_local std::vector<float> queries, latents;
     absorb_query_heads(s, w, q + t * s.heads * s.head_dim, h0, h1,
                        grow_scratch(queries, n_heads * row_size));
     float* scores = thread_scores(n_heads * visible).data();

@@ -73,6 +73,20 @@ class SubBatch {
   TokenBatch batch_;
 };
 
+// The rows of a batch's tokens whose hidden states a pass returns (each sequence's last
+// rows_kept, all of them when rows_kept <= 0), and the other rows.
+void split_rows(std::span<const SequenceInput> sequences, int64_t width, int64_t rows_kept,
+                std::vector<int64_t>& kept_rows, std::vector<int64_t>& other_rows) {
+  int64_t offset = 0;
+  for (const auto& sequence : sequences) {
+    const int64_t count = token_count(sequence, width);
+    const int64_t kept = rows_kept <= 0 ? count : std::min(count, rows_kept);
+    for (int64_t i = 0; i < count; ++i)
+      (i < count - kept ? other_rows : kept_rows).push_back(offset + i);
+    offset += count;
+  }
+}
+
 }  // namespace
 
 std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences,
@@ -191,14 +205,7 @@ std::vector<float> Model::forward_batch(std::span<const SequenceInput> sequences
   // bits it gets in any batch and the kept tokens keep the whole batch's attention forms, so
   // their results do not change. Not with a trace or a routing log, which see every token.
   std::vector<int64_t> kept_rows, other_rows;
-  int64_t offset = 0;
-  for (const auto& sequence : sequences) {
-    const int64_t count = token_count(sequence, width);
-    const int64_t kept = rows_kept <= 0 ? count : std::min(count, rows_kept);
-    for (int64_t i = 0; i < count; ++i)
-      (i < count - kept ? other_rows : kept_rows).push_back(offset + i);
-    offset += count;
-  }
+  split_rows(sequences, width, rows_kept, kept_rows, other_rows);
   const bool last_layer_kept_only = !other_rows.empty() && !record_hidden && !record_attentions &&
                                     routing_log_ == nullptr && config_.num_hidden_layers > 0;
   // Rows of `hidden` [rows][width] with their tokens' states.
