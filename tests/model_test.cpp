@@ -33,6 +33,22 @@ std::string make_checkpoint(const std::string& preset, const std::string& dtype)
   return dir;
 }
 
+// The tiny-smallvocab F32 checkpoint `f32` quantized to `format` (Q8, Q4), made once.
+std::string quantized_checkpoint(const std::string& f32, DType format) {
+  const std::string dir = f32 + "-" + std::string(dtype_name(format));
+  QuantizeOptions options;
+  options.format = format;
+  if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
+  return dir;
+}
+
+// tiny-smallvocab in every weight format: F32, BF16, FP8, Q8, Q4.
+std::vector<std::string> every_format_checkpoints() {
+  const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
+  return {f32, make_checkpoint("tiny-smallvocab", "bf16"), make_checkpoint("tiny-smallvocab", "fp8"),
+          quantized_checkpoint(f32, DType::Q8), quantized_checkpoint(f32, DType::Q4)};
+}
+
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
   float diff = 0.0f;
@@ -104,11 +120,7 @@ TEST(Model, AbsorbedAndExpandedAttentionAgree) {
 TEST(Model, AbsorbedAndExpandedAttentionAgreeOnQuantizedWeights) {
   const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
   for (DType format : {DType::Q8, DType::Q4}) {
-    const std::string dir = f32 + "-" + std::string(dtype_name(format));
-    QuantizeOptions options;
-    options.format = format;
-    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
-    CausalLM model = CausalLM::from_pretrained(dir);
+    CausalLM model = CausalLM::from_pretrained(quantized_checkpoint(f32, format));
     // Measured 4.6e-5 of the largest logit for Q8 (1e-5 with float weights), 1.7e-2 for Q4.
     const float step_ratio = float(kActivationCodeMax) / float(activation_code_max(format, false));
     EXPECT_LE(attention_forms_difference(model), 2e-4f * step_ratio) << dtype_name(format);
@@ -147,16 +159,7 @@ std::vector<float> logits_with_stacking(const std::string& dir, bool stacked, in
 }
 
 TEST(Model, StackedGateAndUpGiveTheSameBitsAsTwoProducts) {
-  const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
-  std::vector<std::string> dirs = {f32, make_checkpoint("tiny-smallvocab", "bf16"),
-                                   make_checkpoint("tiny-smallvocab", "fp8")};
-  for (DType format : {DType::Q8, DType::Q4}) {
-    const std::string dir = f32 + "-" + std::string(dtype_name(format));
-    QuantizeOptions options;
-    options.format = format;
-    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
-    dirs.push_back(dir);
-  }
+  const std::vector<std::string> dirs = every_format_checkpoints();
   ThreadPool& pool = ThreadPool::global();
   const int saved_threads = pool.num_threads();
   for (int threads : {1, 2}) {
@@ -440,17 +443,8 @@ TEST(Model, LogitsToKeepGivesTheLastRows) {
 // bitwise those of the whole pass. For every weight format, activation and attention precision,
 // two sequences in one batch (one padded), kept rows 1 and 2.
 TEST(Model, KeptRowsGetTheBitsOfTheWholePass) {
-  const std::string f32 = make_checkpoint("tiny-smallvocab", "f32");
-  std::vector<std::string> dirs = {f32, make_checkpoint("tiny-smallvocab", "bf16"),
-                                   make_checkpoint("tiny-smallvocab", "fp8"),
-                                   make_checkpoint("tiny", "bf16")};
-  for (DType format : {DType::Q8, DType::Q4}) {
-    const std::string dir = f32 + "-" + std::string(dtype_name(format));
-    QuantizeOptions options;
-    options.format = format;
-    if (!std::filesystem::exists(dir + "/config.json")) quantize_checkpoint(f32, dir, options);
-    dirs.push_back(dir);
-  }
+  std::vector<std::string> dirs = every_format_checkpoints();
+  dirs.push_back(make_checkpoint("tiny", "bf16"));
   const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
   const AttentionPrecision saved_attention = attention_precision();
   for (const std::string& dir : dirs) {
