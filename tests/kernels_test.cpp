@@ -513,22 +513,72 @@ constexpr std::pair<int64_t, int64_t> kRowBlockShapes[] = {
     {16, 2}, {48, 34}, {80, 130}, {160, 1000}, {304, 64}, {32, 2050}, {720, 256}};
 
 TEST(RowBlocks, RegroupingKeepsEveryElementAndRowsReadBack) {
-  const RandomWeights weights = random_weights(DType::BF16, 48, 70, 71);
+  // Three whole groups of 32 rows and a last group of one block.
+  const RandomWeights weights = random_weights(DType::BF16, 112, 70, 71);
   ASSERT_TRUE(fits_row_blocks(weights.w));
   const RandomWeights blocks = regrouped(weights);
   EXPECT_EQ(blocks.w.layout, WeightLayout::kRowBlocks);
   EXPECT_FALSE(fits_row_blocks(blocks.w));  // already regrouped
-  EXPECT_NE(0, std::memcmp(weights.bytes.data(), blocks.bytes.data(), 48 * 70 * 2));
-  for (int64_t r = 0; r < 48; ++r)
+  EXPECT_NE(0, std::memcmp(weights.bytes.data(), blocks.bytes.data(), 112 * 70 * 2));
+  for (int64_t r = 0; r < 112; ++r)
     for (int64_t c = 0; c < 70; ++c)
       ASSERT_EQ(weights.w.at(r, c), blocks.w.at(r, c)) << r << ", " << c;
-  std::vector<uint16_t> rows(3 * 70);
-  copy_rows_from_row_blocks(blocks.w, 13, 3, rows.data());
-  EXPECT_EQ(0, std::memcmp(rows.data(), weights.bytes.data() + 13 * 70 * 2, rows.size() * 2));
+  // The layout itself: a group's column pair is its blocks' vectors side by side.
+  const auto* regrouped_elements = reinterpret_cast<const uint16_t*>(blocks.bytes.data());
+  const auto* row_major = reinterpret_cast<const uint16_t*>(weights.bytes.data());
+  EXPECT_EQ(regrouped_elements[32 * 70 + (1 * 2 + 0) * 32 + 5 * 2 + 1],
+            row_major[(32 + 5) * 70 + 3]);
+  EXPECT_EQ(regrouped_elements[32 * 70 + (1 * 2 + 1) * 32 + 5 * 2 + 1],
+            row_major[(32 + 16 + 5) * 70 + 3]);
+  EXPECT_EQ(regrouped_elements[96 * 70 + 1 * 32 + 4 * 2], row_major[(96 + 4) * 70 + 2]);
+  std::vector<uint16_t> rows(9 * 70);
+  copy_rows_from_row_blocks(blocks.w, 90, 9, rows.data());  // across the groups
+  EXPECT_EQ(0, std::memcmp(rows.data(), weights.bytes.data() + 90 * 70 * 2, rows.size() * 2));
   // Only BF16 matrices of whole blocks and column pairs fit.
   EXPECT_FALSE(fits_row_blocks(random_weights(DType::BF16, 40, 70, 72).w));
   EXPECT_FALSE(fits_row_blocks(random_weights(DType::BF16, 48, 71, 73).w));
   EXPECT_FALSE(fits_row_blocks(random_weights(DType::F32, 48, 70, 74).w));
+}
+
+// Two regrouped matrices back to back stack when the top's rows are whole groups (the product
+// is then the two side by side, bitwise); a top ending in a part group does not.
+TEST(RowBlocks, StackedWhereTheTopIsWholeGroups) {
+  KernelSettingsGuard guard;
+  const int64_t cols = 130;
+  for (const int64_t top_rows : {32, 96, 48}) {
+    const int64_t bottom_rows = 80;
+    const RandomWeights top_weights = random_weights(DType::BF16, top_rows, cols, 7001);
+    const RandomWeights bottom_weights = random_weights(DType::BF16, bottom_rows, cols, 7002);
+    std::vector<uint8_t> both(top_weights.bytes.begin(), top_weights.bytes.end());
+    both.insert(both.end(), bottom_weights.bytes.begin(), bottom_weights.bytes.end());
+    WeightMatrix top = top_weights.w, bottom = bottom_weights.w;
+    top.data = both.data();
+    bottom.data = both.data() + top_rows * cols * 2;
+    regroup_into_row_blocks(top, both.data());
+    regroup_into_row_blocks(bottom, both.data() + top_rows * cols * 2);
+    const WeightMatrix stacked = stacked_rows(top, bottom);
+    if (top_rows % kRowGroupRows != 0) {
+      EXPECT_TRUE(stacked.empty()) << top_rows;
+      continue;
+    }
+    ASSERT_FALSE(stacked.empty()) << top_rows;
+    for (int64_t n_tokens : {1, 3, 7, 40}) {
+      const std::vector<float> x = random_floats(n_tokens * cols, 5);
+      std::vector<float> out(size_t(n_tokens * stacked.rows));
+      std::vector<float> upper(size_t(n_tokens * top_rows)), lower(size_t(n_tokens * bottom_rows));
+      matmul(stacked, x.data(), n_tokens, out.data());
+      matmul(top, x.data(), n_tokens, upper.data());
+      matmul(bottom, x.data(), n_tokens, lower.data());
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        EXPECT_EQ(0, std::memcmp(out.data() + t * stacked.rows, upper.data() + t * top_rows,
+                                 size_t(top_rows) * 4))
+            << top_rows << " " << n_tokens;
+        EXPECT_EQ(0, std::memcmp(out.data() + t * stacked.rows + top_rows,
+                                 lower.data() + t * bottom_rows, size_t(bottom_rows) * 4))
+            << top_rows << " " << n_tokens;
+      }
+    }
+  }
 }
 
 // body(isa) under every instruction set this CPU runs and each activation precision of BF16

@@ -26,8 +26,12 @@ namespace dsv3::kernels {
 namespace {
 
 // Rows per parallel task: a multiple of the rows of every register tile, so single-row tiles
-// occur only at the ends of the threads' row ranges.
+// occur only at the ends of the threads' row ranges; of a kRowBlocks matrix two groups of 32
+// rows (whole groups, one stretch of memory).
 constexpr int64_t kRowsPerTask = 48;
+int64_t rows_per_task(const WeightMatrix& w) {
+  return w.layout == WeightLayout::kRowBlocks ? 2 * kRowGroupRows : kRowsPerTask;
+}
 // Bytes of weights per panel of the panel form: kept in L2 (1 MB per core and up) together
 // with a tile of tokens while every token passes over it.
 constexpr int64_t kPanelBytes = int64_t(192) << 10;
@@ -232,10 +236,10 @@ void matmul_dpbf16(const WeightMatrix& w, const float* x, int64_t n_tokens, floa
   job.x_stride = rounded_in_place ? rounded.stride : x_stride;
   job.n_tokens = n_tokens;
   job.out = out;
-  // Rows go to the threads and into panels in whole register tiles (of the prefill: two blocks
-  // of 16 rows in kRowBlocks).
+  // Rows go to the threads and into panels in whole register tiles (kRowBlocks: whole groups of
+  // 32 rows, so that a range's weights are one stretch of memory).
   const int64_t tile_rows =
-      w.layout == WeightLayout::kRowBlocks ? 2 * kRowBlockRows : simd::kBf16TileRows;
+      w.layout == WeightLayout::kRowBlocks ? kRowGroupRows : simd::kBf16TileRows;
   job.panel_rows = panel_rows(w.cols * int64_t(sizeof(uint16_t)), tile_rows);
   job.amx_rows = amx_rows;
   job.x_amx = x_amx;
@@ -435,7 +439,9 @@ struct StreamProduct {
   int64_t first_task = 0;
 };
 
-int64_t row_tasks(const WeightMatrix& w) { return (w.rows + kRowsPerTask - 1) / kRowsPerTask; }
+int64_t row_tasks(const WeightMatrix& w) {
+  return (w.rows + rows_per_task(w) - 1) / rows_per_task(w);
+}
 
 // Rows [row_begin, row_end) of one stream product; `next` is where the thread goes on streaming
 // afterwards (Bf16MatmulJob::prefetch_next).
@@ -515,8 +521,9 @@ WeightBytes weight_bytes(const StreamProduct& product, int64_t row_begin, int64_
 WeightBytes task_bytes(std::span<const StreamProduct> products, int64_t task, int64_t task_end) {
   const StreamProduct& product = products[product_of_task(products, task)];
   const int64_t last_task = std::min(task_end, product.first_task + row_tasks(*product.w));
-  return weight_bytes(product, (task - product.first_task) * kRowsPerTask,
-                      std::min(product.w->rows, (last_task - product.first_task) * kRowsPerTask));
+  const int64_t task_rows = rows_per_task(*product.w);
+  return weight_bytes(product, (task - product.first_task) * task_rows,
+                      std::min(product.w->rows, (last_task - product.first_task) * task_rows));
 }
 
 // Tasks [task_begin, task_end) of the products (in task order); then the thread is expected to
@@ -528,9 +535,9 @@ void run_tasks(std::span<const StreamProduct> products, int64_t task_begin, int6
   for (int64_t task = task_begin; task < task_end; ++p) {
     const StreamProduct& product = products[p];
     const int64_t last_task = std::min(task_end, product.first_task + row_tasks(*product.w));
-    const int64_t row_begin = (task - product.first_task) * kRowsPerTask;
-    const int64_t row_end =
-        std::min(product.w->rows, (last_task - product.first_task) * kRowsPerTask);
+    const int64_t task_rows = rows_per_task(*product.w);
+    const int64_t row_begin = (task - product.first_task) * task_rows;
+    const int64_t row_end = std::min(product.w->rows, (last_task - product.first_task) * task_rows);
     WeightBytes next;
     if (last_task < task_end) {
       next = task_bytes(products, last_task, task_end);
@@ -740,8 +747,8 @@ void matmul_float_panel(const MatmulPath& path, const WeightMatrix& w, const flo
   job.panel_stride = cache_friendly_stride(w.cols, sizeof(float));
   job.panel_rows = panel_rows(job.panel_stride * int64_t(sizeof(float)), kernels->dot_rows);
   ThreadPool::global().parallel_for(n_tasks, [&](int64_t task_begin, int64_t task_end) {
-    const int64_t row_begin = task_begin * kRowsPerTask;
-    const int64_t row_end = std::min(w.rows, task_end * kRowsPerTask);
+    const int64_t row_begin = task_begin * rows_per_task(w);
+    const int64_t row_end = std::min(w.rows, task_end * rows_per_task(w));
     float* panel = cache_aligned(t_panel_scratch, job.panel_rows * job.panel_stride);
     kernels->gemm_rows(job, row_begin, row_end, panel);
   });

@@ -6,7 +6,7 @@ namespace dsv3 {
 
 float WeightMatrix::at(int64_t row, int64_t col) const {
   const int64_t index =
-      layout == WeightLayout::kRowBlocks ? row_block_index(row, col, cols) : row * cols + col;
+      layout == WeightLayout::kRowBlocks ? row_block_index(row, col, rows, cols) : row * cols + col;
   switch (dtype) {
     case DType::F32:
       return static_cast<const float*>(data)[index];
@@ -35,7 +35,9 @@ int64_t WeightMatrix::row_bytes() const {
 
 WeightMatrix stacked_rows(const WeightMatrix& top, const WeightMatrix& bottom) {
   if (top.empty() || bottom.empty() || top.dtype != bottom.dtype || top.cols != bottom.cols ||
-      top.byte_activations != bottom.byte_activations || top.layout != bottom.layout || top.scale_cols != bottom.scale_cols ||
+      top.byte_activations != bottom.byte_activations || top.layout != bottom.layout ||
+      top.scale_cols != bottom.scale_cols ||
+      (top.layout == WeightLayout::kRowBlocks && top.rows % kRowGroupRows != 0) ||
       (top.block_scale == nullptr) != (bottom.block_scale == nullptr) ||
       (top.group_scale == nullptr) != (bottom.group_scale == nullptr))
     return {};

@@ -3,6 +3,7 @@
 // copy of the file may have its rows regrouped in place (WeightLayout::kRowBlocks).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "tensor/dtype.h"
@@ -12,18 +13,37 @@ namespace dsv3 {
 // How the elements of a matrix lie in `data`.
 enum class WeightLayout : uint8_t {
   kRows,  // row-major [rows][cols], as stored in the checkpoint
-  // BF16 only, rows a multiple of kRowBlockRows and cols even: blocks of 16 rows, each
-  // [cols / 2][16][2], so that one 64-byte vector holds one column pair of 16 rows (the vdpbf16ps
-  // kernel then puts one output row per float lane, see simd/bf16_row_blocks_avx512.cpp). A
-  // block takes the bytes its rows take in kRows, so views of whole blocks stay views.
+  // BF16 only, rows a multiple of kRowBlockRows and cols even: blocks of 16 rows, one 64-byte
+  // vector per column pair of a block, so that the vdpbf16ps kernel puts one output row per
+  // float lane (see simd/bf16_row_blocks_avx512.cpp). The blocks lie interleaved in pairs (groups
+  // of 32 rows; a last group of one block when the blocks are odd): a group is
+  // [cols / 2][its blocks][16][2], so that a tile of a group's two blocks reads one sequential
+  // stream, and the tiles of a range of groups one after another. A group takes the bytes its
+  // rows take in kRows, so views of whole groups stay views.
   kRowBlocks,
 };
 inline constexpr int64_t kRowBlockRows = 16;
+inline constexpr int64_t kRowGroupBlocks = 2;
+inline constexpr int64_t kRowGroupRows = kRowGroupBlocks * kRowBlockRows;
 
-// The element index of (row, col) in a kRowBlocks matrix of `cols` columns.
-inline int64_t row_block_index(int64_t row, int64_t col, int64_t cols) {
-  return (row / kRowBlockRows) * kRowBlockRows * cols + (col / 2) * (2 * kRowBlockRows) +
-         (row % kRowBlockRows) * 2 + col % 2;
+// Where block `block` of a kRowBlocks matrix of rows x cols lies: its column pair p (16 rows x
+// 2 elements) at element first + p * pair_stride.
+struct RowBlockPlace {
+  int64_t first = 0;
+  int64_t pair_stride = 0;
+};
+inline RowBlockPlace row_block_place(int64_t block, int64_t rows, int64_t cols) {
+  const int64_t group = block / kRowGroupBlocks;
+  const int64_t group_blocks =
+      std::min(kRowGroupBlocks, rows / kRowBlockRows - group * kRowGroupBlocks);
+  return {group * kRowGroupRows * cols + (block % kRowGroupBlocks) * 2 * kRowBlockRows,
+          group_blocks * 2 * kRowBlockRows};
+}
+
+// The element index of (row, col) in a kRowBlocks matrix of rows x cols.
+inline int64_t row_block_index(int64_t row, int64_t col, int64_t rows, int64_t cols) {
+  const RowBlockPlace place = row_block_place(row / kRowBlockRows, rows, cols);
+  return place.first + (col / 2) * place.pair_stride + (row % kRowBlockRows) * 2 + col % 2;
 }
 
 struct WeightMatrix {
@@ -46,8 +66,8 @@ struct WeightMatrix {
   WeightLayout layout = WeightLayout::kRows;
 
   bool empty() const { return data == nullptr; }
-  // Bytes per row in `data` (from one row to the next in kRows; a kRowBlocks block of 16 rows
-  // takes 16 times as many).
+  // Bytes per row in `data` (from one row to the next in kRows; a kRowBlocks group of 32 rows
+  // takes 32 times as many).
   int64_t row_bytes() const;
   // Bytes of the stored matrix with its scales.
   int64_t stored_bytes() const;
@@ -58,7 +78,7 @@ struct WeightMatrix {
 // The rows of `top` followed by the rows of `bottom` as one matrix, without a copy, when they
 // lie back to back in memory with their scales (same format and columns, FP8 blocks not cut):
 // an MLP's gate_proj and up_proj, stored one after the other in Hugging Face checkpoints, then
-// take one product. Empty when they do not.
+// take one product. Empty when they do not (kRowBlocks: unless the top's rows are whole groups).
 WeightMatrix stacked_rows(const WeightMatrix& top, const WeightMatrix& bottom);
 
 }  // namespace dsv3

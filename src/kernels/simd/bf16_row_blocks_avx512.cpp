@@ -3,9 +3,11 @@
 // the row-major kernel of avx512_bf16.cpp 5 to 20 % of a product on 1024 to 256 columns).
 // Run only when cpu_has_avx512_bf16().
 //
-// A block holds 16 rows as [column pair][16][2]: one 64-byte vector is one column pair of the
-// 16 rows. Each token's pair of activations is broadcast to all lanes and meets it in one
-// vdpbf16ps, so lane l accumulates row 16 b + l.
+// A block holds 16 rows, one 64-byte vector per column pair of the 16 rows. Each token's pair
+// of activations is broadcast to all lanes and meets it in one vdpbf16ps, so lane l accumulates
+// row 16 b + l. The blocks lie in groups of two, a group's column pair as its blocks' vectors
+// side by side (row_block_place): a register tile is one group (or its one block), and the
+// tiles of a range read one sequential stream.
 //
 // Batch invariance, as for matmul (see matmul_impl.h): every output out[t][r] is
 //   acc = 0 (one float lane); for p = 0, 1, ..., cols / 2 - 1:
@@ -54,11 +56,13 @@ struct Chunk {
   float* partial = nullptr;
 };
 
-// What a tile prefetches into L2 as it goes: the lines its steps read, kBlocks blocks further
-// on (`ahead`, the next tile's, in a range's first pass), and/or spread_lines lines per step of
-// [spread, spread_end) (the next panel).
+// What a tile prefetches into L2 as it goes: the lines its steps read of the next tile
+// (`ahead`, its first block's first pair, the tile's pairs ahead_pair_stride elements apart; in
+// a range's first pass), and/or spread_lines lines per step of [spread, spread_end) (the next
+// panel).
 struct Prefetch {
-  const char* ahead = nullptr;
+  const uint16_t* ahead = nullptr;
+  int64_t ahead_pair_stride = 0;
   const char* spread = nullptr;
   const char* spread_end = nullptr;
   int64_t spread_lines = 0;
@@ -92,13 +96,16 @@ struct TokenRows {
   }
 };
 
-// kBlocks blocks (from `weights`, 16 kBlocks rows from matrix row `row`) times kTokens tokens
-// (from `token`) over the column pairs of `chunk`, kStepPairs at a time; before each step it
-// prefetches what `prefetch` asks for.
+// The vector of block b of a tile at column pair 0: the tile's blocks lie side by side.
+constexpr int64_t kBlockVector = 2 * kLanes;  // elements
+
+// kBlocks blocks of one group (16 kBlocks rows from matrix row `row`; `weights` is their first
+// pair, the pairs pair_stride elements apart) times kTokens tokens (from `token`) over the
+// column pairs of `chunk`, kStepPairs at a time; before each step it prefetches what `prefetch`
+// asks for.
 template <int kBlocks, int kTokens>
-inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_t row,
-                       int64_t token, const Chunk& chunk, Prefetch& prefetch) {
-  const int64_t block_elements = kLanes * job.w->cols;
+inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_t pair_stride,
+                       int64_t row, int64_t token, const Chunk& chunk, Prefetch& prefetch) {
   __m512 acc[kBlocks][kTokens];
 #pragma GCC unroll 4
   for (int b = 0; b < kBlocks; ++b)
@@ -113,22 +120,21 @@ inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_
     if (prefetch.ahead != nullptr) {
       for (int64_t pair = step; pair < step_end; ++pair)
 #pragma GCC unroll 4
-        for (int b = 0; b < kBlocks; ++b) {
-          const char* line = prefetch.ahead + (b * block_elements + pair * 2 * kLanes) * 2;
-          __builtin_prefetch(line, 0, 2);
-        }
+        for (int b = 0; b < kBlocks; ++b)
+          __builtin_prefetch(prefetch.ahead + b * kBlockVector + pair * prefetch.ahead_pair_stride,
+                             0, 2);
     }
     for (int64_t line = 0; line < prefetch.spread_lines && prefetch.spread < prefetch.spread_end;
          ++line) {
       __builtin_prefetch(prefetch.spread, 0, 2);
       prefetch.spread += 64;
     }
-    const uint16_t* w = weights + step * 2 * kLanes;
-    for (int64_t pair = step; pair < step_end; ++pair, w += 2 * kLanes) {
+    const uint16_t* w = weights + step * pair_stride;
+    for (int64_t pair = step; pair < step_end; ++pair, w += pair_stride) {
       __m512bh weight[kBlocks];
 #pragma GCC unroll 4
       for (int b = 0; b < kBlocks; ++b)
-        weight[b] = (__m512bh)_mm512_loadu_si512(w + b * block_elements);
+        weight[b] = (__m512bh)_mm512_loadu_si512(w + b * kBlockVector);
 #pragma GCC unroll 12
       for (int t = 0; t < kTokens; ++t) {
         const __m512bh xv = x.broadcast(t);
@@ -155,32 +161,39 @@ inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_
 }
 
 // Calls tile(std::integral_constant<int, k>(), first block) over blocks [begin, end) in tiles of
-// kBlocks (the last one smaller).
+// at most kBlocks (a divisor of kRowGroupBlocks) that never leave their group.
 template <int kBlocks, class Tile>
 inline void for_block_tiles(int64_t begin, int64_t end, Tile&& tile) {
+  static_assert(kRowGroupBlocks % kBlocks == 0);
   int64_t block = begin;
-  for (; block + kBlocks <= end; block += kBlocks)
-    tile(std::integral_constant<int, kBlocks>(), block);
-  if (block < end)
-    with_token_count<kBlocks>(end - block, [&](auto blocks) { tile(blocks, block); });
+  while (block < end) {
+    const int64_t tile_end = std::min(end, (block / kBlocks + 1) * kBlocks);
+    if (tile_end - block == kBlocks) {
+      tile(std::integral_constant<int, kBlocks>(), block);
+    } else {
+      with_token_count<kBlocks>(tile_end - block, [&](auto blocks) { tile(blocks, block); });
+    }
+    block = tile_end;
+  }
 }
 
 // Decode: rows [row_begin, row_end) for kTokens tokens, the weights streamed from memory once,
-// each block as one sequential stream. No software prefetch: the hardware prefetcher follows the
-// tile's 2 to 4 streams, and prefetching the next tile (into L2) or a few KB ahead in each stream
+// a group per tile: the range is one sequential stream (BM_DecodeMoeBf16 on one core: 38 GB/s,
+// against 34 with tiles of 4 blocks in 4 streams before the groups; BM_StreamRead 37). Two
+// accumulator chains per token are enough to keep up. No software prefetch: the hardware
+// prefetcher follows the stream, and prefetching the next tile (into L2) or a few KB ahead
 // (into L1 or L2) measured slower, as did prefetching the thread's next range at its last tile
-// (BM_MatvecBf16, one token: 39-42 GB/s on one core without, 31-36 with; a bench-shape decode
-// 84.5 % of the roofline without, 66-72 % with). Tiles of 4 blocks for up to 3 tokens: 2 streamed
-// as fast, 8 at 16 GB/s.
+// (before the groups: a bench-shape decode 84.5 % of the roofline without, 66-72 % with).
 template <int kTokens>
 void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
-  constexpr int kBlocks = kTokens <= 3 ? 4 : kTokens <= 6 ? 3 : 2;
-  const int64_t cols = job.w->cols, block_elements = kLanes * cols;
+  constexpr int kBlocks = kRowGroupBlocks;
+  const int64_t rows = job.w->rows, cols = job.w->cols;
   const auto* weights = static_cast<const uint16_t*>(job.w->data);
   Prefetch none;
   const Chunk whole{0, cols / 2, true, true, nullptr};
   for_block_tiles<kBlocks>(row_begin / kLanes, row_end / kLanes, [&](auto blocks, int64_t block) {
-    block_tile<decltype(blocks)::value, kTokens>(job, weights + block * block_elements,
+    const RowBlockPlace place = row_block_place(block, rows, cols);
+    block_tile<decltype(blocks)::value, kTokens>(job, weights + place.first, place.pair_stride,
                                                  block * kLanes, 0, whole, none);
   });
 }
@@ -191,11 +204,12 @@ void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end)
 // tile ahead during its first pass; every next panel (the next rows of the range, then
 // job.prefetch_next) spread over the later passes of the one before it.
 void gemm_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
-  const int64_t cols = job.w->cols, pairs = cols / 2, block_elements = kLanes * cols;
+  const int64_t rows = job.w->rows, cols = job.w->cols, pairs = cols / 2;
+  const int64_t last_block = rows / kLanes - 1;
   const int64_t row_bytes = cols * int64_t(sizeof(uint16_t));
   const auto* weights = static_cast<const uint16_t*>(job.w->data);
   const char* bytes = reinterpret_cast<const char*>(weights);
-  const int64_t panel_rows = std::max<int64_t>(kPassBlocks * kLanes, job.panel_rows);
+  const int64_t panel_rows = std::max<int64_t>(kRowGroupRows, job.panel_rows);
   const int64_t chunks = (pairs + kChunkPairs - 1) / kChunkPairs;
   const int64_t chunk_pairs = (pairs + chunks - 1) / chunks;
   const int64_t passes = (job.n_tokens + kPassTokens - 1) / kPassTokens;
@@ -227,12 +241,16 @@ void gemm_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
                       chunk + 1 == chunks, nullptr};
         for_block_tiles<kPassBlocks>(block0, block1, [&](auto blocks, int64_t block) {
           constexpr int kTile = decltype(blocks)::value;
-          const uint16_t* tile_weights = weights + block * block_elements;
-          if (&prefetch == &first_pass)
-            first_pass.ahead = reinterpret_cast<const char*>(tile_weights + kTile * block_elements);
+          const RowBlockPlace place = row_block_place(block, rows, cols);
+          if (&prefetch == &first_pass) {
+            const RowBlockPlace next = row_block_place(std::min<int64_t>(block + kTile, last_block), rows, cols);
+            first_pass.ahead = weights + next.first;
+            first_pass.ahead_pair_stride = next.pair_stride;
+          }
           if (partial != nullptr)
             columns.partial = partial + (block - block0) * kPassTokens * kLanes;
-          block_tile<kTile, kTokens>(job, tile_weights, block * kLanes, token, columns, prefetch);
+          block_tile<kTile, kTokens>(job, weights + place.first, place.pair_stride, block * kLanes,
+                                     token, columns, prefetch);
         });
       }
     });
