@@ -7,7 +7,8 @@
 // host the bandwidth changes from second to second (40 to 85 GB/s within a minute here), and a
 // roofline probed at another moment says little of the run. With --repeat, prefill and decode
 // run R times and the medians are reported (with the range); --profile adds the wall time per
-// phase of the forward pass (util/phase_profile.h) for the last run.
+// phase of the forward pass (util/phase_profile.h) for the last run, the decode at --ctx-depth
+// included.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -187,7 +188,13 @@ int run_bench(const CommandArgs& argv) {
     profile::set_enabled(false);
     if (depth > 0) {
       depth_cache.truncate(depth);
+      profile::set_enabled(profile_this_run);
+      profile::reset();
       depth_decode_runs.push_back(decode(model, depth_first, depth_cache, gen_tokens));
+      if (profile_this_run && !json_output)
+        print_phases(("decode phases per token at depth " + std::to_string(depth)).c_str(),
+                     double(gen_tokens));
+      profile::set_enabled(false);
     }
   }
   const double prefill_seconds = median(prefill_runs);
