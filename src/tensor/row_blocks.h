@@ -12,7 +12,7 @@ namespace dsv3 {
 bool fits_row_blocks(const WeightMatrix& w);
 
 // Regroups the row-major BF16 matrix at `data` ([rows][cols], fits_row_blocks) into kRowBlocks
-// in place, one block of 16 rows at a time (each block keeps its bytes), and sets w.layout.
+// in place, one group of 32 rows at a time (each group keeps its bytes), and sets w.layout.
 // w.data must be `data`.
 void regroup_into_row_blocks(WeightMatrix& w, void* data);
 
