@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -209,6 +211,30 @@ TEST(Matmul, EveryPathMatchesReferenceAtOddSizes) {
   }
 }
 
+// The product with `stacked` (stacked_rows(top, bottom)) is, token by token, bitwise the
+// products with top and bottom side by side.
+void expect_stacked_product_is_both(const WeightMatrix& stacked, const WeightMatrix& top,
+                                    const WeightMatrix& bottom,
+                                    std::initializer_list<int64_t> token_counts,
+                                    std::string_view label) {
+  for (int64_t n_tokens : token_counts) {
+    const std::vector<float> x = random_floats(n_tokens * stacked.cols, 5);
+    std::vector<float> both(size_t(n_tokens * stacked.rows));
+    std::vector<float> upper(size_t(n_tokens * top.rows)), lower(size_t(n_tokens * bottom.rows));
+    matmul(stacked, x.data(), n_tokens, both.data());
+    matmul(top, x.data(), n_tokens, upper.data());
+    matmul(bottom, x.data(), n_tokens, lower.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* row = both.data() + t * stacked.rows;
+      EXPECT_EQ(0, std::memcmp(row, upper.data() + t * top.rows, size_t(top.rows) * 4))
+          << label << " tokens=" << n_tokens << " token " << t << " upper";
+      EXPECT_EQ(0, std::memcmp(row + top.rows, lower.data() + t * bottom.rows,
+                               size_t(bottom.rows) * 4))
+          << label << " tokens=" << n_tokens << " token " << t << " lower";
+    }
+  }
+}
+
 // Two matrices back to back in memory (the upper and lower rows of one), their scales too:
 // stacked_rows joins them into one view whose product is, token by token, bitwise the two
 // products side by side; anything else is refused.
@@ -237,22 +263,7 @@ TEST(Matmul, StackedRowsAreTheTwoProductsSideBySide) {
     other_format.dtype = dtype == DType::F32 ? DType::BF16 : DType::F32;
     EXPECT_TRUE(stacked_rows(top, other_format).empty()) << dtype_name(dtype);
 
-    for (int64_t n_tokens : {1, 3, 40}) {
-      const std::vector<float> x = random_floats(n_tokens * cols, 5);
-      std::vector<float> both(size_t(n_tokens * stacked.rows));
-      std::vector<float> upper(size_t(n_tokens * top_rows)), lower(size_t(n_tokens * bottom_rows));
-      matmul(stacked, x.data(), n_tokens, both.data());
-      matmul(top, x.data(), n_tokens, upper.data());
-      matmul(bottom, x.data(), n_tokens, lower.data());
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const float* row = both.data() + t * stacked.rows;
-        EXPECT_EQ(0, std::memcmp(row, upper.data() + t * top_rows, top_rows * sizeof(float)))
-            << dtype_name(dtype) << " tokens=" << n_tokens << " token " << t << " upper";
-        EXPECT_EQ(0, std::memcmp(row + top_rows, lower.data() + t * bottom_rows,
-                                 bottom_rows * sizeof(float)))
-            << dtype_name(dtype) << " tokens=" << n_tokens << " token " << t << " lower";
-      }
-    }
+    expect_stacked_product_is_both(stacked, top, bottom, {1, 3, 40}, dtype_name(dtype));
   }
 }
 
@@ -562,22 +573,8 @@ TEST(RowBlocks, StackedWhereTheTopIsWholeGroups) {
       continue;
     }
     ASSERT_FALSE(stacked.empty()) << top_rows;
-    for (int64_t n_tokens : {1, 3, 7, 40}) {
-      const std::vector<float> x = random_floats(n_tokens * cols, 5);
-      std::vector<float> out(size_t(n_tokens * stacked.rows));
-      std::vector<float> upper(size_t(n_tokens * top_rows)), lower(size_t(n_tokens * bottom_rows));
-      matmul(stacked, x.data(), n_tokens, out.data());
-      matmul(top, x.data(), n_tokens, upper.data());
-      matmul(bottom, x.data(), n_tokens, lower.data());
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        EXPECT_EQ(0, std::memcmp(out.data() + t * stacked.rows, upper.data() + t * top_rows,
-                                 size_t(top_rows) * 4))
-            << top_rows << " " << n_tokens;
-        EXPECT_EQ(0, std::memcmp(out.data() + t * stacked.rows + top_rows,
-                                 lower.data() + t * bottom_rows, size_t(bottom_rows) * 4))
-            << top_rows << " " << n_tokens;
-      }
-    }
+    expect_stacked_product_is_both(stacked, top, bottom, {1, 3, 7, 40},
+                                   "top rows " + std::to_string(top_rows));
   }
 }
 
