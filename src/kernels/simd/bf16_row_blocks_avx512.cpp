@@ -243,7 +243,8 @@ void gemm_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
           constexpr int kTile = decltype(blocks)::value;
           const RowBlockPlace place = row_block_place(block, rows, cols);
           if (&prefetch == &first_pass) {
-            const RowBlockPlace next = row_block_place(std::min<int64_t>(block + kTile, last_block), rows, cols);
+            const RowBlockPlace next =
+                row_block_place(std::min<int64_t>(block + kTile, last_block), rows, cols);
             first_pass.ahead = weights + next.first;
             first_pass.ahead_pair_stride = next.pair_stride;
           }
