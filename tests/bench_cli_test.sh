@@ -52,6 +52,15 @@ assert sorted(shares)[1] == result["decode_roofline_pct"], result
 assert sorted(bandwidths)[1] == result["bandwidth_gb_s"], result
 assert result["bandwidth_gb_s_best"] >= max(bandwidths), result
 assert 0 < result["decode_roofline_pct_of_best"] <= max(shares) * (1 + 1e-9), result
+# And the bandwidth sampled between its tokens, with the run's share of that roofline.
+sampled = result["bandwidth_gb_s_between_tokens_runs"]
+sampled_shares = result["decode_roofline_pct_between_tokens_runs"]
+assert len(sampled) == 3 and len(sampled_shares) == 3 and min(sampled) > 0, result
+for rate, bandwidth, share in zip(result["decode_tok_s_runs"], sampled, sampled_shares):
+    expected = 100 * rate * result["weight_bytes_per_token"] / (bandwidth * 1e9)
+    assert abs(share - expected) < 1e-6 * expected, (share, expected)
+assert sorted(sampled_shares)[1] == result["decode_roofline_pct_between_tokens"], result
+assert sorted(sampled)[1] == result["bandwidth_gb_s_between_tokens"], result
 PYTHON
 
 "$DSV3" bench -m "$WORK/tiny" --prompt 24 --gen 3 --profile >"$WORK/profile.txt" 2>/dev/null ||

@@ -14,6 +14,7 @@
 #include "kernel_test_support.h"
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
+#include "kernels/machine_probe.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_transposed.h"
 #include "kernels/ops.h"
@@ -1678,6 +1679,18 @@ TEST(Attention, AQueryDoesNotDependOnTheOthers) {
           << isa_name(isa) << " query " << q;
     }
   }
+}
+
+// The bandwidth probe reads its whole buffer or one slice of it (what the bench samples between
+// decoded tokens); a slice it does not have is an error, not a read past the buffer.
+TEST(MachineProbe, ReadsTheBufferOrOneSliceOfIt) {
+  const ReadBandwidthProbe probe(int64_t(24) << 20);
+  EXPECT_EQ(probe.bytes(), int64_t(24) << 20);
+  EXPECT_GT(probe.measure(2), 0.0);
+  for (int64_t slice = 0; slice < 5; ++slice) EXPECT_GT(probe.measure_slice(slice, 5), 0.0);
+  EXPECT_THROW(probe.measure_slice(5, 5), Error);
+  EXPECT_THROW(probe.measure_slice(-1, 5), Error);
+  EXPECT_THROW(probe.measure_slice(0, 0), Error);
 }
 
 }  // namespace

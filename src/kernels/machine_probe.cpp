@@ -9,10 +9,12 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu_dispatch.h"
 #include "tensor/thread_pool.h"
+#include "util/error.h"
 
 namespace dsv3::kernels {
 
@@ -157,6 +159,25 @@ struct HugePageBuffer {
   HugePageBuffer& operator=(const HugePageBuffer&) = delete;
 };
 
+// Floats per piece of a read: 4 MB, long enough to stream at full speed and short enough that
+// no thread waits long for the others at the end.
+constexpr int64_t kReadPieceFloats = int64_t(1) << 20;
+
+// GB/s of one read of `n` floats with all pool threads, the pieces taken by whichever thread is
+// free (a thread that a shared host slows down leaves the rest to the others, as the decode's
+// row tasks do).
+double read_once(const float* data, int64_t n) {
+  const bool avx512 = isa_supported(KernelIsa::kAvx512);
+  volatile double sink = 0;
+  const int64_t pieces = (n + kReadPieceFloats - 1) / kReadPieceFloats;
+  const auto start = std::chrono::steady_clock::now();
+  ThreadPool::global().parallel_claim(pieces, [&](int64_t piece) {
+    const int64_t begin = piece * kReadPieceFloats, count = std::min(kReadPieceFloats, n - begin);
+    sink = sink + (avx512 ? sum_avx512(data + begin, count) : sum_portable(data + begin, count));
+  });
+  return double(n) * sizeof(float) / seconds_since(start) / 1e9;
+}
+
 }  // namespace
 
 struct ReadBandwidthProbe::Buffer : HugePageBuffer {
@@ -176,23 +197,20 @@ ReadBandwidthProbe::ReadBandwidthProbe(int64_t bytes)
 ReadBandwidthProbe::~ReadBandwidthProbe() = default;
 
 double ReadBandwidthProbe::measure(int repetitions) const {
-  const int64_t n = floats_;
   const float* data = static_cast<const float*>(buffer_->data);
-  const bool avx512 = isa_supported(KernelIsa::kAvx512);
   double best = 0;
-  volatile double sink = 0;
-  for (int repetition = 0; repetition < repetitions; ++repetition) {
-    const auto start = std::chrono::steady_clock::now();
-    ThreadPool::global().parallel_for(n, [&](int64_t begin, int64_t end) {
-      begin = begin / 64 * 64;  // chunks start 64-float aligned
-      end = end == n ? n : end / 64 * 64;
-      const double sum =
-          avx512 ? sum_avx512(data + begin, end - begin) : sum_portable(data + begin, end - begin);
-      sink = sink + sum;
-    });
-    best = std::max(best, double(n) * sizeof(float) / seconds_since(start) / 1e9);
-  }
+  for (int repetition = 0; repetition < repetitions; ++repetition)
+    best = std::max(best, read_once(data, floats_));
   return best;
+}
+
+double ReadBandwidthProbe::measure_slice(int64_t index, int64_t slices) const {
+  if (slices < 1 || index < 0 || index >= slices)
+    throw Error("ReadBandwidthProbe::measure_slice: no slice " + std::to_string(index) + " of " +
+                std::to_string(slices));
+  int64_t begin, end;
+  ThreadPool::chunk_range(floats_ / 64, slices, index, &begin, &end);  // 64-float aligned
+  return read_once(static_cast<const float*>(buffer_->data) + begin * 64, (end - begin) * 64);
 }
 
 double measure_read_bandwidth(int64_t bytes, int repetitions) {

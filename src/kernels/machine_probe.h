@@ -33,6 +33,10 @@ class ReadBandwidthProbe {
     run();
     return 0.5 * (before + measure(kQuickRepetitions));
   }
+  // GB/s of one read of slice `index` (of `slices` equal slices) of the buffer: a short sample
+  // (a 256 MB slice takes a few milliseconds) to take between the steps of a run, so that the
+  // bandwidth is sampled while the run goes on instead of only before and after it.
+  double measure_slice(int64_t index, int64_t slices) const;
   // The buffer's bytes (resident from construction on).
   int64_t bytes() const { return floats_ * int64_t(sizeof(float)); }
 

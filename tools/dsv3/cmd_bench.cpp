@@ -5,10 +5,11 @@
 // measured arithmetic peak the prefill one. The bandwidth is probed again just before and just
 // after every decode run, and that run is compared with the mean of its two probes: on a shared
 // host the bandwidth changes from second to second (40 to 85 GB/s within a minute here), and a
-// roofline probed at another moment says little of the run. With --repeat, prefill and decode
-// run R times and the medians are reported (with the range); --profile adds the wall time per
-// phase of the forward pass (util/phase_profile.h) for the last run, the decode at --ctx-depth
-// included.
+// roofline probed at another moment says little of the run. The bandwidth is also sampled
+// between the run's tokens (decode_sampled), and the run compared with those samples too. With
+// --repeat, prefill and decode run R times and the medians are reported (with the range);
+// --profile adds the wall time per phase of the forward pass (util/phase_profile.h) for the
+// last run, the decode at --ctx-depth included.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -76,6 +77,43 @@ double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t 
     token = argmax(logits);
   }
   return seconds_since(start);
+}
+
+// A decode run and the bandwidth the host gave while it ran.
+struct SampledDecode {
+  double seconds = 0;        // the tokens' own time, the samples left out
+  double bandwidth_gb_s = 0;  // the samples' bytes over their time
+};
+
+// Tokens decoded between two samples of the bandwidth, and the slices of the probe's buffer
+// they read in turn (a quarter of 1 GB each: a few milliseconds, far larger than the caches).
+constexpr int64_t kTokensPerSample = 4;
+constexpr int64_t kSampleSlices = 4;
+
+// decode(), with the bandwidth sampled after every kTokensPerSample tokens (outside the
+// timing): on a shared host the bandwidth swings within a second, and probes taken only before
+// and after a run can catch quieter moments than the run had. The same stream of weights is
+// read in every token, whose time alone is returned.
+SampledDecode decode_sampled(const CausalLM& model, int32_t first, LatentCache& cache,
+                             int64_t count, const kernels::ReadBandwidthProbe& probe) {
+  SampledDecode result;
+  int32_t token = first;
+  double sample_seconds = 0;  // sum of bytes / rate over the samples, in GB
+  double sample_gb = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto start = Clock::now();
+    std::vector<float> logits = model.forward(std::span(&token, 1), cache, 1);
+    token = argmax(logits);
+    result.seconds += seconds_since(start);
+    if ((i + 1) % kTokensPerSample == 0 || i + 1 == count) {
+      const int64_t slice = (i / kTokensPerSample) % kSampleSlices;
+      const double gb = double(probe.bytes()) / double(kSampleSlices) / 1e9;
+      sample_seconds += gb / probe.measure_slice(slice, kSampleSlices);
+      sample_gb += gb;
+    }
+  }
+  result.bandwidth_gb_s = sample_gb / sample_seconds;
+  return result;
 }
 
 // The phase totals recorded since the last reset, one line each, `divisor` runs averaged.
@@ -163,6 +201,7 @@ int run_bench(const CommandArgs& argv) {
   // slows it.
   std::vector<double> prefill_runs, decode_runs, depth_decode_runs, cpu_share_runs;
   std::vector<double> bandwidth_runs;  // GB/s probed around each decode run
+  std::vector<double> sampled_bandwidth_runs;  // GB/s sampled between its tokens
   for (int64_t run = 0; run < repeats; ++run) {
     const bool profile_this_run = profiling && run + 1 == repeats;
     cache.clear();
@@ -181,8 +220,11 @@ int run_bench(const CommandArgs& argv) {
     if (profile_this_run && !json_output) print_phases("prefill phases", 1.0);
     profile::reset();
     cache.clear();
-    bandwidth_runs.push_back(bandwidth_probe.measure_around(
-        [&] { decode_runs.push_back(decode(model, first, cache, gen_tokens)); }));
+    bandwidth_runs.push_back(bandwidth_probe.measure_around([&] {
+      const SampledDecode run = decode_sampled(model, first, cache, gen_tokens, bandwidth_probe);
+      decode_runs.push_back(run.seconds);
+      sampled_bandwidth_runs.push_back(run.bandwidth_gb_s);
+    }));
     if (profile_this_run && !json_output)
       print_phases("decode phases per token", double(gen_tokens));
     profile::set_enabled(false);
@@ -212,6 +254,12 @@ int run_bench(const CommandArgs& argv) {
   for (size_t i = 0; i < decode_runs.size(); ++i)
     roofline_pct_runs.push_back(kernels::roofline_pct(double(gen_tokens) / decode_runs[i],
                                                       weight_bytes_per_token, bandwidth_runs[i]));
+  std::vector<double> sampled_pct_runs;
+  for (size_t i = 0; i < decode_runs.size(); ++i)
+    sampled_pct_runs.push_back(kernels::roofline_pct(
+        double(gen_tokens) / decode_runs[i], weight_bytes_per_token, sampled_bandwidth_runs[i]));
+  const double sampled_bandwidth = median(sampled_bandwidth_runs);
+  const double decode_sampled_pct = median(sampled_pct_runs);
   const double bandwidth = median(bandwidth_runs);
   const double best_bandwidth =
       std::max(first_bandwidth, *std::max_element(bandwidth_runs.begin(), bandwidth_runs.end()));
@@ -275,6 +323,10 @@ int run_bench(const CommandArgs& argv) {
       {"decode_roofline_pct", decode_roofline_pct},
       {"decode_roofline_pct_runs", roofline_pct_runs},
       {"decode_roofline_pct_of_best", 100.0 * decode_tok_s / best_roofline},
+      {"bandwidth_gb_s_between_tokens", sampled_bandwidth},
+      {"bandwidth_gb_s_between_tokens_runs", sampled_bandwidth_runs},
+      {"decode_roofline_pct_between_tokens", decode_sampled_pct},
+      {"decode_roofline_pct_between_tokens_runs", sampled_pct_runs},
       {"peak_gflops", peak},
       {"peak_gflops_f32", peak_f32},
       {"peak_gflops_bf16", peak_bf16},
@@ -342,8 +394,13 @@ int run_bench(const CommandArgs& argv) {
   std::printf("                 (run by run, %% of the roofline probed beside it:");
   for (size_t i = 0; i < roofline_pct_runs.size(); ++i)
     std::printf(" %.1f (%.0f GB/s)", roofline_pct_runs[i], bandwidth_runs[i]);
-  std::printf(";\n                 %.1f%% of the best probe's roofline %.1f tok/s)\n",
+  std::printf(";\n                 %.1f%% of the best probe's roofline %.1f tok/s;\n",
               100.0 * decode_tok_s / best_roofline, best_roofline);
+  std::printf("                 %.1f%% of the roofline sampled between its tokens, at %.1f GB/s:",
+              decode_sampled_pct, sampled_bandwidth);
+  for (size_t i = 0; i < sampled_pct_runs.size(); ++i)
+    std::printf(" %.1f (%.0f GB/s)", sampled_pct_runs[i], sampled_bandwidth_runs[i]);
+  std::printf(")\n");
   if (depth > 0) {
     std::printf("decode at %-6lld %.1f tok/s (%.1f%% of decode at depth 0)\n", (long long)depth,
                 depth_decode_tok_s, 100.0 * depth_decode_tok_s / decode_tok_s);
