@@ -1,7 +1,8 @@
 // Throughput of the hot kernels: matrix-vector products in GB/s of weights (decode is bound by
 // memory bandwidth), matrix products of 512 tokens in GFLOP/s (prefill is bound by arithmetic),
 // the two attention products in GFLOP/s, RMSNorm, and STREAM-like read and triad bandwidths to
-// compare the matvec figures with.
+// compare the matvec figures with (BM_DecodeVsRead alternates decode's streams with a read in
+// one loop, for a comparison a shared host's swings do not blur).
 //
 //   build-x/bench/kernels_bench [--benchmark_filter=Matvec]
 //   DSV3_KERNELS=avx2 build-x/bench/kernels_bench     (force an instruction set)
@@ -10,6 +11,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -20,6 +22,7 @@
 #include "kernels/attention_bf16.h"
 #include "kernels/attention_ops.h"
 #include "kernels/cpu_dispatch.h"
+#include "kernels/machine_probe.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/quant_matmul.h"
@@ -399,6 +402,81 @@ void BM_DecodeMoeBf16(benchmark::State& state) {
   state.SetLabel(row_blocks_label(gate_up.matrices[0]));
 }
 
+// Decode's weight streams against a plain read of as many bytes, the two alternated in one loop
+// (args: kind, threads): on a shared host the bandwidth swings from second to second, and
+// benchmarks run one after the other compare different moments. "vs_read" is the products' GB/s
+// over the read's (a 256 MB slice of ReadBandwidthProbe's buffer each time), both summed over
+// the iterations. Kinds: 0 an lm_head (129280 x 1024), 1 four decode steps' experts (7 + 7
+// products each), 2 sixteen layers' attention projections (q_a with kv_a, q_b, o_proj).
+void BM_DecodeVsRead(benchmark::State& state) {
+  using Clock = std::chrono::steady_clock;
+  constexpr int64_t kHidden = 1024, kLayers = 40, kExperts = 7;
+  const int64_t kind = state.range(0);
+  ThreadPool::global().set_num_threads(int(state.range(1)));
+  const dsv3::kernels::ReadBandwidthProbe probe(int64_t(512) << 20);
+  std::vector<WeightSet> sets;
+  if (kind == 0) {
+    sets.emplace_back(DType::BF16, 129280, kHidden, 1);
+  } else if (kind == 1) {
+    sets.emplace_back(DType::BF16, 1024, kHidden, size_t(kLayers * kExperts));  // gate and up
+    sets.emplace_back(DType::BF16, kHidden, 512, size_t(kLayers * kExperts));   // down
+  } else {
+    for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{384, kHidden}, {320, kHidden},
+                                     {2048, 384}, {kHidden, kHidden}})
+      sets.emplace_back(DType::BF16, rows, cols, size_t(kLayers));
+  }
+  const std::vector<float> x = random_floats(size_t(4 * kHidden), 1);
+  std::vector<float> out(size_t(129280));
+  std::vector<dsv3::kernels::MatmulItem> items;
+  int64_t layer = 0;
+  double product_seconds = 0, read_seconds = 0, product_bytes = 0, read_bytes = 0;
+  auto run_products = [&] {
+    auto group = [&](std::initializer_list<const WeightMatrix*> matrices) {
+      items.clear();
+      int64_t offset = 0;
+      for (const WeightMatrix* w : matrices) {
+        items.push_back({w, x.data(), 1, out.data() + offset});
+        offset += w->rows;
+        product_bytes += double(w->rows * w->cols) * 2.0;
+      }
+      dsv3::kernels::matmul_group(items);
+    };
+    if (kind == 0) return group({&sets[0].matrices[0]});
+    for (int step = 0; step < (kind == 1 ? 4 : 16); ++step, layer = (layer + 1) % kLayers) {
+      if (kind == 2) {
+        group({&sets[0].matrices[size_t(layer)], &sets[1].matrices[size_t(layer)]});
+        group({&sets[2].matrices[size_t(layer)]});
+        group({&sets[3].matrices[size_t(layer)]});
+        continue;
+      }
+      for (int part = 0; part < 2; ++part) {
+        items.clear();
+        for (int64_t e = 0; e < kExperts; ++e) {
+          const WeightMatrix& w = sets[size_t(part)].matrices[size_t(layer * kExperts + e)];
+          items.push_back({&w, x.data(), 1, out.data() + e * w.rows});
+          product_bytes += double(w.rows * w.cols) * 2.0;
+        }
+        dsv3::kernels::matmul_group(items);
+      }
+    }
+  };
+  int64_t slice = 0;
+  for (auto _ : state) {
+    auto start = Clock::now();
+    run_products();
+    product_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+    benchmark::DoNotOptimize(out.data());
+    const double gb_s = probe.measure_slice(slice, 2);
+    slice = (slice + 1) % 2;
+    read_bytes += double(probe.bytes()) / 2.0;
+    read_seconds += double(probe.bytes()) / 2.0 / (gb_s * 1e9);
+  }
+  state.counters["GB/s"] = product_bytes / product_seconds * 1e-9;
+  state.counters["read_GB/s"] = read_bytes / read_seconds * 1e-9;
+  state.counters["vs_read"] = (product_bytes / product_seconds) / (read_bytes / read_seconds);
+  state.SetLabel(kind == 0 ? "lm_head" : kind == 1 ? "experts" : "attention projections");
+}
+
 // Args: n, threads (rows of a [64][n] activation block normalised in parallel, as in prefill).
 void BM_RmsNorm(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -663,6 +741,10 @@ BENCHMARK(BM_ExpertGroupBf16)
 
 BENCHMARK(BM_MoeGateUpBf16)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK(BM_DecodeMoeBf16)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_DecodeVsRead)
+    ->ArgNames({"kind", "threads"})
+    ->ArgsProduct({{0, 1, 2}, {2}})
+    ->UseRealTime();
 
 BENCHMARK(BM_AttentionScores)
     ->ArgNames({"calls", "queries", "keys", "dim", "threads"})

@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/simd/isa_kernels.h"
@@ -66,6 +67,13 @@ struct Prefetch {
   const char* spread = nullptr;
   const char* spread_end = nullptr;
   int64_t spread_lines = 0;
+  // The decode stream (a tile that is one stretch of the thread's range): every line it reads,
+  // stream_ahead bytes further on, into L1; past stream_end the lines of stream_next
+  // (prefetch_target).
+  int64_t stream_ahead = 0;
+  const char* stream_end = nullptr;
+  const void* stream_next = nullptr;
+  int64_t stream_next_bytes = 0;
 };
 
 // Pairs per step of a tile's loop, between its prefetches: 16 pairs are 16 lines of a block.
@@ -130,7 +138,17 @@ inline void block_tile(const Bf16MatmulJob& job, const uint16_t* weights, int64_
       prefetch.spread += 64;
     }
     const uint16_t* w = weights + step * pair_stride;
+    const char* stream = nullptr;
+    if (prefetch.stream_ahead > 0)
+      stream = prefetch_target(reinterpret_cast<const char*>(w) + prefetch.stream_ahead,
+                               prefetch.stream_end, prefetch.stream_next,
+                               prefetch.stream_next_bytes);
     for (int64_t pair = step; pair < step_end; ++pair, w += pair_stride) {
+      if (stream != nullptr) {
+#pragma GCC unroll 4
+        for (int b = 0; b < kBlocks; ++b) __builtin_prefetch(stream + b * 64, 0, 3);
+        stream += kBlocks * 64;
+      }
       __m512bh weight[kBlocks];
 #pragma GCC unroll 4
       for (int b = 0; b < kBlocks; ++b)
@@ -177,24 +195,42 @@ inline void for_block_tiles(int64_t begin, int64_t end, Tile&& tile) {
   }
 }
 
+// How far ahead the decode stream prefetches: 4 KB, or DSV3_STREAM_PREFETCH bytes (0: off).
+int64_t stream_prefetch_bytes() {
+  static const int64_t bytes = [] {
+    const char* value = std::getenv("DSV3_STREAM_PREFETCH");
+    return value ? std::atoll(value) : int64_t(4096);
+  }();
+  return bytes;
+}
+
 // Decode: rows [row_begin, row_end) for kTokens tokens, the weights streamed from memory once,
 // a group per tile: the range is one sequential stream (BM_DecodeMoeBf16 on one core: 38 GB/s,
 // against 34 with tiles of 4 blocks in 4 streams before the groups; BM_StreamRead 37). Two
-// accumulator chains per token are enough to keep up. No software prefetch: the hardware
-// prefetcher follows the stream, and prefetching the next tile (into L2) or a few KB ahead
-// (into L1 or L2) measured slower, as did prefetching the thread's next range at its last tile
-// (before the groups: a bench-shape decode 84.5 % of the roofline without, 66-72 % with).
+// accumulator chains per token are enough to keep up. Every line read is prefetched into L1
+// stream_prefetch_bytes() further on, running into job.prefetch_next (the thread's next rows)
+// past the range: with both cores streaming, the hardware prefetcher alone left the products
+// 10-25 % below a plain read of the same bytes once the host gave more than about 60 GB/s (an
+// lm_head at 0.88 of the read, MoE experts 0.85, attention projections 0.76, alternated with the
+// read in one process, BM_DecodeVsRead); 4 KB ahead brought them to 0.96, 0.90 and 0.84 (8 KB:
+// about the same, 12 KB: less; into L2 instead of L1: less), and 1-2 % up at 40-50 GB/s. A
+// whole bench-shape decode gained about as much at 60-75 GB/s, and nothing at 80 GB/s, where
+// the hardware prefetcher alone keeps up.
 template <int kTokens>
 void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   constexpr int kBlocks = kRowGroupBlocks;
   const int64_t rows = job.w->rows, cols = job.w->cols;
   const auto* weights = static_cast<const uint16_t*>(job.w->data);
-  Prefetch none;
+  Prefetch stream;
+  stream.stream_ahead = stream_prefetch_bytes();
+  stream.stream_end = reinterpret_cast<const char*>(weights + row_end * cols);
+  stream.stream_next = job.prefetch_next;
+  stream.stream_next_bytes = job.prefetch_next_bytes;
   const Chunk whole{0, cols / 2, true, true, nullptr};
   for_block_tiles<kBlocks>(row_begin / kLanes, row_end / kLanes, [&](auto blocks, int64_t block) {
     const RowBlockPlace place = row_block_place(block, rows, cols);
     block_tile<decltype(blocks)::value, kTokens>(job, weights + place.first, place.pair_stride,
-                                                 block * kLanes, 0, whole, none);
+                                                 block * kLanes, 0, whole, stream);
   });
 }
 
