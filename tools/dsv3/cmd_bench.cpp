@@ -98,8 +98,7 @@ SampledDecode decode_sampled(const CausalLM& model, int32_t first, LatentCache& 
                              int64_t count, const kernels::ReadBandwidthProbe& probe) {
   SampledDecode result;
   int32_t token = first;
-  double sample_seconds = 0;  // sum of bytes / rate over the samples, in GB
-  double sample_gb = 0;
+  double sample_gb = 0, sample_seconds = 0;  // what the samples read, and the time they took
   for (int64_t i = 0; i < count; ++i) {
     const auto start = Clock::now();
     std::vector<float> logits = model.forward(std::span(&token, 1), cache, 1);
