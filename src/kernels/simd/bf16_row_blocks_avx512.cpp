@@ -214,8 +214,9 @@ int64_t stream_prefetch_bytes() {
 // lm_head at 0.88 of the read, MoE experts 0.85, attention projections 0.76, alternated with the
 // read in one process, BM_DecodeVsRead); 4 KB ahead brought them to 0.96, 0.90 and 0.84 (8 KB:
 // about the same, 12 KB: less; into L2 instead of L1: less), and 1-2 % up at 40-50 GB/s. A
-// whole bench-shape decode (with the row tasks of matmul.cpp) measured less: 85-87 % of its
-// roofline at 77-79 GB/s against 83-87 % without, the same within the noise at 45-50 GB/s.
+// whole bench-shape decode (with the row tasks of matmul.cpp) gained less: at 77-79 GB/s
+// 83-87 % of its roofline either way (median 85.1 against 83.8), at 55-76 GB/s a median of 86.2
+// against 85.9, the lowest run 78.0 against 74.5; the same within the noise at 40-50 GB/s.
 template <int kTokens>
 void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   constexpr int kBlocks = kRowGroupBlocks;
