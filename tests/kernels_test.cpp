@@ -518,6 +518,53 @@ RandomWeights regrouped(const RandomWeights& weights) {
   return copy;
 }
 
+// matmul_rows_here (rows of a product on the calling thread, in pieces on matmul_row_step)
+// gives bitwise matmul's rows, for every weight format, kernel set and activation precision, in
+// a kRowBlocks matrix too, inside a pool job; a piece off the steps or too many tokens is an
+// error.
+TEST(Matmul, RowsHereAreMatmulsRows) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 7500;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : kAllWeightTypes) {
+      for (ActivationPrecision precision : precisions_for(dtype)) {
+        set_activation_precision(precision);
+        const RandomWeights plain = random_weights(dtype, 200, 96, ++seed, 64, 32);
+        std::vector<const RandomWeights*> forms = {&plain};
+        RandomWeights blocks;
+        if (dtype == DType::BF16 && fits_row_blocks(plain.w)) {
+          blocks = regrouped(plain);
+          forms.push_back(&blocks);
+        }
+        for (const RandomWeights* weights : forms) {
+          const WeightMatrix& w = weights->w;
+          const int64_t step = matmul_row_step(w);
+          for (int64_t n_tokens : {1, 3}) {
+            const std::vector<float> x = random_floats(n_tokens * w.cols, ++seed);
+            std::vector<float> expected(size_t(n_tokens * w.rows), NAN);
+            std::vector<float> here(expected.size(), NAN);
+            matmul(w, x.data(), n_tokens, expected.data());
+            // Pieces of one step, of three and the rest, each claimed by a pool thread.
+            const int64_t pieces[] = {0, step, 4 * step, w.rows};
+            ThreadPool::global().parallel_claim(3, [&](int64_t i) {
+              matmul_rows_here(w, x.data(), n_tokens, pieces[i], pieces[i + 1], here.data());
+            });
+            EXPECT_EQ(0, std::memcmp(expected.data(), here.data(), expected.size() * 4))
+                << describe_weights(isa, dtype, w.rows, w.cols) << " layout " << int(w.layout)
+                << " tokens " << n_tokens;
+          }
+          std::vector<float> x(size_t(9 * w.cols), 0.5f), out(size_t(9 * w.rows));
+          EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 1, step, out.data()), Error);
+          EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 0, step + 1, out.data()), Error);
+          EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 0, w.rows + step, out.data()), Error);
+          EXPECT_THROW(matmul_rows_here(w, x.data(), 9, 0, step, out.data()), Error);
+        }
+      }
+    }
+  }
+}
+
 // Row counts in whole blocks of 16 (one block, tiles of 2 to 4 blocks and their remainders,
 // several panels and row tasks) and even column counts (one pair, partial vectors of the
 // row-major kernel, rows the prefill takes in chunks of 512 pairs).

@@ -646,80 +646,108 @@ thread_local std::vector<StreamProduct> t_stream_products;
 thread_local std::vector<uint16_t> t_stream_bf16;
 thread_local std::vector<float> t_stream_rounded;
 
+// Where the activations of stream products go as their kernels read them: buffers sized
+// beforehand (activation_values), handed out in order.
+struct ActivationSpace {
+  static constexpr int64_t kAlign = 32;  // elements: 64 bytes of bf16, 128 of float
+  static int64_t aligned(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+  uint16_t* bf16_next = nullptr;
+  float* rounded_next = nullptr;
+  size_t quant_slot = 0;  // prepare_quant_rows's next slot
+};
+
+// The bf16 and float values an item's activations take in an ActivationSpace.
+std::pair<int64_t, int64_t> activation_values(const MatmulItem& item, const MatmulPath& path) {
+  const WeightMatrix& w = *item.w;
+  int64_t bf16_values = 0, rounded_values = 0;
+  if (path.kernel == MatmulKernel::kBf16Stream) {
+    bf16_values += ActivationSpace::aligned(item.n_tokens *
+                                            cache_friendly_stride(w.cols, sizeof(uint16_t)));
+    if (simd::amx_bf16_rows(w) > 0)
+      bf16_values += ActivationSpace::aligned(simd::amx_packed_elements(item.n_tokens, w.cols));
+  } else if (path.bf16_activations) {
+    rounded_values += ActivationSpace::aligned(item.n_tokens * w.cols);
+  }
+  return {bf16_values, rounded_values};
+}
+
+// A few-token item ready for any thread to compute any of its rows: its activations prepared
+// as its path reads them (rounded to bf16 into `space`, or quantized), on the calling thread.
+// Products on the same activations among `earlier` share one quantization.
+StreamProduct prepare_stream_product(const MatmulItem& item, const MatmulPath& path,
+                                     ActivationSpace& space,
+                                     std::span<const StreamProduct> earlier) {
+  const WeightMatrix& w = *item.w;
+  StreamProduct product;
+  product.w = &w;
+  product.path = path;
+  product.x = item.x;
+  product.n_tokens = item.n_tokens;
+  product.out = item.out;
+  if (path.kernel == MatmulKernel::kBf16Stream) {
+    product.x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
+    for (int64_t t = 0; t < item.n_tokens; ++t) {
+      simd::avx512_round_to_bf16(item.x + t * w.cols, w.cols,
+                                 space.bf16_next + t * product.x_stride);
+    }
+    product.x_bf16 = space.bf16_next;
+    space.bf16_next += ActivationSpace::aligned(item.n_tokens * product.x_stride);
+    product.amx_rows = simd::amx_bf16_rows(w);
+    if (product.amx_rows > 0) {
+      simd::amx_pack_tokens(product.x_bf16, product.x_stride, w.cols, item.n_tokens, 0,
+                            item.n_tokens, space.bf16_next);
+      product.x_amx = space.bf16_next;
+      space.bf16_next += ActivationSpace::aligned(simd::amx_packed_elements(item.n_tokens, w.cols));
+    }
+  } else if (path.kernel == MatmulKernel::kQuantStream) {
+    // Products on the same activations (the gate and up projections of every expert, q_a_proj
+    // and kv_a_proj_with_mqa) share one quantization: it runs on this thread before the pass.
+    const StreamProduct* same_input = nullptr;
+    for (const StreamProduct& other : earlier) {
+      if (other.path.kernel == MatmulKernel::kQuantStream && other.x == item.x &&
+          other.n_tokens == item.n_tokens && quantizes_activations_alike(*other.w, w)) {
+        same_input = &other;
+        break;
+      }
+    }
+    product.quant = same_input != nullptr
+                        ? share_quant_rows(same_input->quant, w, item.out)
+                        : prepare_quant_rows(w, item.x, item.n_tokens, item.out, space.quant_slot++);
+  } else if (w.dtype == DType::F8_E4M3) {
+    // kFp8Stream and the FP8 reference scale and round the activations themselves.
+    product.fp8_epoch = next_fp8_epoch();
+  } else if (path.bf16_activations) {
+    // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
+    round_through_bf16(item.x, item.n_tokens * w.cols, space.rounded_next);
+    product.x = space.rounded_next;
+    space.rounded_next += ActivationSpace::aligned(item.n_tokens * w.cols);
+  }
+  return product;
+}
+
 // Computes the few-token items (each with its path) in one pass of the pool. Activations that
 // their path rounds to bf16 are rounded here, once per item, on the calling thread (a few
 // thousand values: cheaper than waking the pool).
 void run_stream_products(std::span<const MatmulItem> items, std::span<const MatmulPath> paths) {
   // Sizes first, so the buffers are not moved while pointers into them are handed out.
-  constexpr int64_t kAlign = 32;  // elements: 64 bytes of bf16, 128 of float
-  auto aligned = [](int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; };
   int64_t bf16_values = 0, rounded_values = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    const WeightMatrix& w = *items[i].w;
-    if (paths[i].kernel == MatmulKernel::kBf16Stream) {
-      bf16_values += aligned(items[i].n_tokens * cache_friendly_stride(w.cols, sizeof(uint16_t)));
-      if (simd::amx_bf16_rows(w) > 0)
-        bf16_values += aligned(simd::amx_packed_elements(items[i].n_tokens, w.cols));
-    } else if (paths[i].bf16_activations) {
-      rounded_values += aligned(items[i].n_tokens * w.cols);
-    }
+    const auto [bf16, rounded] = activation_values(items[i], paths[i]);
+    bf16_values += bf16;
+    rounded_values += rounded;
   }
-  uint16_t* bf16_next = cache_aligned(t_stream_bf16, bf16_values);
-  float* rounded_next = cache_aligned(t_stream_rounded, rounded_values);
+  ActivationSpace space;
+  space.bf16_next = cache_aligned(t_stream_bf16, bf16_values);
+  space.rounded_next = cache_aligned(t_stream_rounded, rounded_values);
 
   std::vector<StreamProduct>& products = t_stream_products;
   products.clear();
   int64_t n_tasks = 0;
-  size_t quant_slot = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    const MatmulItem& item = items[i];
-    const WeightMatrix& w = *item.w;
-    StreamProduct product;
-    product.w = &w;
-    product.path = paths[i];
-    product.x = item.x;
-    product.n_tokens = item.n_tokens;
-    product.out = item.out;
+    StreamProduct product = prepare_stream_product(items[i], paths[i], space, products);
     product.first_task = n_tasks;
-    if (paths[i].kernel == MatmulKernel::kBf16Stream) {
-      product.x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
-      for (int64_t t = 0; t < item.n_tokens; ++t) {
-        simd::avx512_round_to_bf16(item.x + t * w.cols, w.cols, bf16_next + t * product.x_stride);
-      }
-      product.x_bf16 = bf16_next;
-      bf16_next += aligned(item.n_tokens * product.x_stride);
-      product.amx_rows = simd::amx_bf16_rows(w);
-      if (product.amx_rows > 0) {
-        simd::amx_pack_tokens(product.x_bf16, product.x_stride, w.cols, item.n_tokens, 0,
-                              item.n_tokens, bf16_next);
-        product.x_amx = bf16_next;
-        bf16_next += aligned(simd::amx_packed_elements(item.n_tokens, w.cols));
-      }
-    } else if (paths[i].kernel == MatmulKernel::kQuantStream) {
-      // Products on the same activations (the gate and up projections of every expert, q_a_proj
-      // and kv_a_proj_with_mqa) share one quantization: it runs on this thread before the pass.
-      const StreamProduct* same_input = nullptr;
-      for (const StreamProduct& earlier : products) {
-        if (earlier.path.kernel == MatmulKernel::kQuantStream && earlier.x == item.x &&
-            earlier.n_tokens == item.n_tokens && quantizes_activations_alike(*earlier.w, w)) {
-          same_input = &earlier;
-          break;
-        }
-      }
-      product.quant = same_input != nullptr
-                          ? share_quant_rows(same_input->quant, w, item.out)
-                          : prepare_quant_rows(w, item.x, item.n_tokens, item.out, quant_slot++);
-    } else if (w.dtype == DType::F8_E4M3) {
-      // kFp8Stream and the FP8 reference scale and round the activations themselves.
-      product.fp8_epoch = next_fp8_epoch();
-    } else if (paths[i].bf16_activations) {
-      // The float kernels on bf16-rounded activations (kernel sets without vdpbf16ps).
-      round_through_bf16(item.x, item.n_tokens * w.cols, rounded_next);
-      product.x = rounded_next;
-      rounded_next += aligned(item.n_tokens * w.cols);
-    }
     products.push_back(product);
-    n_tasks += row_tasks(w);
+    n_tasks += row_tasks(*items[i].w);
   }
   if (!products.empty()) run_row_tasks(products, n_tasks);
 }
@@ -969,6 +997,40 @@ void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tok
   MatmulItem item{&w, x, n_tokens, out};
   item.float_activations = true;
   matmul_group(std::span(&item, 1));
+}
+
+int64_t matmul_row_step(const WeightMatrix& w) {
+  // Whole groups of a kRowBlocks matrix; otherwise whole AMX tiles (register tiles of the other
+  // kernels end anywhere).
+  return w.layout == WeightLayout::kRowBlocks ? kRowGroupRows : 16;
+}
+
+void matmul_rows_here(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t row_begin,
+                      int64_t row_end, float* out, const void* prefetch_next,
+                      int64_t prefetch_next_bytes) {
+  validate(w, x, n_tokens, out);
+  const int64_t step = matmul_row_step(w);
+  if (row_begin < 0 || row_end > w.rows || row_begin > row_end || row_begin % step != 0 ||
+      (row_end % step != 0 && row_end != w.rows))
+    throw Error("matmul_rows_here: rows [" + std::to_string(row_begin) + ", " +
+                std::to_string(row_end) + ") of " + describe(w) + " do not lie on steps of " +
+                std::to_string(step) + " rows");
+  if (n_tokens > kMaxStreamTokens)
+    throw Error("matmul_rows_here: " + std::to_string(n_tokens) + " tokens (at most " +
+                std::to_string(kMaxStreamTokens) + ")");
+  if (row_begin == row_end || trivial_product(w, n_tokens, out)) return;
+  const MatmulItem item{&w, x, n_tokens, out};
+  const MatmulPath path = choose_matmul_path(w, n_tokens);
+  // Buffers of this thread's own; the quantization takes the thread's first slot, which only a
+  // matmul_group the thread is running uses (hence not from an on_done).
+  thread_local std::vector<uint16_t> bf16_buffer;
+  thread_local std::vector<float> rounded_buffer;
+  const auto [bf16_values, rounded_values] = activation_values(item, path);
+  ActivationSpace space;
+  space.bf16_next = cache_aligned(bf16_buffer, bf16_values);
+  space.rounded_next = cache_aligned(rounded_buffer, rounded_values);
+  const StreamProduct product = prepare_stream_product(item, path, space, {});
+  product_rows(product, row_begin, row_end, {prefetch_next, prefetch_next_bytes});
 }
 
 void matvec_f32_activations_here(const WeightMatrix& w, const float* x, float* out) {

@@ -33,6 +33,18 @@ void matmul_f32_activations(const WeightMatrix& w, const float* x, int64_t n_tok
 // without a pass of the pool per product.
 void matvec_f32_activations_here(const WeightMatrix& w, const float* x, float* out);
 
+// Rows [row_begin, row_end) of matmul(w, x, n_tokens, out), computed by the calling thread
+// alone, bitwise what matmul gives them (the activations prepared as matmul's, here): for a
+// pass of the caller's own that interleaves the rows of a product with other work (a decode
+// step's attention, each thread computing its heads' queries and attending with them). At most
+// 8 tokens; row_begin and row_end on multiples of matmul_row_step(w) (row_end may be w.rows).
+// prefetch_next: the bytes the thread reads afterwards, which the weight stream runs on into.
+// Not from an on_done of matmul_group (Q8/Q4 weights reuse the thread's quantized activations).
+void matmul_rows_here(const WeightMatrix& w, const float* x, int64_t n_tokens, int64_t row_begin,
+                      int64_t row_end, float* out, const void* prefetch_next = nullptr,
+                      int64_t prefetch_next_bytes = 0);
+int64_t matmul_row_step(const WeightMatrix& w);
+
 // One product of a group: out = matmul(*w, x, n_tokens), or matmul_f32_activations when
 // float_activations is set.
 struct MatmulItem {

@@ -61,15 +61,18 @@ struct Group {
   AttentionMode mode;     // the form asked for (kAuto: the cheaper one)
 };
 
+// The form token t's sequence asks for: the batch's, unless that is kAuto and the sequences
+// ask for their own.
+AttentionMode asked_mode(const TokenBatch& batch, int64_t t) {
+  return batch.mode != AttentionMode::kAuto || !batch.sequence_modes ? batch.mode
+                                                                      : batch.sequence_modes[t];
+}
+
 std::vector<Group> group_by_cache(const TokenBatch& batch) {
   std::vector<Group> groups;
   for (int64_t t = 0; t < batch.tokens; ++t) {
-    if (groups.empty() || groups.back().cache != batch.caches[t]) {
-      const AttentionMode asked = batch.mode != AttentionMode::kAuto || !batch.sequence_modes
-                                      ? batch.mode
-                                      : batch.sequence_modes[t];
-      groups.push_back({t, 0, batch.caches[t], 0, asked});
-    }
+    if (groups.empty() || groups.back().cache != batch.caches[t])
+      groups.push_back({t, 0, batch.caches[t], 0, asked_mode(batch, t)});
     groups.back().count++;
     groups.back().visible_slots = std::max(groups.back().visible_slots, batch.slots[t] + 1);
   }
@@ -260,6 +263,38 @@ void absorb_query_heads(const Shape& s, const AttentionWeights& w, const float* 
   }
 }
 
+// Heads [h0, h1) of token t in the absorbed form, on the calling thread: their query
+// absorption, attention over the token's `visible` cache rows, and W_UV.
+void attend_head_unit(const Shape& s, const AttentionWeights& w, int64_t layer,
+                      const LatentCache& cache, const TokenBatch& batch, int64_t t,
+                      int64_t visible, const float* q_t, int64_t h0, int64_t h1, float scale,
+                      float* attention_out) {
+  const int64_t n_heads = h1 - h0, row_size = s.rank + s.rope;
+  const float* cache_rows = cache.row(layer, 0);
+  // Per thread: the unit's queries and weighted latents.
+  thread_local std::vector<float> queries, latents;
+  absorb_query_heads(s, w, q_t, h0, h1, grow_scratch(queries, n_heads * row_size));
+  float* scores = thread_scores(n_heads * visible).data();
+  int64_t* key_counts = thread_key_counts(n_heads).data();
+  kernels::attention_scores(queries.data(), row_size, n_heads, cache_rows, row_size, visible,
+                            row_size, scale, scores, visible);
+  for (int64_t h = h0; h < h1; ++h) {
+    attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
+    key_counts[h - h0] = visible;
+  }
+  kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
+                                  s.rank, grow_scratch(latents, n_heads * s.rank), s.rank);
+  for (int64_t h = h0; h < h1; ++h)
+    kernels::matvec_f32_activations_here(w.value_up[h], latents.data() + (h - h0) * s.rank,
+                                         attention_out + (t * s.heads + h) * s.v);
+}
+
+// The heads of one unit of a single token's attention: as many as make each thread one unit.
+int64_t heads_per_unit(const Shape& s) {
+  const int64_t threads = ThreadPool::global().num_threads();
+  return (s.heads + threads - 1) / threads;
+}
+
 // One token of the absorbed form that sees fewer than kLongContextKeys slots: each thread takes
 // a share of the heads and runs their query absorption, attention and W_UV alone (one pass of
 // the pool instead of three, the products the same to the bit: every product is batch
@@ -270,31 +305,50 @@ void attend_absorbed_token(const Shape& s, const AttentionWeights& w, int64_t la
                            float scale, float* attention_out) {
   profile::Phase phase("attn.attend");
   const int64_t t = group.first, visible = batch.slots[t] + 1;
-  const int64_t row_size = s.rank + s.rope;
-  const float* cache_rows = group.cache->row(layer, 0);
-  const int64_t threads = ThreadPool::global().num_threads();
-  const int64_t heads_per_unit = (s.heads + threads - 1) / threads;
-  const int64_t head_units = (s.heads + heads_per_unit - 1) / heads_per_unit;
-  ThreadPool::global().parallel_claim(head_units, [&](int64_t unit) {
-    const int64_t h0 = unit * heads_per_unit, h1 = std::min(s.heads, h0 + heads_per_unit);
-    const int64_t n_heads = h1 - h0;
-    // Per thread: the unit's queries and weighted latents.
-    thread_local std::vector<float> queries, latents;
-    absorb_query_heads(s, w, q + t * s.heads * s.head_dim, h0, h1,
-                       grow_scratch(queries, n_heads * row_size));
-    float* scores = thread_scores(n_heads * visible).data();
-    int64_t* key_counts = thread_key_counts(n_heads).data();
-    kernels::attention_scores(queries.data(), row_size, n_heads, cache_rows, row_size, visible,
-                              row_size, scale, scores, visible);
-    for (int64_t h = h0; h < h1; ++h) {
-      attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
-      key_counts[h - h0] = visible;
-    }
-    kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
-                                    s.rank, grow_scratch(latents, n_heads * s.rank), s.rank);
-    for (int64_t h = h0; h < h1; ++h)
-      kernels::matvec_f32_activations_here(w.value_up[h], latents.data() + (h - h0) * s.rank,
-                                           attention_out + (t * s.heads + h) * s.v);
+  const int64_t unit_heads = heads_per_unit(s);
+  const int64_t units = (s.heads + unit_heads - 1) / unit_heads;
+  ThreadPool::global().parallel_claim(units, [&](int64_t unit) {
+    const int64_t h0 = unit * unit_heads, h1 = std::min(s.heads, h0 + unit_heads);
+    attend_head_unit(s, w, layer, *group.cache, batch, t, visible, q + t * s.heads * s.head_dim,
+                     h0, h1, scale, attention_out);
+  });
+}
+
+// Whether a batch is one decode token that attend_query_heads serves: the absorbed form over
+// fewer than kLongContextKeys slots, with q_b_proj's rows of every unit of heads computable
+// apart (kernels::matmul_rows_here).
+bool attends_per_head_unit(const Config& config, const Shape& s, const AttentionWeights& w,
+                           const TokenBatch& batch) {
+  if (batch.tokens != 1 || !config.q_lora_rank || batch.slots[0] + 1 >= kLongContextKeys)
+    return false;
+  const Group token{0, 1, batch.caches[0], batch.slots[0] + 1, asked_mode(batch, 0)};
+  if (form_of(s, token) != AttentionMode::kAbsorbed) return false;
+  return (heads_per_unit(s) * s.head_dim) % kernels::matmul_row_step(w.q_b_proj) == 0;
+}
+
+// One decode token from its normed q_a_proj row: each thread takes a unit of heads and runs
+// their rows of q_b_proj, the rotation of their rope parts and their attention
+// (attend_head_unit) alone, in one pass of the pool. The token's latent must be in the cache.
+void attend_query_heads(const Shape& s, const Rope& rope, const AttentionWeights& w,
+                        int64_t layer, const TokenBatch& batch, const float* q_latent, float* q,
+                        float scale, float* attention_out) {
+  profile::Phase phase("attn.q_b+attend");
+  const int64_t visible = batch.slots[0] + 1;
+  const int64_t unit_heads = heads_per_unit(s);
+  const int64_t units = (s.heads + unit_heads - 1) / unit_heads;
+  ThreadPool::global().parallel_claim(units, [&](int64_t unit) {
+    const int64_t h0 = unit * unit_heads, h1 = std::min(s.heads, h0 + unit_heads);
+    // The stream runs on into the unit's W_UK^T copies (back to back, see weights.cpp).
+    const WeightMatrix& absorb_first = w.key_absorb[h0];
+    const int64_t absorb_bytes = w.key_absorb_in_place
+                                     ? 0
+                                     : (h1 - h0) * absorb_first.rows * absorb_first.cols *
+                                           int64_t(dtype_size(absorb_first.dtype));
+    kernels::matmul_rows_here(w.q_b_proj, q_latent, 1, h0 * s.head_dim, h1 * s.head_dim, q,
+                              absorb_bytes ? absorb_first.data : nullptr, absorb_bytes);
+    rope.apply(batch.rotations[0], q + h0 * s.head_dim + s.nope, h1 - h0, s.head_dim);
+    attend_head_unit(s, w, layer, *batch.caches[0], batch, 0, visible, q, h0, h1, scale,
+                     attention_out);
   });
 }
 
@@ -574,6 +628,9 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
   kernels::matmul_group(from_hidden);
   add_bias(scratch.q_latent.data(), tokens, q_first.bias);
   add_bias(scratch.kv.data(), tokens, w.kv_a_proj_with_mqa.bias);
+  // One decode token (the absorbed form, a short context): its queries are computed with its
+  // attention (attend_query_heads), one pass of the pool fewer per layer.
+  const bool per_head_unit = attends_per_head_unit(config, s, w, batch);
   if (config.q_lora_rank) {
     const int64_t q_rank = *config.q_lora_rank;
     float* q_latent = scratch.q_latent.data();
@@ -582,6 +639,18 @@ void mla_attention(const Config& config, const Rope& rope, const AttentionWeight
         kernels::rms_norm(q_latent + t * q_rank, w.q_a_layernorm.weight.data(), q_rank,
                           w.q_a_layernorm.eps, q_latent + t * q_rank);
     });
+    if (per_head_unit) {
+      // q_b_proj's rows are computed with the attention, by each unit of heads.
+      phase.next("attn.rope_cache");
+      write_latent(s, w, rope, layer, batch, 0, scratch.kv.data());
+      phase.stop();
+      grow_scratch(scratch.attention_out, s.heads * s.v);
+      attend_query_heads(s, rope, w, layer, batch, q_latent, scratch.q.data(),
+                         float(rope.softmax_scale()), scratch.attention_out.data());
+      phase.next("attn.o_proj");
+      linear(w.o_proj, scratch.attention_out.data(), tokens, out);
+      return;
+    }
     phase.next("attn.q_b");
     kernels::matmul(w.q_b_proj, q_latent, tokens, scratch.q.data());
   } else {
