@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "kernels/activation_precision.h"
@@ -431,7 +432,8 @@ void BM_DecodeVsRead(benchmark::State& state) {
   int64_t layer = 0;
   double product_seconds = 0, read_seconds = 0, product_bytes = 0, read_bytes = 0;
   auto run_products = [&] {
-    auto group = [&](std::initializer_list<const WeightMatrix*> matrices) {
+    // One pass of the pool over the matrices, each on the same token.
+    auto group = [&](std::span<const WeightMatrix* const> matrices) {
       items.clear();
       int64_t offset = 0;
       for (const WeightMatrix* w : matrices) {
@@ -441,22 +443,25 @@ void BM_DecodeVsRead(benchmark::State& state) {
       }
       dsv3::kernels::matmul_group(items);
     };
-    if (kind == 0) return group({&sets[0].matrices[0]});
+    auto matrix = [&](size_t set, int64_t index) { return &sets[set].matrices[size_t(index)]; };
+    if (kind == 0) {
+      const WeightMatrix* lm_head[] = {matrix(0, 0)};
+      return group(lm_head);
+    }
     for (int step = 0; step < (kind == 1 ? 4 : 16); ++step, layer = (layer + 1) % kLayers) {
       if (kind == 2) {
-        group({&sets[0].matrices[size_t(layer)], &sets[1].matrices[size_t(layer)]});
-        group({&sets[2].matrices[size_t(layer)]});
-        group({&sets[3].matrices[size_t(layer)]});
+        const WeightMatrix* q_a_kv_a[] = {matrix(0, layer), matrix(1, layer)};
+        const WeightMatrix* q_b[] = {matrix(2, layer)};
+        const WeightMatrix* o_proj[] = {matrix(3, layer)};
+        group(q_a_kv_a);
+        group(q_b);
+        group(o_proj);
         continue;
       }
-      for (int part = 0; part < 2; ++part) {
-        items.clear();
-        for (int64_t e = 0; e < kExperts; ++e) {
-          const WeightMatrix& w = sets[size_t(part)].matrices[size_t(layer * kExperts + e)];
-          items.push_back({&w, x.data(), 1, out.data() + e * w.rows});
-          product_bytes += double(w.rows * w.cols) * 2.0;
-        }
-        dsv3::kernels::matmul_group(items);
+      for (size_t part = 0; part < 2; ++part) {  // gate and up, then down
+        const WeightMatrix* experts[kExperts];
+        for (int64_t e = 0; e < kExperts; ++e) experts[e] = matrix(part, layer * kExperts + e);
+        group(experts);
       }
     }
   };

@@ -249,14 +249,16 @@ int run_bench(const CommandArgs& argv) {
   // Each decode run against the roofline of its own probes; the median of those shares is the
   // figure. The best probe of the whole bench gives the stricter one beside it.
   const double weight_bytes_per_token = double(footprint.decode_bytes_per_token);
-  std::vector<double> roofline_pct_runs;
-  for (size_t i = 0; i < decode_runs.size(); ++i)
-    roofline_pct_runs.push_back(kernels::roofline_pct(double(gen_tokens) / decode_runs[i],
-                                                      weight_bytes_per_token, bandwidth_runs[i]));
-  std::vector<double> sampled_pct_runs;
-  for (size_t i = 0; i < decode_runs.size(); ++i)
-    sampled_pct_runs.push_back(kernels::roofline_pct(
-        double(gen_tokens) / decode_runs[i], weight_bytes_per_token, sampled_bandwidth_runs[i]));
+  // Each decode run's share of the roofline at its own bandwidth (one per run).
+  auto decode_shares = [&](const std::vector<double>& run_bandwidths) {
+    std::vector<double> shares;
+    for (size_t i = 0; i < decode_runs.size(); ++i)
+      shares.push_back(kernels::roofline_pct(double(gen_tokens) / decode_runs[i],
+                                             weight_bytes_per_token, run_bandwidths[i]));
+    return shares;
+  };
+  const std::vector<double> roofline_pct_runs = decode_shares(bandwidth_runs);
+  const std::vector<double> sampled_pct_runs = decode_shares(sampled_bandwidth_runs);
   const double sampled_bandwidth = median(sampled_bandwidth_runs);
   const double decode_sampled_pct = median(sampled_pct_runs);
   const double bandwidth = median(bandwidth_runs);
