@@ -101,6 +101,15 @@ for row in (first, second):
                                       row["decode_roofline_pct_runs"]):
         expected = 100 * rate * row["weight_mb_per_token"] / (bandwidth * 1e3)
         assert abs(share - expected) < 1e-6 * expected, (share, expected)
+    # And against the bandwidth sampled between its tokens.
+    sampled, sampled_shares = (row["bandwidth_gb_s_between_tokens_runs"],
+                               row["decode_roofline_pct_between_tokens_runs"])
+    assert len(sampled) == 2 and len(sampled_shares) == 2 and min(sampled) > 0, row
+    for rate, bandwidth, share in zip(row["decode_tok_s_runs"], sampled, sampled_shares):
+        expected = 100 * rate * row["weight_mb_per_token"] / (bandwidth * 1e3)
+        assert abs(share - expected) < 1e-6 * expected, (share, expected)
+    median = row["decode_roofline_pct_between_tokens"]
+    assert abs(sum(sampled_shares) / 2 - median) <= 1e-9 * median, row
 PYTHON
 
 for bad in "--repeat 0" "--repeat x" "--gen 0"; do

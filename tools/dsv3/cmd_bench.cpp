@@ -15,10 +15,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "args.h"
+#include "bench_decode.h"
 #include "bench_formats.h"
 #include "commands.h"
 #include "generate/sampler.h"
@@ -67,52 +67,6 @@ std::vector<float> prefill(const CausalLM& model, std::span<const int32_t> ids, 
     logits =
         model.forward(ids.subspan(start, std::min(size_t(chunk), ids.size() - start)), cache, 1);
   return logits;
-}
-
-// Tokens decoded between two samples of the bandwidth (decode_sampled), and the slices of the
-// probe's buffer they read in turn (a quarter of 1 GB each: a few milliseconds, far larger than
-// the caches).
-constexpr int64_t kTokensPerSample = 4;
-constexpr int64_t kSampleSlices = 4;
-
-// Decodes `count` greedy tokens after the cache's content; returns the tokens' own seconds.
-// `between`, when given, runs after every kTokensPerSample tokens and after the last (its
-// argument counting its calls), outside the timing.
-double decode(const CausalLM& model, int32_t first, LatentCache& cache, int64_t count,
-              const std::function<void(int64_t)>& between = nullptr) {
-  int32_t token = first;
-  double seconds = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    const auto start = Clock::now();
-    std::vector<float> logits = model.forward(std::span(&token, 1), cache, 1);
-    token = argmax(logits);
-    seconds += seconds_since(start);
-    if (between && ((i + 1) % kTokensPerSample == 0 || i + 1 == count))
-      between(i / kTokensPerSample);
-  }
-  return seconds;
-}
-
-// A decode run and the bandwidth the host gave while it ran.
-struct SampledDecode {
-  double seconds = 0;         // the tokens' own time, the samples left out
-  double bandwidth_gb_s = 0;  // the samples' bytes over their time
-};
-
-// decode(), with the bandwidth sampled between its tokens: on a shared host the bandwidth
-// swings within a second, and probes taken only before and after a run can catch quieter
-// moments than the run had. The same stream of weights is read in every token.
-SampledDecode decode_sampled(const CausalLM& model, int32_t first, LatentCache& cache,
-                             int64_t count, const kernels::ReadBandwidthProbe& probe) {
-  double sample_gb = 0, sample_seconds = 0;  // what the samples read, and the time they took
-  SampledDecode result;
-  result.seconds = decode(model, first, cache, count, [&](int64_t sample) {
-    const double gb = double(probe.bytes()) / double(kSampleSlices) / 1e9;
-    sample_seconds += gb / probe.measure_slice(sample % kSampleSlices, kSampleSlices);
-    sample_gb += gb;
-  });
-  result.bandwidth_gb_s = sample_gb / sample_seconds;
-  return result;
 }
 
 // The phase totals recorded since the last reset, one line each, `divisor` runs averaged.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "bench_decode.h"
 #include "bench_formats.h"
 #include "generate/sampler.h"
 #include "kernels/cpu_dispatch.h"
@@ -52,7 +53,8 @@ struct ModelRow {
   double file_mb = 0, resident_mb = 0, bytes_per_token_mb = 0;
   std::unique_ptr<CausalLM> model;
   std::vector<double> prefill_tok_s, decode_tok_s;
-  std::vector<double> bandwidth_gb_s;  // probed around each decode run
+  std::vector<double> bandwidth_gb_s;          // probed around each decode run
+  std::vector<double> sampled_bandwidth_gb_s;  // sampled between its tokens (decode_sampled)
 };
 
 // Loads `dir` and touches every weight once (a warm-up prefill); resident_mb is what the
@@ -75,23 +77,21 @@ ModelRow load(const std::string& dir, const std::vector<int32_t>& prompt) {
 }
 
 // One run: prefill the prompt into an empty cache, then decode gen_tokens greedily from an
-// empty cache, the bandwidth probed just before and after (as in `dsv3 bench` with one model).
+// empty cache, the bandwidth probed just before and after and sampled between the tokens (as in
+// `dsv3 bench` with one model).
 void run_once(ModelRow& row, const std::vector<int32_t>& prompt, int64_t gen_tokens,
               const kernels::ReadBandwidthProbe& probe) {
   const CausalLM& model = *row.model;
   LatentCache cache = model.new_cache(int64_t(prompt.size()) + gen_tokens + 1);
-  auto start = Clock::now();
-  std::vector<float> logits = model.forward(prompt, cache, 1);
+  const auto start = Clock::now();
+  const std::vector<float> logits = model.forward(prompt, cache, 1);
   row.prefill_tok_s.push_back(double(prompt.size()) / seconds_since(start));
-  int32_t token = argmax(logits);
+  const int32_t first = argmax(logits);
   cache.clear();  // decode from depth 0, as `dsv3 bench` with one model
   row.bandwidth_gb_s.push_back(probe.measure_around([&] {
-    start = Clock::now();
-    for (int64_t i = 0; i < gen_tokens; ++i) {
-      logits = model.forward(std::span(&token, 1), cache, 1);
-      token = argmax(logits);
-    }
-    row.decode_tok_s.push_back(double(gen_tokens) / seconds_since(start));
+    const SampledDecode run = decode_sampled(model, first, cache, gen_tokens, probe);
+    row.decode_tok_s.push_back(double(gen_tokens) / run.seconds);
+    row.sampled_bandwidth_gb_s.push_back(run.bandwidth_gb_s);
   }));
 }
 
@@ -135,11 +135,17 @@ int run_bench_models(const Args& args) {
   nlohmann::json result = nlohmann::json::array();
   for (const ModelRow& row : rows) {
     const double decode = median(row.decode_tok_s);
-    // Each decode run against the roofline of its own probes; the median of those shares.
-    std::vector<double> roofline_pct_runs;
-    for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
-      roofline_pct_runs.push_back(kernels::roofline_pct(
-          row.decode_tok_s[run], row.bytes_per_token_mb * 1e6, row.bandwidth_gb_s[run]));
+    // Each decode run against the roofline of its own probes, and of the bandwidth sampled
+    // between its tokens; the medians of those shares.
+    auto decode_shares = [&](const std::vector<double>& run_bandwidths) {
+      std::vector<double> shares;
+      for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
+        shares.push_back(kernels::roofline_pct(row.decode_tok_s[run], row.bytes_per_token_mb * 1e6,
+                                               run_bandwidths[run]));
+      return shares;
+    };
+    const std::vector<double> roofline_pct_runs = decode_shares(row.bandwidth_gb_s);
+    const std::vector<double> sampled_pct_runs = decode_shares(row.sampled_bandwidth_gb_s);
     // The ratio to the first model within each run, then its median over the runs.
     std::vector<double> ratios;
     for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
@@ -156,7 +162,10 @@ int run_bench_models(const Args& args) {
                       {"decode_tok_s_runs", row.decode_tok_s},
                       {"decode_roofline_pct", median(roofline_pct_runs)},
                       {"decode_roofline_pct_runs", roofline_pct_runs},
-                      {"bandwidth_gb_s_runs", row.bandwidth_gb_s}});
+                      {"bandwidth_gb_s_runs", row.bandwidth_gb_s},
+                      {"decode_roofline_pct_between_tokens", median(sampled_pct_runs)},
+                      {"decode_roofline_pct_between_tokens_runs", sampled_pct_runs},
+                      {"bandwidth_gb_s_between_tokens_runs", row.sampled_bandwidth_gb_s}});
   }
   if (json_output) {
     std::printf("%s\n",
@@ -180,16 +189,20 @@ int run_bench_models(const Args& args) {
               repeats > 1
                   ? (", medians of " + std::to_string(repeats) + " runs, models in turn").c_str()
                   : "");
-  std::printf("%-36s %-8s %9s %9s %9s %11s %10s %8s %9s\n", "model", "weights", "file MB", "RSS MB",
-              "MB/token", "prefill t/s", "decode t/s", "vs first", "roofline");
+  std::printf("%-36s %-8s %9s %9s %9s %11s %10s %8s %9s %9s\n", "model", "weights", "file MB",
+              "RSS MB", "MB/token", "prefill t/s", "decode t/s", "vs first", "roofline",
+              "sampled");
   for (const auto& row : result) {
-    std::printf("%-36s %-8s %9.0f %9.0f %9.0f %11.1f %10.1f %7.2fx %8.1f%%\n",
+    std::printf("%-36s %-8s %9.0f %9.0f %9.0f %11.1f %10.1f %7.2fx %8.1f%% %8.1f%%\n",
                 row["model"].get<std::string>().c_str(),
                 row["weights_dtype"].get<std::string>().c_str(), row["file_mb"].get<double>(),
                 row["resident_mb"].get<double>(), row["weight_mb_per_token"].get<double>(),
                 row["prefill_tok_s"].get<double>(), row["decode_tok_s"].get<double>(),
-                row["decode_vs_first"].get<double>(), row["decode_roofline_pct"].get<double>());
+                row["decode_vs_first"].get<double>(), row["decode_roofline_pct"].get<double>(),
+                row["decode_roofline_pct_between_tokens"].get<double>());
   }
+  std::printf("(roofline: against the probes around each decode run; sampled: against the "
+              "bandwidth sampled between its tokens)\n");
   if (repeats > 1) {
     std::printf("decode vs first, run by run:\n");
     for (const auto& row : result) {
