@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -56,6 +57,22 @@ std::vector<ActivationPrecision> precisions_for(DType dtype) {
   if (dtype == DType::BF16 || dtype == DType::F8_E4M3)
     return {ActivationPrecision::kF32, ActivationPrecision::kBf16};
   return {ActivationPrecision::kF32};
+}
+
+// Calls fn(isa, dtype) under every supported kernel set, for each of `dtypes` and each
+// activation precision that format takes, both set while fn runs (a KernelSettingsGuard of the
+// caller's restores them).
+template <class Fn>
+void for_each_kernel_setting(std::span<const DType> dtypes, Fn&& fn) {
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (DType dtype : dtypes) {
+      for (ActivationPrecision precision : precisions_for(dtype)) {
+        set_activation_precision(precision);
+        fn(isa, dtype);
+      }
+    }
+  }
 }
 
 // A random weight matrix that owns its storage.
@@ -193,23 +210,17 @@ constexpr DType kAllWeightTypes[] = {DType::F32,     DType::BF16, DType::F16,
 TEST(Matmul, EveryPathMatchesReferenceAtOddSizes) {
   KernelSettingsGuard guard;
   uint32_t seed = 1;
-  for (KernelIsa isa : supported_isas()) {
-    set_active_isa(isa);
-    for (DType dtype : kWeightTypes) {
-      for (ActivationPrecision precision : precisions_for(dtype)) {
-        set_activation_precision(precision);
-        for (int64_t rows : {1, 3, 17, 129, 300}) {
-          for (int64_t cols : {1, 7, 64, 130, 257, 1000}) {
-            const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
-            for (int64_t n_tokens : {1, 2, 5, 9, 33}) {
-              expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
-                                              describe(isa, dtype, rows, cols, n_tokens));
-            }
-          }
+  for_each_kernel_setting(kWeightTypes, [&](KernelIsa isa, DType dtype) {
+    for (int64_t rows : {1, 3, 17, 129, 300}) {
+      for (int64_t cols : {1, 7, 64, 130, 257, 1000}) {
+        const RandomWeights weights = random_weights(dtype, rows, cols, ++seed);
+        for (int64_t n_tokens : {1, 2, 5, 9, 33}) {
+          expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                          describe(isa, dtype, rows, cols, n_tokens));
         }
       }
     }
-  }
+  });
 }
 
 // The product with `stacked` (stacked_rows(top, bottom)) is, token by token, bitwise the
@@ -305,21 +316,15 @@ TEST(Matmul, PickedRowsEqualTheirCopy) {
 TEST(Matmul, ManyTokensCrossPanelAndBlockBoundaries) {
   KernelSettingsGuard guard;
   uint32_t seed = 1000;
-  for (KernelIsa isa : supported_isas()) {
-    set_active_isa(isa);
-    for (DType dtype : kWeightTypes) {
-      for (ActivationPrecision precision : precisions_for(dtype)) {
-        set_activation_precision(precision);
-        // 530 tokens pass the GEMM's token blocks, 300 rows its row blocks, 390 columns
-        // its column blocks with a partial one.
-        for (int64_t n_tokens : {100, 530}) {
-          const RandomWeights weights = random_weights(dtype, 300, 390, ++seed);
-          expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
-                                          describe(isa, dtype, 300, 390, n_tokens));
-        }
-      }
+  for_each_kernel_setting(kWeightTypes, [&](KernelIsa isa, DType dtype) {
+    // 530 tokens pass the GEMM's token blocks, 300 rows its row blocks, 390 columns
+    // its column blocks with a partial one.
+    for (int64_t n_tokens : {100, 530}) {
+      const RandomWeights weights = random_weights(dtype, 300, 390, ++seed);
+      expect_matmul_matches_reference(weights.w, n_tokens, ++seed,
+                                      describe(isa, dtype, 300, 390, n_tokens));
     }
-  }
+  });
 }
 
 TEST(Matmul, Fp8WithOtherBlockShapesAndLargeScales) {
@@ -395,31 +400,25 @@ TEST(Matmul, Fp8ConvertsEveryCodeExactly) {
 TEST(Matmul, ResultsDoNotDependOnThreadCount) {
   KernelSettingsGuard guard;
   uint32_t seed = 3000;
-  for (KernelIsa isa : supported_isas()) {
-    set_active_isa(isa);
-    for (DType dtype : kAllWeightTypes) {
-      for (ActivationPrecision precision : precisions_for(dtype)) {
-        set_activation_precision(precision);
-        const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
-        for (int64_t n_tokens : {1, 5, 33, 130}) {
-          const std::vector<float> x = random_floats(n_tokens * 257, ++seed);
-          std::vector<float> one_thread(static_cast<size_t>(n_tokens * 301)),
-              two_threads(one_thread.size()), three_threads(one_thread.size());
-          ThreadPool::global().set_num_threads(1);
-          matmul(weights.w, x.data(), n_tokens, one_thread.data());
-          ThreadPool::global().set_num_threads(2);
-          matmul(weights.w, x.data(), n_tokens, two_threads.data());
-          ThreadPool::global().set_num_threads(3);
-          matmul(weights.w, x.data(), n_tokens, three_threads.data());
-          const std::string label = describe(isa, dtype, 301, 257, n_tokens);
-          EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * 4))
-              << label;
-          EXPECT_EQ(0, std::memcmp(one_thread.data(), three_threads.data(), one_thread.size() * 4))
-              << label;
-        }
-      }
+  for_each_kernel_setting(kAllWeightTypes, [&](KernelIsa isa, DType dtype) {
+    const RandomWeights weights = random_weights(dtype, 301, 257, ++seed);
+    for (int64_t n_tokens : {1, 5, 33, 130}) {
+      const std::vector<float> x = random_floats(n_tokens * 257, ++seed);
+      std::vector<float> one_thread(static_cast<size_t>(n_tokens * 301)),
+          two_threads(one_thread.size()), three_threads(one_thread.size());
+      ThreadPool::global().set_num_threads(1);
+      matmul(weights.w, x.data(), n_tokens, one_thread.data());
+      ThreadPool::global().set_num_threads(2);
+      matmul(weights.w, x.data(), n_tokens, two_threads.data());
+      ThreadPool::global().set_num_threads(3);
+      matmul(weights.w, x.data(), n_tokens, three_threads.data());
+      const std::string label = describe(isa, dtype, 301, 257, n_tokens);
+      EXPECT_EQ(0, std::memcmp(one_thread.data(), two_threads.data(), one_thread.size() * 4))
+          << label;
+      EXPECT_EQ(0, std::memcmp(one_thread.data(), three_threads.data(), one_thread.size() * 4))
+          << label;
     }
-  }
+  });
 }
 
 using MatmulFn = void (*)(const WeightMatrix&, const float*, int64_t, float*);
@@ -525,44 +524,38 @@ RandomWeights regrouped(const RandomWeights& weights) {
 TEST(Matmul, RowsHereAreMatmulsRows) {
   KernelSettingsGuard guard;
   uint32_t seed = 7500;
-  for (KernelIsa isa : supported_isas()) {
-    set_active_isa(isa);
-    for (DType dtype : kAllWeightTypes) {
-      for (ActivationPrecision precision : precisions_for(dtype)) {
-        set_activation_precision(precision);
-        const RandomWeights plain = random_weights(dtype, 200, 96, ++seed, 64, 32);
-        std::vector<const RandomWeights*> forms = {&plain};
-        RandomWeights blocks;
-        if (dtype == DType::BF16 && fits_row_blocks(plain.w)) {
-          blocks = regrouped(plain);
-          forms.push_back(&blocks);
-        }
-        for (const RandomWeights* weights : forms) {
-          const WeightMatrix& w = weights->w;
-          const int64_t step = matmul_row_step(w);
-          for (int64_t n_tokens : {1, 3}) {
-            const std::vector<float> x = random_floats(n_tokens * w.cols, ++seed);
-            std::vector<float> expected(size_t(n_tokens * w.rows), NAN);
-            std::vector<float> here(expected.size(), NAN);
-            matmul(w, x.data(), n_tokens, expected.data());
-            // Pieces of one step, of three and the rest, each claimed by a pool thread.
-            const int64_t pieces[] = {0, step, 4 * step, w.rows};
-            ThreadPool::global().parallel_claim(3, [&](int64_t i) {
-              matmul_rows_here(w, x.data(), n_tokens, pieces[i], pieces[i + 1], here.data());
-            });
-            EXPECT_EQ(0, std::memcmp(expected.data(), here.data(), expected.size() * 4))
-                << describe_weights(isa, dtype, w.rows, w.cols) << " layout " << int(w.layout)
-                << " tokens " << n_tokens;
-          }
-          std::vector<float> x(size_t(9 * w.cols), 0.5f), out(size_t(9 * w.rows));
-          EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 1, step, out.data()), Error);
-          EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 0, step + 1, out.data()), Error);
-          EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 0, w.rows + step, out.data()), Error);
-          EXPECT_THROW(matmul_rows_here(w, x.data(), 9, 0, step, out.data()), Error);
-        }
-      }
+  for_each_kernel_setting(kAllWeightTypes, [&](KernelIsa isa, DType dtype) {
+    const RandomWeights plain = random_weights(dtype, 200, 96, ++seed, 64, 32);
+    std::vector<const RandomWeights*> forms = {&plain};
+    RandomWeights blocks;
+    if (dtype == DType::BF16 && fits_row_blocks(plain.w)) {
+      blocks = regrouped(plain);
+      forms.push_back(&blocks);
     }
-  }
+    for (const RandomWeights* weights : forms) {
+      const WeightMatrix& w = weights->w;
+      const int64_t step = matmul_row_step(w);
+      for (int64_t n_tokens : {1, 3}) {
+        const std::vector<float> x = random_floats(n_tokens * w.cols, ++seed);
+        std::vector<float> expected(size_t(n_tokens * w.rows), NAN);
+        std::vector<float> here(expected.size(), NAN);
+        matmul(w, x.data(), n_tokens, expected.data());
+        // Pieces of one step, of three and the rest, each claimed by a pool thread.
+        const int64_t pieces[] = {0, step, 4 * step, w.rows};
+        ThreadPool::global().parallel_claim(3, [&](int64_t i) {
+          matmul_rows_here(w, x.data(), n_tokens, pieces[i], pieces[i + 1], here.data());
+        });
+        EXPECT_EQ(0, std::memcmp(expected.data(), here.data(), expected.size() * 4))
+            << describe_weights(isa, dtype, w.rows, w.cols) << " layout " << int(w.layout)
+            << " tokens " << n_tokens;
+      }
+      std::vector<float> x(size_t(9 * w.cols), 0.5f), out(size_t(9 * w.rows));
+      EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 1, step, out.data()), Error);
+      EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 0, step + 1, out.data()), Error);
+      EXPECT_THROW(matmul_rows_here(w, x.data(), 1, 0, w.rows + step, out.data()), Error);
+      EXPECT_THROW(matmul_rows_here(w, x.data(), 9, 0, step, out.data()), Error);
+    }
+  });
 }
 
 // Row counts in whole blocks of 16 (one block, tiles of 2 to 4 blocks and their remainders,
