@@ -1018,7 +1018,12 @@ void matmul_rows_here(const WeightMatrix& w, const float* x, int64_t n_tokens, i
   if (n_tokens > kMaxStreamTokens)
     throw Error("matmul_rows_here: " + std::to_string(n_tokens) + " tokens (at most " +
                 std::to_string(kMaxStreamTokens) + ")");
-  if (row_begin == row_end || trivial_product(w, n_tokens, out)) return;
+  if (row_begin == row_end || n_tokens == 0) return;
+  if (w.cols == 0) {  // only the rows asked for: other threads may be writing the others
+    for (int64_t t = 0; t < n_tokens; ++t)
+      std::fill(out + t * w.rows + row_begin, out + t * w.rows + row_end, 0.0f);
+    return;
+  }
   const MatmulItem item{&w, x, n_tokens, out};
   const MatmulPath path = choose_matmul_path(w, n_tokens);
   // Buffers of this thread's own; the quantization takes the thread's first slot, which only a

@@ -338,14 +338,10 @@ void attend_query_heads(const Shape& s, const Rope& rope, const AttentionWeights
   const int64_t units = (s.heads + unit_heads - 1) / unit_heads;
   ThreadPool::global().parallel_claim(units, [&](int64_t unit) {
     const int64_t h0 = unit * unit_heads, h1 = std::min(s.heads, h0 + unit_heads);
-    // The stream runs on into the unit's W_UK^T copies (back to back, see weights.cpp).
+    // The weight stream runs on into the unit's first W_UK^T, which the thread reads next.
     const WeightMatrix& absorb_first = w.key_absorb[h0];
-    const int64_t absorb_bytes = w.key_absorb_in_place
-                                     ? 0
-                                     : (h1 - h0) * absorb_first.rows * absorb_first.cols *
-                                           int64_t(dtype_size(absorb_first.dtype));
     kernels::matmul_rows_here(w.q_b_proj, q_latent, 1, h0 * s.head_dim, h1 * s.head_dim, q,
-                              absorb_bytes ? absorb_first.data : nullptr, absorb_bytes);
+                              absorb_first.data, absorb_first.rows * absorb_first.row_bytes());
     rope.apply(batch.rotations[0], q + h0 * s.head_dim + s.nope, h1 - h0, s.head_dim);
     attend_head_unit(s, w, layer, *batch.caches[0], batch, 0, visible, q, h0, h1, scale,
                      attention_out);
