@@ -320,6 +320,33 @@ TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
   set_attention_precision(saved_attention);
 }
 
+// A decoded token of the absorbed form computes its queries with its attention, per unit of
+// heads (model/attention.cpp, attend_query_heads): in every weight format (W_UK read in place
+// for Q8 and Q4) its logits are bitwise those of the same token inside a whole-prompt batch.
+TEST(Model, DecodedTokensEqualTheirBatchBitwiseInEveryFormat) {
+  const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1};
+  const int original_threads = ThreadPool::global().num_threads();
+  for (const std::string& dir : every_format_checkpoints()) {
+    CausalLM model = CausalLM::from_pretrained(dir);
+    model.set_attention_mode(AttentionMode::kAbsorbed);
+    for (int threads : {1, 2}) {
+      ThreadPool::global().set_num_threads(threads);
+      LatentCache whole_cache = model.new_cache(16);
+      const std::vector<float> whole = model.forward(ids, whole_cache);
+      LatentCache cache = model.new_cache(16);
+      std::vector<float> steps = model.forward(std::span(ids).first(1), cache);
+      for (size_t t = 1; t < ids.size(); ++t) {
+        const std::vector<float> step = model.forward(std::span(ids).subspan(t, 1), cache);
+        steps.insert(steps.end(), step.begin(), step.end());
+      }
+      ASSERT_EQ(whole.size(), steps.size());
+      EXPECT_EQ(0, std::memcmp(whole.data(), steps.data(), whole.size() * sizeof(float)))
+          << dir << " threads " << threads;
+    }
+  }
+  ThreadPool::global().set_num_threads(original_threads);
+}
+
 TEST(Model, Bf16AttentionMovesLogitsByBf16Rounding) {
   // Under bf16 activations, the expanded form's bf16 products (AttentionPrecision::kBf16) change
   // the logits, by about the rounding of their inputs (2^-9 relative), not more.
