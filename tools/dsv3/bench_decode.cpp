@@ -37,4 +37,12 @@ SampledDecode decode_sampled(const CausalLM& model, int32_t first, LatentCache& 
   return result;
 }
 
+std::vector<double> roofline_shares(const std::vector<double>& tok_s_runs, double bytes_per_token,
+                                    const std::vector<double>& bandwidths_gb_s) {
+  std::vector<double> shares;
+  for (size_t run = 0; run < tok_s_runs.size(); ++run)
+    shares.push_back(kernels::roofline_pct(tok_s_runs[run], bytes_per_token, bandwidths_gb_s[run]));
+  return shares;
+}
+
 }  // namespace dsv3::cli

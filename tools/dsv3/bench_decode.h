@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "api/causal_lm.h"
 #include "cache/latent_cache.h"
@@ -35,5 +36,10 @@ struct SampledDecode {
 // the bandwidth so sampled is its share of what the host gave it.
 SampledDecode decode_sampled(const CausalLM& model, int32_t first, LatentCache& cache,
                              int64_t count, const kernels::ReadBandwidthProbe& probe);
+
+// Each decode run's share of the roofline at its own bandwidth: run i's tokens per second
+// against bandwidths_gb_s[i] (kernels::roofline_pct).
+std::vector<double> roofline_shares(const std::vector<double>& tok_s_runs, double bytes_per_token,
+                                    const std::vector<double>& bandwidths_gb_s);
 
 }  // namespace dsv3::cli

@@ -200,19 +200,20 @@ int run_bench(const CommandArgs& argv) {
 
   const double prefill_tok_s = double(prompt_tokens) / prefill_seconds;
   const double decode_tok_s = double(gen_tokens) / decode_seconds;
-  // Each decode run against the roofline of its own probes; the median of those shares is the
-  // figure. The best probe of the whole bench gives the stricter one beside it.
-  const double weight_bytes_per_token = double(footprint.decode_bytes_per_token);
-  // Each decode run's share of the roofline at its own bandwidth (one per run).
-  auto decode_shares = [&](const std::vector<double>& run_bandwidths) {
-    std::vector<double> shares;
-    for (size_t i = 0; i < decode_runs.size(); ++i)
-      shares.push_back(kernels::roofline_pct(double(gen_tokens) / decode_runs[i],
-                                             weight_bytes_per_token, run_bandwidths[i]));
-    return shares;
+  // Tokens per second of every run (reported too, so the spread behind the medians is visible).
+  auto rates = [](std::vector<double> seconds, int64_t tokens) {
+    for (double& value : seconds) value = double(tokens) / value;
+    return seconds;
   };
-  const std::vector<double> roofline_pct_runs = decode_shares(bandwidth_runs);
-  const std::vector<double> sampled_pct_runs = decode_shares(sampled_bandwidth_runs);
+  const std::vector<double> decode_rates = rates(decode_runs, gen_tokens);
+  // Each decode run against the roofline of its own probes (and of the bandwidth sampled
+  // between its tokens); the median of those shares is the figure. The best probe of the whole
+  // bench gives the stricter one beside it.
+  const double weight_bytes_per_token = double(footprint.decode_bytes_per_token);
+  const std::vector<double> roofline_pct_runs =
+      roofline_shares(decode_rates, weight_bytes_per_token, bandwidth_runs);
+  const std::vector<double> sampled_pct_runs =
+      roofline_shares(decode_rates, weight_bytes_per_token, sampled_bandwidth_runs);
   const double sampled_bandwidth = median(sampled_bandwidth_runs);
   const double decode_sampled_pct = median(sampled_pct_runs);
   const double bandwidth = median(bandwidth_runs);
@@ -296,13 +297,7 @@ int run_bench(const CommandArgs& argv) {
       {"prefill_executed_peak_pct", 100.0 * prefill_executed_gflops / peak},
       {"repeat", repeats},
   };
-  // Every run's figures, so the spread behind the medians is visible.
-  auto rates = [](std::vector<double> seconds, int64_t tokens) {
-    for (double& value : seconds) value = double(tokens) / value;
-    return seconds;
-  };
   const std::vector<double> prefill_rates = rates(prefill_runs, prompt_tokens);
-  const std::vector<double> decode_rates = rates(decode_runs, gen_tokens);
   result["prefill_tok_s_runs"] = prefill_rates;
   result["decode_tok_s_runs"] = decode_rates;
   const std::vector<double> depth_decode_rates = rates(depth_decode_runs, gen_tokens);

@@ -137,15 +137,11 @@ int run_bench_models(const Args& args) {
     const double decode = median(row.decode_tok_s);
     // Each decode run against the roofline of its own probes, and of the bandwidth sampled
     // between its tokens; the medians of those shares.
-    auto decode_shares = [&](const std::vector<double>& run_bandwidths) {
-      std::vector<double> shares;
-      for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
-        shares.push_back(kernels::roofline_pct(row.decode_tok_s[run], row.bytes_per_token_mb * 1e6,
-                                               run_bandwidths[run]));
-      return shares;
-    };
-    const std::vector<double> roofline_pct_runs = decode_shares(row.bandwidth_gb_s);
-    const std::vector<double> sampled_pct_runs = decode_shares(row.sampled_bandwidth_gb_s);
+    const double bytes_per_token = row.bytes_per_token_mb * 1e6;
+    const std::vector<double> roofline_pct_runs =
+        roofline_shares(row.decode_tok_s, bytes_per_token, row.bandwidth_gb_s);
+    const std::vector<double> sampled_pct_runs =
+        roofline_shares(row.decode_tok_s, bytes_per_token, row.sampled_bandwidth_gb_s);
     // The ratio to the first model within each run, then its median over the runs.
     std::vector<double> ratios;
     for (size_t run = 0; run < row.decode_tok_s.size(); ++run)
