@@ -295,6 +295,17 @@ int64_t heads_per_unit(const Shape& s) {
   return (s.heads + threads - 1) / threads;
 }
 
+// fn(h0, h1) for every unit of heads [h0, h1), each unit claimed by whichever thread is free.
+template <class Fn>
+void for_each_head_unit(const Shape& s, Fn&& fn) {
+  const int64_t unit_heads = heads_per_unit(s);
+  const int64_t units = (s.heads + unit_heads - 1) / unit_heads;
+  ThreadPool::global().parallel_claim(units, [&](int64_t unit) {
+    const int64_t h0 = unit * unit_heads;
+    fn(h0, std::min(s.heads, h0 + unit_heads));
+  });
+}
+
 // One token of the absorbed form that sees fewer than kLongContextKeys slots: each thread takes
 // a share of the heads and runs their query absorption, attention and W_UV alone (one pass of
 // the pool instead of three, the products the same to the bit: every product is batch
@@ -305,10 +316,7 @@ void attend_absorbed_token(const Shape& s, const AttentionWeights& w, int64_t la
                            float scale, float* attention_out) {
   profile::Phase phase("attn.attend");
   const int64_t t = group.first, visible = batch.slots[t] + 1;
-  const int64_t unit_heads = heads_per_unit(s);
-  const int64_t units = (s.heads + unit_heads - 1) / unit_heads;
-  ThreadPool::global().parallel_claim(units, [&](int64_t unit) {
-    const int64_t h0 = unit * unit_heads, h1 = std::min(s.heads, h0 + unit_heads);
+  for_each_head_unit(s, [&](int64_t h0, int64_t h1) {
     attend_head_unit(s, w, layer, *group.cache, batch, t, visible, q + t * s.heads * s.head_dim,
                      h0, h1, scale, attention_out);
   });
@@ -334,10 +342,7 @@ void attend_query_heads(const Shape& s, const Rope& rope, const AttentionWeights
                         float scale, float* attention_out) {
   profile::Phase phase("attn.q_b+attend");
   const int64_t visible = batch.slots[0] + 1;
-  const int64_t unit_heads = heads_per_unit(s);
-  const int64_t units = (s.heads + unit_heads - 1) / unit_heads;
-  ThreadPool::global().parallel_claim(units, [&](int64_t unit) {
-    const int64_t h0 = unit * unit_heads, h1 = std::min(s.heads, h0 + unit_heads);
+  for_each_head_unit(s, [&](int64_t h0, int64_t h1) {
     // The weight stream runs on into the unit's first W_UK^T, which the thread reads next.
     const WeightMatrix& absorb_first = w.key_absorb[h0];
     kernels::matmul_rows_here(w.q_b_proj, q_latent, 1, h0 * s.head_dim, h1 * s.head_dim, q,
