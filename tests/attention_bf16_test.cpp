@@ -1,6 +1,7 @@
 // The bf16 attention products (kernels/attention_bf16.h): the packed layouts hold the rounded
-// inputs, the fast kernels agree with the scalar references at odd sizes, and a query's results
-// do not depend on the other queries of the call.
+// inputs, the fast kernels (over packed inputs, and over bf16 rows as a bf16 latent cache holds
+// them) agree with the scalar references at odd sizes, and a query's results do not depend on
+// the other queries of the call.
 #include "kernels/attention_bf16.h"
 
 #include <gtest/gtest.h>
@@ -200,6 +201,97 @@ TEST(AttentionBf16, AQueryDoesNotDependOnTheOthers) {
       attention_weighted_sum_bf16(p.probs_bf16.data() + q * p.probs_stride, p.probs_stride, 1,
                                   &p.counts[size_t(q)], p.packed_values.data(), p.dim,
                                   alone_sum.data(), p.dim);
+      EXPECT_EQ(0, std::memcmp(alone_sum.data(), sums.data() + q * p.dim, alone_sum.size() * 4))
+          << isa_name(isa) << " query " << q;
+    }
+  }
+}
+
+// Keys and values as bf16 rows of a stride past dim (a bf16 cache's rows), with the queries and
+// probabilities of a Problem.
+struct RowsProblem {
+  Problem p;
+  int64_t row_stride;
+  std::vector<uint16_t> rows;
+
+  RowsProblem(int64_t dim, int64_t n_queries, int64_t n_keys, uint32_t seed)
+      : p(dim, n_queries, n_keys, seed), row_stride(dim + 7) {
+    const std::vector<float> values = random_floats(n_keys * row_stride, seed + 5);
+    rows.resize(values.size());
+    round_rows_to_bf16(values.data(), row_stride, n_keys, row_stride, rows.data(), row_stride);
+  }
+};
+
+TEST(AttentionBf16Rows, MatchReferenceAtOddSizes) {
+  IsaGuard guard;
+  uint32_t seed = 300;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    // 320: the bench shape's cache rows; 31, 33: either side of the weighted sum's 32 columns.
+    for (int64_t dim : {1, 13, 31, 33, 64, 320}) {
+      // 16 and 32: the scores' query vectors; 8: the weighted sum's tile.
+      for (int64_t n_queries : {1, 3, 8, 17, 33}) {
+        // 12: the scores' key tile; odd counts leave half a pair of keys.
+        for (int64_t n_keys : {1, 5, 12, 25, 130}) {
+          const std::string label = std::string(isa_name(isa)) + " dim=" + std::to_string(dim) +
+                                    " queries=" + std::to_string(n_queries) +
+                                    " keys=" + std::to_string(n_keys);
+          const RowsProblem r(dim, n_queries, n_keys, seed += 6);
+          const Problem& p = r.p;
+          const int64_t scores_stride = n_keys + 3;
+          std::vector<float> fast(size_t(n_queries * scores_stride), 7.0f), reference = fast;
+          attention_scores_bf16_rows(p.queries_bf16.data(), p.query_stride, n_queries,
+                                     r.rows.data(), r.row_stride, n_keys, dim, 0.125f,
+                                     fast.data(), scores_stride);
+          attention_scores_bf16_rows_reference(p.queries_bf16.data(), p.query_stride, n_queries,
+                                               r.rows.data(), r.row_stride, n_keys, dim, 0.125f,
+                                               reference.data(), scores_stride);
+          expect_near(fast, reference, 1e-6 * std::sqrt(double(dim)), label + " scores");
+
+          const int64_t out_stride = dim + 1;
+          std::vector<float> sum(size_t(n_queries * out_stride), 7.0f), sum_reference = sum;
+          attention_weighted_sum_bf16_rows(p.probs_bf16.data(), p.probs_stride, n_queries,
+                                           p.counts.data(), r.rows.data(), r.row_stride, dim,
+                                           sum.data(), out_stride);
+          attention_weighted_sum_bf16_rows_reference(p.probs_bf16.data(), p.probs_stride,
+                                                     n_queries, p.counts.data(), r.rows.data(),
+                                                     r.row_stride, dim, sum_reference.data(),
+                                                     out_stride);
+          expect_near(sum, sum_reference, 1e-6 * std::sqrt(double(n_keys)),
+                      label + " weighted sum");
+        }
+      }
+    }
+  }
+}
+
+TEST(AttentionBf16Rows, AQueryDoesNotDependOnTheOthers) {
+  // Each query alone gives bitwise the scores over fewer keys and the weighted sum it gets
+  // among 40 others (the absorbed form's batch invariance over a bf16 cache).
+  IsaGuard guard;
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    const RowsProblem r(70, 41, 151, 19);
+    const Problem& p = r.p;
+    std::vector<float> scores(size_t(p.n_queries * p.n_keys));
+    attention_scores_bf16_rows(p.queries_bf16.data(), p.query_stride, p.n_queries, r.rows.data(),
+                               r.row_stride, p.n_keys, p.dim, 0.3f, scores.data(), p.n_keys);
+    std::vector<float> sums(size_t(p.n_queries * p.dim));
+    attention_weighted_sum_bf16_rows(p.probs_bf16.data(), p.probs_stride, p.n_queries,
+                                     p.counts.data(), r.rows.data(), r.row_stride, p.dim,
+                                     sums.data(), p.dim);
+    for (int64_t q = 0; q < p.n_queries; ++q) {
+      const int64_t some_keys = 1 + q * 3 % p.n_keys;
+      std::vector<float> alone(static_cast<size_t>(some_keys));
+      std::vector<float> alone_sum(static_cast<size_t>(p.dim));
+      attention_scores_bf16_rows(p.queries_bf16.data() + q * p.query_stride, p.query_stride, 1,
+                                 r.rows.data(), r.row_stride, some_keys, p.dim, 0.3f,
+                                 alone.data(), some_keys);
+      EXPECT_EQ(0, std::memcmp(alone.data(), scores.data() + q * p.n_keys, alone.size() * 4))
+          << isa_name(isa) << " query " << q;
+      attention_weighted_sum_bf16_rows(p.probs_bf16.data() + q * p.probs_stride, p.probs_stride,
+                                       1, &p.counts[size_t(q)], r.rows.data(), r.row_stride,
+                                       p.dim, alone_sum.data(), p.dim);
       EXPECT_EQ(0, std::memcmp(alone_sum.data(), sums.data() + q * p.dim, alone_sum.size() * 4))
           << isa_name(isa) << " query " << q;
     }

@@ -16,6 +16,7 @@
 #include "model/weights.h"
 #include "model/moe.h"
 #include "tensor/block_quant.h"
+#include "tensor/dtype.h"
 #include "tensor/thread_pool.h"
 #include "util/error.h"
 
@@ -57,13 +58,14 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // Whole and chunked prefill may take different attention forms (absorbed / expanded), equal to
-// float rounding; with bf16 activations a rounding boundary crossed downstream turns that into a
-// bf16-sized difference (relative 2^-9 of one element), hence the looser bound there.
+// float rounding; with bf16 activations both forms run their attention on bf16 inputs (the
+// expanded form's per-head keys, the absorbed form's queries against a bf16 cache), rounded at
+// different points, so they agree to bf16 rounding, hence the looser bound there.
 TEST(Model, IncrementalEqualsWhole) {
   const kernels::ActivationPrecision saved = kernels::activation_precision();
   for (auto [precision, tolerance] :
        {std::pair{kernels::ActivationPrecision::kF32, 1e-6f},
-        std::pair{kernels::ActivationPrecision::kAuto, 5e-3f}}) {
+        std::pair{kernels::ActivationPrecision::kAuto, 1e-2f}}) {
   kernels::set_activation_precision(precision);
   for (const char* dtype : {"f32", "fp8"}) {
     CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", dtype));
@@ -236,8 +238,18 @@ TEST(Model, LoadRegroupsBf16MatricesOfAPrivateCopy) {
 TEST(Model, LongContextAttentionAgreesAndIsThreadInvariant) {
   // Past 1024 visible rows the absorbed form splits a token's cache rows over the threads
   // (model/attention.cpp, attend_long_context): it must still agree with the expanded form, and
-  // give the same bits for any thread count and whether a token comes in a batch or alone.
-  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "f32"));
+  // give the same bits for any thread count and whether a token comes in a batch or alone. In
+  // float, and over a bf16 cache (BF16 weights, bf16 activations and attention), where the two
+  // forms agree to bf16 rounding.
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  for (auto [dtype, tolerance] : {std::pair{"f32", 1e-5f}, std::pair{"bf16", 3e-2f}}) {
+  const bool bf16 = std::string(dtype) == "bf16";
+  kernels::set_activation_precision(bf16 ? kernels::ActivationPrecision::kBf16
+                                         : kernels::ActivationPrecision::kF32);
+  set_attention_precision(bf16 ? AttentionPrecision::kBf16 : AttentionPrecision::kF32);
+  CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", dtype));
+  ASSERT_EQ(model.new_cache(1).holds_bf16(), bf16);
   std::vector<int32_t> ids;
   for (int32_t i = 0; i < 1300; ++i) ids.push_back((i * 37 + 11) % 500);
   const size_t prompt = 1200;
@@ -260,28 +272,47 @@ TEST(Model, LongContextAttentionAgreesAndIsThreadInvariant) {
   ASSERT_EQ(expanded.size(), absorbed.size());
   float max_logit = 0.0f;
   for (float v : expanded) max_logit = std::max(max_logit, std::fabs(v));
-  EXPECT_LE(max_abs_diff(expanded, absorbed), 1e-5f * max_logit);
+  if (!bf16) {
+    EXPECT_LE(max_abs_diff(expanded, absorbed), tolerance * max_logit) << dtype;
+  } else {
+    // In bf16 a near-tie of the random router flips with the last bit of an input (README,
+    // Numerics), and a token whose experts changed differs by far more: a few tokens may (7 of
+    // 1300 differed by over 3e-2 in either form when this was written, 4 of them absorbed).
+    const int64_t vocab = model.config().vocab_size, tokens = int64_t(expanded.size()) / vocab;
+    int64_t beyond = 0;
+    for (int64_t t = 0; t < tokens; ++t) {
+      float diff = 0.0f;
+      for (int64_t v = t * vocab; v < (t + 1) * vocab; ++v)
+        diff = std::max(diff, std::fabs(expanded[size_t(v)] - absorbed[size_t(v)]));
+      beyond += diff > tolerance * max_logit;
+    }
+    EXPECT_LE(beyond, tokens / 50) << dtype;
+  }
   for (int threads : {1, 3}) {
     ThreadPool::global().set_num_threads(threads);
     const std::vector<float> again = run(AttentionMode::kAbsorbed);
     ASSERT_EQ(again.size(), absorbed.size());
     EXPECT_EQ(0, std::memcmp(again.data(), absorbed.data(), again.size() * sizeof(float)))
-        << "threads " << threads;
+        << dtype << " threads " << threads;
   }
   // The whole sequence in one absorbed batch: the last tokens' rows are the same bits.
   model.set_attention_mode(AttentionMode::kAbsorbed);
   LatentCache whole_cache = model.new_cache(int64_t(ids.size()) + 1);
   const std::vector<float> whole = model.forward(ids, whole_cache, 0);
   ASSERT_EQ(whole.size(), absorbed.size());
-  EXPECT_EQ(0, std::memcmp(whole.data(), absorbed.data(), whole.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(whole.data(), absorbed.data(), whole.size() * sizeof(float))) << dtype;
   ThreadPool::global().set_num_threads(original_threads);
+  }
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
 }
 
 TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
   // With the attention form fixed, a token's logits are bitwise the same whether it comes in
   // the whole prompt, in pieces, or one at a time, and for any number of threads: every matmul,
   // attention product and expert sum is computed per token in one fixed order. Also for the
-  // expanded form's bf16 products (AttentionPrecision::kBf16).
+  // bf16 products (AttentionPrecision::kBf16): the expanded form's, and the absorbed form's over
+  // a bf16 cache.
   CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
   const std::vector<int32_t> ids = {0, 5, 17, 100, 200, 300, 400, 511, 1, 2, 3};
   const int original_threads = ThreadPool::global().num_threads();
@@ -289,11 +320,13 @@ TEST(Model, EachAttentionFormIsBatchAndThreadInvariantBitwise) {
   const AttentionPrecision saved_attention = attention_precision();
   for (auto [mode, attention] : {std::pair{AttentionMode::kAbsorbed, AttentionPrecision::kF32},
                                  std::pair{AttentionMode::kExpanded, AttentionPrecision::kF32},
-                                 std::pair{AttentionMode::kExpanded, AttentionPrecision::kBf16}}) {
+                                 std::pair{AttentionMode::kExpanded, AttentionPrecision::kBf16},
+                                 std::pair{AttentionMode::kAbsorbed, AttentionPrecision::kBf16}}) {
     set_attention_precision(attention);
     if (attention == AttentionPrecision::kBf16)
       kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
     model.set_attention_mode(mode);
+    EXPECT_EQ(model.new_cache(1).holds_bf16(), attention == AttentionPrecision::kBf16);
     std::vector<float> reference;
     for (int threads : {1, 2, 3}) {
       ThreadPool::global().set_num_threads(threads);
@@ -348,10 +381,12 @@ TEST(Model, DecodedTokensEqualTheirBatchBitwiseInEveryFormat) {
 }
 
 TEST(Model, Bf16AttentionMovesLogitsByBf16Rounding) {
-  // Under bf16 activations, the expanded form's bf16 products (AttentionPrecision::kBf16) change
-  // the logits, by about the rounding of their inputs (2^-9 relative), not more.
+  // Under bf16 activations, the bf16 products (AttentionPrecision::kBf16) change the logits, by
+  // about the rounding of their inputs (2^-9 relative), not more: the expanded form's, and the
+  // absorbed form's over a bf16 cache.
   CausalLM model = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
-  model.set_attention_mode(AttentionMode::kExpanded);
+  for (AttentionMode mode : {AttentionMode::kExpanded, AttentionMode::kAbsorbed}) {
+  model.set_attention_mode(mode);
   const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
   const AttentionPrecision saved_attention = attention_precision();
   kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
@@ -367,8 +402,9 @@ TEST(Model, Bf16AttentionMovesLogitsByBf16Rounding) {
   float max_logit = 0.0f;
   for (float v : logits[0]) max_logit = std::max(max_logit, std::fabs(v));
   const float difference = max_abs_diff(logits[0], logits[1]);
-  EXPECT_GT(difference, 0.0f);
-  EXPECT_LE(difference, 3e-2f * max_logit);
+  EXPECT_GT(difference, 0.0f) << "mode " << int(mode);
+  EXPECT_LE(difference, 3e-2f * max_logit) << "mode " << int(mode);
+  }
 }
 
 // A sequence that asks for the expanded form (SequenceInput::attention_mode, as the server asks
@@ -544,6 +580,53 @@ TEST(Model, CacheSizeIsTheLatentOnly) {
   LatentCache cache(config, 4);
   EXPECT_EQ(cache.bytes_per_token_per_layer(),
             (config.kv_lora_rank + config.qk_rope_head_dim) * int64_t(sizeof(float)));
+  LatentCache half(config, 4, CacheElement::kBf16);
+  EXPECT_EQ(half.bytes_per_token_per_layer(), cache.bytes_per_token_per_layer() / 2);
+  EXPECT_EQ(half.expanded_bytes_per_token_per_layer(config),
+            cache.expanded_bytes_per_token_per_layer(config) / 2);
+}
+
+TEST(Model, Bf16CacheHoldsTheRoundedRows) {
+  Config config = preset_config("tiny");
+  LatentCache cache(config, 3, CacheElement::kBf16);
+  const int64_t width = cache.row_size();
+  std::vector<float> row(static_cast<size_t>(width));
+  for (int64_t c = 0; c < width; ++c)
+    row[size_t(c)] = 1.0f + float(c) * 1e-3f - 0.5f * float(c % 3);
+  cache.write_row(1, 2, row.data());
+  std::vector<float> back(size_t(width), -1.0f);
+  cache.read_rows(1, 2, 1, 0, width, back.data(), width);
+  for (int64_t c = 0; c < width; ++c) {
+    EXPECT_EQ(back[size_t(c)], bf16_to_f32(f32_to_bf16(row[size_t(c)]))) << c;
+    EXPECT_EQ(cache.bf16_row(1, 2)[c], f32_to_bf16(row[size_t(c)])) << c;
+  }
+  EXPECT_THROW(cache.f32_row(1, 2), Error);
+  // Copied with every layer into a bigger cache of the same element, not into a float one.
+  cache.advance(3);
+  LatentCache bigger(config, 8, CacheElement::kBf16);
+  bigger.copy_positions(cache, 3);
+  EXPECT_EQ(0, std::memcmp(bigger.bf16_row(1, 2), cache.bf16_row(1, 2), size_t(width) * 2));
+  LatentCache floats(config, 8);
+  EXPECT_THROW(floats.copy_positions(cache, 3), Error);
+  EXPECT_THROW(floats.bf16_row(0, 0), Error);
+}
+
+TEST(Model, NewCacheIsBf16WhereTheAttentionRunsInBf16) {
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
+  CausalLM bf16 = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "bf16"));
+  CausalLM f32 = CausalLM::from_pretrained(make_checkpoint("tiny-smallvocab", "f32"));
+  set_attention_precision(AttentionPrecision::kBf16);
+  EXPECT_TRUE(bf16.new_cache(4).holds_bf16());
+  EXPECT_FALSE(f32.new_cache(4).holds_bf16());  // float weights take float activations
+  set_attention_precision(AttentionPrecision::kF32);
+  EXPECT_FALSE(bf16.new_cache(4).holds_bf16());
+  kernels::set_activation_precision(kernels::ActivationPrecision::kF32);
+  set_attention_precision(AttentionPrecision::kBf16);
+  EXPECT_FALSE(bf16.new_cache(4).holds_bf16());
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
 }
 
 TEST(Model, MissingDirectoryIsAClearError) {

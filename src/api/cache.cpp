@@ -31,10 +31,8 @@ void Cache::reserve(int64_t length) {
   for (auto& row : rows_) {
     if (length <= row.capacity()) continue;
     // A static cache of twice the size, then the cached positions copied over.
-    LatentCache bigger(config_, std::max(length, 2 * row.capacity()));
-    for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer)
-      for (int64_t position = 0; position < row.length(); ++position)
-        std::copy_n(row.row(layer, position), row.row_size(), bigger.row(layer, position));
+    LatentCache bigger(config_, std::max(length, 2 * row.capacity()), row.element());
+    bigger.copy_positions(row, row.length());
     bigger.advance(row.length());
     row = std::move(bigger);
   }

@@ -173,4 +173,80 @@ void attention_weighted_sum_bf16(const uint16_t* probs, int64_t probs_stride, in
                                         packed_values, dim, out, out_stride);
 }
 
+void attention_scores_bf16_rows_reference(const uint16_t* queries, int64_t query_stride,
+                                          int64_t n_queries, const uint16_t* keys,
+                                          int64_t key_stride, int64_t n_keys, int64_t dim,
+                                          float scale, float* scores, int64_t scores_stride) {
+  for (int64_t q = 0; q < n_queries; ++q) {
+    for (int64_t s = 0; s < n_keys; ++s) {
+      double sum = 0.0;
+      for (int64_t d = 0; d < dim; ++d)
+        sum += double(bf16_to_f32(queries[q * query_stride + d])) *
+               double(bf16_to_f32(keys[s * key_stride + d]));
+      scores[q * scores_stride + s] = scale * float(sum);
+    }
+  }
+}
+
+void attention_weighted_sum_bf16_rows_reference(const uint16_t* probs, int64_t probs_stride,
+                                                int64_t n_queries, const int64_t* key_counts,
+                                                const uint16_t* values, int64_t value_stride,
+                                                int64_t dim, float* out, int64_t out_stride) {
+  for (int64_t q = 0; q < n_queries; ++q) {
+    for (int64_t c = 0; c < dim; ++c) {
+      double sum = 0.0;
+      for (int64_t s = 0; s < key_counts[q]; ++s)
+        sum += double(bf16_to_f32(probs[q * probs_stride + s])) *
+               double(bf16_to_f32(values[s * value_stride + c]));
+      out[q * out_stride + c] = float(sum);
+    }
+  }
+}
+
+void attention_scores_bf16_rows(const uint16_t* queries, int64_t query_stride, int64_t n_queries,
+                                const uint16_t* keys, int64_t key_stride, int64_t n_keys,
+                                int64_t dim, float scale, float* scores, int64_t scores_stride) {
+  if (use_avx512_bf16()) {
+    return simd::avx512_attention_scores_bf16_rows(queries, query_stride, n_queries, keys,
+                                                   key_stride, n_keys, dim, scale, scores,
+                                                   scores_stride);
+  }
+  if (const auto* kernels = simd::kernels_for(active_isa())) {
+    // The float kernel on the queries' exact float values.
+    thread_local std::vector<float> widened;
+    widened.resize(size_t(n_queries * dim));
+    for (int64_t q = 0; q < n_queries; ++q)
+      for (int64_t d = 0; d < dim; ++d)
+        widened[size_t(q * dim + d)] = bf16_to_f32(queries[q * query_stride + d]);
+    return kernels->attention_scores_bf16_keys(widened.data(), dim, n_queries, keys, key_stride,
+                                               n_keys, dim, scale, scores, scores_stride);
+  }
+  attention_scores_bf16_rows_reference(queries, query_stride, n_queries, keys, key_stride, n_keys,
+                                       dim, scale, scores, scores_stride);
+}
+
+void attention_weighted_sum_bf16_rows(const uint16_t* probs, int64_t probs_stride,
+                                      int64_t n_queries, const int64_t* key_counts,
+                                      const uint16_t* values, int64_t value_stride, int64_t dim,
+                                      float* out, int64_t out_stride) {
+  if (use_avx512_bf16()) {
+    return simd::avx512_attention_weighted_sum_bf16_rows(probs, probs_stride, n_queries,
+                                                         key_counts, values, value_stride, dim,
+                                                         out, out_stride);
+  }
+  if (const auto* kernels = simd::kernels_for(active_isa())) {
+    // The float kernel on the probabilities' exact float values.
+    thread_local std::vector<float> widened;
+    widened.resize(size_t(n_queries * probs_stride));
+    for (int64_t q = 0; q < n_queries; ++q)
+      for (int64_t s = 0; s < key_counts[q]; ++s)
+        widened[size_t(q * probs_stride + s)] = bf16_to_f32(probs[q * probs_stride + s]);
+    return kernels->attention_weighted_sum_bf16_values(widened.data(), probs_stride, n_queries,
+                                                       key_counts, values, value_stride, dim,
+                                                       out, out_stride);
+  }
+  attention_weighted_sum_bf16_rows_reference(probs, probs_stride, n_queries, key_counts, values,
+                                             value_stride, dim, out, out_stride);
+}
+
 }  // namespace dsv3::kernels

@@ -60,7 +60,34 @@ void attention_weighted_sum_bf16(const uint16_t* probs, int64_t probs_stride, in
                                  const int64_t* key_counts, const uint16_t* packed_values,
                                  int64_t dim, float* out, int64_t out_stride);
 
+// The same two products over keys and values stored as bf16 rows, row s at keys + s *
+// key_stride (a bf16 latent cache: the absorbed MLA form reads it in place, nothing packed):
+// scores[q * scores_stride + s] = scale * (queries[q] . keys[s]) over `dim` values, queries as
+// bf16 rows (round_rows_to_bf16; query_stride >= dim). With AVX512_BF16 each score adds its
+// dimension pairs in order on vdpbf16ps; elsewhere one fused multiply-add per dimension, in
+// order (kernels/attention_ops.h's attention_scores on the widened values).
+void attention_scores_bf16_rows(const uint16_t* queries, int64_t query_stride, int64_t n_queries,
+                                const uint16_t* keys, int64_t key_stride, int64_t n_keys,
+                                int64_t dim, float scale, float* scores, int64_t scores_stride);
+// out[q * out_stride + c] = sum over s < key_counts[q] of probs[q * probs_stride + s] *
+// values[s * value_stride + c] (out overwritten), probabilities as bf16 rows of an even
+// probs_stride, zero from key_counts[q] on (softmax_to_bf16). With AVX512_BF16 each output adds
+// its key pairs in order on vdpbf16ps; elsewhere attention_weighted_sum's order on the widened
+// values.
+void attention_weighted_sum_bf16_rows(const uint16_t* probs, int64_t probs_stride,
+                                      int64_t n_queries, const int64_t* key_counts,
+                                      const uint16_t* values, int64_t value_stride, int64_t dim,
+                                      float* out, int64_t out_stride);
+
 // The scalar references (double accumulation of the same bf16 values).
+void attention_scores_bf16_rows_reference(const uint16_t* queries, int64_t query_stride,
+                                          int64_t n_queries, const uint16_t* keys,
+                                          int64_t key_stride, int64_t n_keys, int64_t dim,
+                                          float scale, float* scores, int64_t scores_stride);
+void attention_weighted_sum_bf16_rows_reference(const uint16_t* probs, int64_t probs_stride,
+                                                int64_t n_queries, const int64_t* key_counts,
+                                                const uint16_t* values, int64_t value_stride,
+                                                int64_t dim, float* out, int64_t out_stride);
 void attention_scores_bf16_reference(const uint16_t* queries, int64_t query_stride,
                                      int64_t n_queries, const uint16_t* packed_keys,
                                      int64_t n_keys, int64_t dim, float scale, float* scores,

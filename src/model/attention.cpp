@@ -128,10 +128,12 @@ AttentionMode form_of(const Shape& s, const Group& group) {
 // and its rope key (the rest, rotated by its position) into its cache slot.
 void write_latent(const Shape& s, const AttentionWeights& w, const Rope& rope, int64_t layer,
                   const TokenBatch& batch, int64_t t, const float* kv_t) {
-  float* slot = batch.caches[t]->row(layer, batch.slots[t]);
+  thread_local std::vector<float> row;
+  float* slot = grow_scratch(row, s.rank + s.rope);
   kernels::rms_norm(kv_t, w.kv_a_layernorm.weight.data(), s.rank, w.kv_a_layernorm.eps, slot);
   std::copy(kv_t + s.rank, kv_t + s.rank + s.rope, slot + s.rank);
   rope.apply(batch.rotations[t], slot + s.rank, 1, s.rope);
+  batch.caches[t]->write_row(layer, batch.slots[t], slot);
 }
 
 // Buffers of one attention call, grown on demand and kept by the thread: once warm, a decode
@@ -139,7 +141,7 @@ void write_latent(const Shape& s, const AttentionWeights& w, const Rope& rope, i
 struct AttentionScratch {
   std::vector<float> q, q_latent, kv, attention_out;
   std::vector<float> q_nope_heads, q_absorbed_heads, queries, latent_out, latent_heads, value_heads;
-  std::vector<float> latents, keys_values, keys, values;
+  std::vector<float> latents, rope_keys, keys_values, keys, values;
   std::vector<uint16_t> packed_keys, packed_values;  // attend_expanded in bf16, per head
   std::vector<float> long_partials, long_chunk_stats;  // attend_long_context
   std::vector<int64_t> short_tokens;
@@ -179,6 +181,55 @@ std::vector<int64_t>& thread_key_counts(int64_t size) {
   return counts;
 }
 
+// The absorbed form's scores of n_queries queries (rows of the cache's row size) against a
+// layer's cache rows [first, first + n_keys), in the cache's element: float rows with float
+// queries, bf16 rows with the queries rounded to bf16 (kernels/attention_bf16.h).
+void cache_scores(const LatentCache& cache, int64_t layer, int64_t first, const float* queries,
+                  int64_t n_queries, int64_t n_keys, float scale, float* scores,
+                  int64_t scores_stride) {
+  const int64_t row_size = cache.row_size();
+  if (!cache.holds_bf16()) {
+    kernels::attention_scores(queries, row_size, n_queries, cache.f32_row(layer, first), row_size,
+                              n_keys, row_size, scale, scores, scores_stride);
+    return;
+  }
+  thread_local std::vector<uint16_t> query_rows;
+  const int64_t query_stride = (row_size + 1) / 2 * 2;
+  grow_scratch(query_rows, n_queries * query_stride);
+  kernels::round_rows_to_bf16(queries, row_size, n_queries, row_size, query_rows.data(),
+                              query_stride);
+  kernels::attention_scores_bf16_rows(query_rows.data(), query_stride, n_queries,
+                                      cache.bf16_row(layer, first), row_size, n_keys, row_size,
+                                      scale, scores, scores_stride);
+}
+
+// The weighted sums of the latents (the first cache.latent_dim() values) of a layer's cache rows
+// from `first` on: out[q][c] = sum over s < key_counts[q] of probs[q][s] latent[first + s][c],
+// the probabilities rounded to bf16 over a bf16 cache.
+void cache_weighted_sum(const LatentCache& cache, int64_t layer, int64_t first,
+                        const float* probs, int64_t probs_stride, int64_t n_queries,
+                        const int64_t* key_counts, float* out, int64_t out_stride) {
+  if (cache.holds_bf16()) {
+    // The probabilities as bf16 rows of an even length, zero past each query's count.
+    int64_t longest = 0;
+    for (int64_t q = 0; q < n_queries; ++q) longest = std::max(longest, key_counts[q]);
+    const int64_t rows_stride = (longest + 1) / 2 * 2;
+    thread_local std::vector<uint16_t> prob_rows;
+    grow_scratch(prob_rows, n_queries * rows_stride);
+    for (int64_t q = 0; q < n_queries; ++q)
+      kernels::round_rows_to_bf16(probs + q * probs_stride, probs_stride, 1, key_counts[q],
+                                  prob_rows.data() + q * rows_stride, rows_stride);
+    kernels::attention_weighted_sum_bf16_rows(prob_rows.data(), rows_stride, n_queries,
+                                              key_counts, cache.bf16_row(layer, first),
+                                              cache.row_size(), cache.latent_dim(), out,
+                                              out_stride);
+  } else {
+    kernels::attention_weighted_sum(probs, probs_stride, n_queries, key_counts,
+                                    cache.f32_row(layer, first), cache.row_size(),
+                                    cache.latent_dim(), out, out_stride);
+  }
+}
+
 // From this many visible cache rows on, a token's attention splits the rows over the threads
 // (attend_long_context) instead of its heads.
 constexpr int64_t kLongContextKeys = 1024;
@@ -194,10 +245,9 @@ constexpr int64_t kContextChunk = 512;
 // a share of the heads instead has every thread read every row, and a softmax over all rows
 // before the weighted sum reads every row a second time from memory.
 void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int64_t visible,
-                         const float* queries, const float* cache_rows, float scale,
-                         float* latent_out) {
+                         const float* queries, const LatentCache& cache, int64_t layer,
+                         float scale, float* latent_out) {
   AttentionScratch& scratch = attention_scratch();
-  const int64_t row_size = s.rank + s.rope;
   const int64_t chunks = (visible + kContextChunk - 1) / kContextChunk;
   std::vector<float>& partial_sums = scratch.long_partials;    // [chunk][head][rank]
   std::vector<float>& chunk_stats = scratch.long_chunk_stats;  // [chunk][head]: max, then sum
@@ -208,10 +258,8 @@ void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int
   const uint8_t* mask = batch.key_masks ? batch.key_masks[t] : nullptr;
   ThreadPool::global().parallel_claim(chunks, [&](int64_t chunk) {
     const int64_t first = chunk * kContextChunk, count = std::min(kContextChunk, visible - first);
-    const float* rows = cache_rows + first * row_size;
     float* scores = thread_scores(s.heads * count).data();  // [head][row of the chunk]
-    kernels::attention_scores(queries, row_size, s.heads, rows, row_size, count, row_size, scale,
-                              scores, count);
+    cache_scores(cache, layer, first, queries, s.heads, count, scale, scores, count);
     for (int64_t h = 0; h < s.heads; ++h) {
       float* head_scores = scores + h * count;
       if (mask)
@@ -222,8 +270,8 @@ void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int
     }
     int64_t* key_counts = thread_key_counts(s.heads).data();
     std::fill_n(key_counts, s.heads, count);
-    kernels::attention_weighted_sum(scores, count, s.heads, key_counts, rows, row_size, s.rank,
-                                    partial_sums.data() + chunk * s.heads * s.rank, s.rank);
+    cache_weighted_sum(cache, layer, first, scores, count, s.heads, key_counts,
+                       partial_sums.data() + chunk * s.heads * s.rank, s.rank);
   });
   for (int64_t h = 0; h < s.heads; ++h) {
     float* out = latent_out + h * s.rank;
@@ -270,20 +318,18 @@ void attend_head_unit(const Shape& s, const AttentionWeights& w, int64_t layer,
                       int64_t visible, const float* q_t, int64_t h0, int64_t h1, float scale,
                       float* attention_out) {
   const int64_t n_heads = h1 - h0, row_size = s.rank + s.rope;
-  const float* cache_rows = cache.row(layer, 0);
   // Per thread: the unit's queries and weighted latents.
   thread_local std::vector<float> queries, latents;
   absorb_query_heads(s, w, q_t, h0, h1, grow_scratch(queries, n_heads * row_size));
   float* scores = thread_scores(n_heads * visible).data();
   int64_t* key_counts = thread_key_counts(n_heads).data();
-  kernels::attention_scores(queries.data(), row_size, n_heads, cache_rows, row_size, visible,
-                            row_size, scale, scores, visible);
+  cache_scores(cache, layer, 0, queries.data(), n_heads, visible, scale, scores, visible);
   for (int64_t h = h0; h < h1; ++h) {
     attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
     key_counts[h - h0] = visible;
   }
-  kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
-                                  s.rank, grow_scratch(latents, n_heads * s.rank), s.rank);
+  cache_weighted_sum(cache, layer, 0, scores, visible, n_heads, key_counts,
+                     grow_scratch(latents, n_heads * s.rank), s.rank);
   for (int64_t h = h0; h < h1; ++h)
     kernels::matvec_f32_activations_here(w.value_up[h], latents.data() + (h - h0) * s.rank,
                                          attention_out + (t * s.heads + h) * s.v);
@@ -407,14 +453,14 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   const int64_t heads_per_unit = (s.heads + threads - 1) / threads;
   const int64_t head_units = (s.heads + heads_per_unit - 1) / heads_per_unit;
   grow_scratch(scratch.latent_out, tokens * s.heads * s.rank);
-  const float* cache_rows = group.cache->row(layer, 0);
   std::vector<int64_t>& short_tokens = scratch.short_tokens;
   short_tokens.clear();
   for (int64_t i = 0; i < tokens; ++i) {
     const int64_t t = group.first + i, visible = batch.slots[t] + 1;
     if (visible >= kLongContextKeys && batch.attention_weights == nullptr) {
       attend_long_context(s, batch, t, visible, scratch.queries.data() + i * s.heads * row_size,
-                          cache_rows, scale, scratch.latent_out.data() + i * s.heads * s.rank);
+                          *group.cache, layer, scale,
+                          scratch.latent_out.data() + i * s.heads * s.rank);
     } else {
       short_tokens.push_back(i);
     }
@@ -427,16 +473,14 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
     const int64_t visible = batch.slots[t] + 1;  // causal: slots [0, slot]
     float* scores = thread_scores(n_heads * visible).data();
     int64_t* key_counts = thread_key_counts(n_heads).data();
-    kernels::attention_scores(scratch.queries.data() + (i * s.heads + h0) * row_size, row_size,
-                              n_heads, cache_rows, row_size, visible, row_size, scale, scores,
-                              visible);
+    cache_scores(*group.cache, layer, 0, scratch.queries.data() + (i * s.heads + h0) * row_size,
+                 n_heads, visible, scale, scores, visible);
     for (int64_t h = h0; h < h1; ++h) {
       attention_probabilities(batch, t, h, s.heads, scores + (h - h0) * visible, visible);
       key_counts[h - h0] = visible;
     }
-    kernels::attention_weighted_sum(scores, visible, n_heads, key_counts, cache_rows, row_size,
-                                    s.rank, scratch.latent_out.data() + (i * s.heads + h0) * s.rank,
-                                    s.rank);
+    cache_weighted_sum(*group.cache, layer, 0, scores, visible, n_heads, key_counts,
+                       scratch.latent_out.data() + (i * s.heads + h0) * s.rank, s.rank);
   });
 
   phase.next("attn.value_up");
@@ -465,9 +509,11 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
                      const TokenBatch& batch, const float* q, float scale, float* attention_out) {
   AttentionScratch& scratch = attention_scratch();
   const int64_t slots = group.visible_slots;
+  // The cached latents and rope keys as floats: [slot][rank] and [slot][rope].
   grow_scratch(scratch.latents, slots * s.rank);
-  for (int64_t slot = 0; slot < slots; ++slot)
-    std::copy_n(group.cache->row(layer, slot), s.rank, scratch.latents.data() + slot * s.rank);
+  grow_scratch(scratch.rope_keys, slots * s.rope);
+  group.cache->read_rows(layer, 0, slots, 0, s.rank, scratch.latents.data(), s.rank);
+  group.cache->read_rows(layer, 0, slots, s.rank, s.rope, scratch.rope_keys.data(), s.rope);
   const int64_t kv_width = s.heads * (s.nope + s.v);
   grow_scratch(scratch.keys_values, slots * kv_width);  // [slot][head][nope + v]
   profile::Phase phase("attn.kv_b");
@@ -485,7 +531,6 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
     // -> 8.8-9.1 ms.
     grow_scratch(scratch.packed_keys, s.heads * packed_key_elements);
     grow_scratch(scratch.packed_values, s.heads * packed_value_elements);
-    const int64_t row_size = group.cache->row_size();  // a layer's rows lie this far apart
     constexpr int64_t kBlock = kernels::kBf16KeyBlock, kMaxChunkSlots = 64;
     const int64_t threads = ThreadPool::global().num_threads();
     const int64_t chunk_slots = std::clamp<int64_t>(
@@ -498,7 +543,7 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
       for (int64_t h = 0; h < s.heads; ++h) {
         const float* expanded = chunk + h * (s.nope + s.v);
         kernels::pack_keys_bf16(expanded, kv_width, s.nope,
-                                group.cache->row(layer, first) + s.rank, row_size, count,
+                                scratch.rope_keys.data() + first * s.rope, s.rope, count,
                                 s.head_dim,
                                 scratch.packed_keys.data() + h * packed_key_elements +
                                     kernels::packed_keys_elements(first, s.head_dim));
@@ -514,7 +559,7 @@ void attend_expanded(const Shape& s, const AttentionWeights& w, int64_t layer, c
     grow_scratch(scratch.values, s.heads * slots * s.v);
     ThreadPool::global().parallel_for(slots, [&](int64_t begin, int64_t end) {
       for (int64_t slot = begin; slot < end; ++slot) {
-        const float* key_rope = group.cache->row(layer, slot) + s.rank;
+        const float* key_rope = scratch.rope_keys.data() + slot * s.rope;
         for (int64_t h = 0; h < s.heads; ++h) {
           const float* expanded = scratch.keys_values.data() + slot * kv_width + h * (s.nope + s.v);
           float* key = scratch.keys.data() + (h * slots + slot) * s.head_dim;
@@ -608,6 +653,13 @@ AttentionPrecision attention_precision() {
 
 void set_attention_precision(AttentionPrecision precision) {
   g_attention_precision.store(int(precision), std::memory_order_relaxed);
+}
+
+CacheElement cache_element_for(const AttentionWeights& w) {
+  return attention_precision() == AttentionPrecision::kBf16 &&
+                 kernels::rounds_activations_to_bf16(w.kv_b_proj)
+             ? CacheElement::kBf16
+             : CacheElement::kF32;
 }
 
 void mla_attention(const Config& config, const Rope& rope, const AttentionWeights& w,

@@ -22,22 +22,28 @@ namespace dsv3 {
 //            transformers does (cheaper when many new tokens attend to a short cache: prefill).
 enum class AttentionMode { kAuto, kAbsorbed, kExpanded };
 
-// The precision of the expanded form's products (kv_b_proj of the latents, the scores and the
-// weighted sums) where BF16 weights take bf16 activations (kernels/activation_precision.h):
+// The precision of the attention products that differ between the forms (the expanded form's
+// kv_b_proj of the latents, both forms' scores and weighted sums) where BF16 weights take bf16
+// activations (kernels/activation_precision.h):
 //  bf16 (default): inputs rounded to bf16 and multiplied on vdpbf16ps (kernels/attention_bf16.h),
 //       as torch runs attention in bfloat16: a 512-token prefill of the bench model runs 10-15 %
-//       faster than in f32. The absorbed and expanded forms then agree only to bf16 rounding,
-//       so a token's logits move by that much with the form its batch takes (a short chunk of a
-//       long prompt, a reused prefix). Each form alone is exact to the bit for any batch, chunk
+//       faster than in f32. Caches from Model::new_cache hold bf16 (cache_element_for), which
+//       the absorbed form reads in place. The absorbed and expanded forms agree only to bf16
+//       rounding, so a token's logits move by that much with the form its batch takes (a short
+//       chunk of a long prompt, a reused prefix). Each form alone is exact to the bit for any batch, chunk
 //       or thread count; the server feeds every prompt token in the expanded form for that
 //       reason (SequenceInput::attention_mode).
-//  f32: float inputs, so that the two forms agree to float rounding.
+//  f32: float inputs and a float cache, so that the two forms agree to float rounding.
 // Where the activations are float (--activations f32, F32 and F16 weights), attention is too.
 // Process-wide: set_attention_precision's, else DSV3_ATTENTION_PRECISION (f32|bf16), else bf16.
 enum class AttentionPrecision { kF32, kBf16 };
 AttentionPrecision attention_precision();
 void set_attention_precision(AttentionPrecision precision);
 std::string_view attention_precision_name(AttentionPrecision precision);
+// The cache element of a model whose layers' attention weights are `w`: bf16 where its
+// attention runs in bf16 (bf16 precision, kv_b_proj taking bf16 activations), else float.
+// The absorbed form runs its scores on vdpbf16ps over a bf16 cache (kernels/attention_ops.h).
+CacheElement cache_element_for(const AttentionWeights& w);
 // "f32" or "bf16"; throws dsv3::Error naming `what` otherwise.
 AttentionPrecision parse_attention_precision(std::string_view name, std::string_view what);
 

@@ -270,7 +270,7 @@ int run_bench(const CommandArgs& argv) {
       {"peak_rss_mb", peak_rss_mb() - probe_mb},
       {"cache_bytes_per_token", cache.bytes_per_token()},
       {"cache_bytes_per_token_expanded",
-       LatentCache::expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers},
+       cache.expanded_bytes_per_token_per_layer(config) * config.num_hidden_layers},
       {"bandwidth_gb_s", bandwidth},
       {"bandwidth_gb_s_runs", bandwidth_runs},
       {"bandwidth_gb_s_best", best_bandwidth},
@@ -364,7 +364,7 @@ int run_bench(const CommandArgs& argv) {
   }
   std::printf("cache            %lld B per token (%lld B with per-head keys and values)\n",
               (long long)cache.bytes_per_token(),
-              (long long)(LatentCache::expanded_bytes_per_token_per_layer(config) *
+              (long long)(cache.expanded_bytes_per_token_per_layer(config) *
                           config.num_hidden_layers));
   std::printf("memory           peak RSS %.0f MB (without the bandwidth probe's %.0f MB)\n",
               peak_rss_mb() - probe_mb, probe_mb);

@@ -135,11 +135,11 @@ int run_generate(const CommandArgs& argv) {
     std::fflush(stdout);  // the summary on stderr comes after the text
     std::fprintf(stderr,
                  "[%zu tokens, finish: %s; cache %lld B per token per layer (latent %lld + rope key "
-                 "%lld floats), an expanded per-head cache would take %lld B]\n",
+                 "%lld %s values), an expanded per-head cache would take %lld B]\n",
                  result.tokens.size(), finish_reason_name(result.finish),
                  (long long)cache.bytes_per_token_per_layer(), (long long)cache.latent_dim(),
-                 (long long)cache.rope_dim(),
-                 (long long)LatentCache::expanded_bytes_per_token_per_layer(model.config()));
+                 (long long)cache.rope_dim(), cache.holds_bf16() ? "bf16" : "float",
+                 (long long)cache.expanded_bytes_per_token_per_layer(model.config()));
   }
   return 0;
 }

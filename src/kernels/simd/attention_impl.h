@@ -5,6 +5,24 @@
 namespace dsv3::kernels::simd {
 namespace {
 
+// A stored key or value as a float: itself, or a bf16 widened (exact).
+inline float stored_value(float value) { return value; }
+inline float stored_value(uint16_t bits) { return __builtin_bit_cast(float, uint32_t(bits) << 16); }
+
+// L stored values from p (count of them, the rest zero, for the partial form) as floats.
+template <class V>
+inline typename V::F load_stored(const float* p) { return V::load(p); }
+template <class V>
+inline typename V::F load_stored(const uint16_t* p) { return V::load_bf16(p); }
+template <class V>
+inline typename V::F load_stored_partial(const float* p, int count) {
+  return V::load_partial(p, count);
+}
+template <class V>
+inline typename V::F load_stored_partial(const uint16_t* p, int count) {
+  return V::load_bf16_partial(p, count);
+}
+
 // Keys per block of the weighted sum: a block (up to 64 x 320 floats) stays in L2 while every
 // query passes over it.
 constexpr int64_t kAttentionKeyBlock = 64;
@@ -15,8 +33,8 @@ constexpr int64_t kAttentionKeyBlock = 64;
 // the lane, the vector, the tile or the other queries. Each key value is loaded once
 // (broadcast) for all the queries: two query vectors halve the broadcasts per multiply-add.
 // queries_by_dim holds the queries transposed, [c][kVectors L].
-template <class V, int kRows, int kVectors>
-inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t key_stride,
+template <class V, int kRows, int kVectors, class Key>
+inline void scores_tile(const float* queries_by_dim, const Key* keys, int64_t key_stride,
                         int64_t dim, float scale, int n_queries, float* scores,
                         int64_t scores_stride) {
   using F = typename V::F;
@@ -31,7 +49,7 @@ inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t 
   // Into L2 (prefetcht1), which keeps more misses in flight than L1: one decoded token's
   // attention over 4096 latent rows (BM_AttentionStep/4096) took 8-10 % less than with
   // prefetcht0, on one thread and on two.
-  const float* next_keys = keys + kRows * key_stride;
+  const Key* next_keys = keys + kRows * key_stride;
   for (int64_t c0 = 0; c0 < dim; c0 += 16) {
 #pragma GCC unroll 24
     for (int r = 0; r < kRows; ++r) __builtin_prefetch(next_keys + r * key_stride + c0, 0, 2);
@@ -43,7 +61,7 @@ inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t 
         query_values[v] = V::load(queries_by_dim + (c * kVectors + v) * L);
 #pragma GCC unroll 24
       for (int r = 0; r < kRows; ++r) {
-        const F key_value = V::set1(keys[r * key_stride + c]);
+        const F key_value = V::set1(stored_value(keys[r * key_stride + c]));
 #pragma GCC unroll 2
         for (int v = 0; v < kVectors; ++v)
           acc[v][r] = V::fma(query_values[v], key_value, acc[v][r]);
@@ -65,8 +83,8 @@ inline void scores_tile(const float* queries_by_dim, const float* keys, int64_t 
 }
 
 // All keys for one block of up to kVectors * L queries (queries_by_dim filled).
-template <class V, int kVectors>
-void scores_block(const float* queries_by_dim, const float* keys, int64_t key_stride,
+template <class V, int kVectors, class Key>
+void scores_block(const float* queries_by_dim, const Key* keys, int64_t key_stride,
                   int64_t n_keys, int64_t dim, float scale, int n, float* out,
                   int64_t scores_stride) {
   // Keys per register tile: kVectors x kRows accumulators, the query vectors and a broadcast
@@ -85,9 +103,9 @@ void scores_block(const float* queries_by_dim, const float* keys, int64_t key_st
   }
 }
 
-template <class V>
+template <class V, class Key>
 void attention_scores(const float* queries, int64_t query_stride, int64_t n_queries,
-                      const float* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
+                      const Key* keys, int64_t key_stride, int64_t n_keys, int64_t dim,
                       float scale, float* scores, int64_t scores_stride) {
   constexpr int L = V::kLanes;
   // Two query vectors per tile where the registers allow (AVX-512) and the queries fill them.
@@ -117,8 +135,8 @@ void attention_scores(const float* queries, int64_t query_stride, int64_t n_quer
 // Query q's probability of key s is probs[q * probs_stride + s]: the kQueries broadcasts of a
 // key come from kQueries rows, read in place (a key-major copy of them measured 30 % slower
 // for 64 columns: the copy cost as much as a quarter of the multiply-adds).
-template <class V, int kQueries, int kVectors>
-inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const float* values,
+template <class V, int kQueries, int kVectors, class Value>
+inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const Value* values,
                               int64_t value_stride, int64_t s_begin, int64_t s_end, int64_t c,
                               int last_lanes, float* out, int64_t out_stride) {
   using F = typename V::F;
@@ -132,13 +150,14 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
       acc[q][j] = j + 1 < kVectors || last_lanes == L ? V::load(p) : V::load_partial(p, last_lanes);
     }
   const float* key_probs = probs + s_begin;
-  const float* row = values + s_begin * value_stride + c;
+  const Value* row = values + s_begin * value_stride + c;
   for (int64_t s = s_begin; s < s_end; ++s, ++key_probs, row += value_stride) {
     F value[kVectors];
 #pragma GCC unroll 8
     for (int j = 0; j < kVectors; ++j)
-      value[j] = j + 1 < kVectors || last_lanes == L ? V::load(row + j * L)
-                                                     : V::load_partial(row + j * L, last_lanes);
+      value[j] = j + 1 < kVectors || last_lanes == L
+                     ? load_stored<V>(row + j * L)
+                     : load_stored_partial<V>(row + j * L, last_lanes);
 #pragma GCC unroll 8
     for (int q = 0; q < kQueries; ++q) {
       const F p = V::set1(key_probs[q * probs_stride]);
@@ -159,8 +178,8 @@ inline void weighted_sum_tile(const float* probs, int64_t probs_stride, const fl
 }
 
 // All columns of kQueries queries over keys [s_begin, s_end).
-template <class V, int kQueries, int kVectors>
-inline void weighted_sum_columns(const float* probs, int64_t probs_stride, const float* values,
+template <class V, int kQueries, int kVectors, class Value>
+inline void weighted_sum_columns(const float* probs, int64_t probs_stride, const Value* values,
                                  int64_t value_stride, int64_t dim, int64_t s_begin,
                                  int64_t s_end, float* out, int64_t out_stride) {
   constexpr int L = V::kLanes;
@@ -177,9 +196,9 @@ inline void weighted_sum_columns(const float* probs, int64_t probs_stride, const
   }
 }
 
-template <class V>
+template <class V, class Value>
 void attention_weighted_sum(const float* probs, int64_t probs_stride, int64_t n_queries,
-                            const int64_t* key_counts, const float* values, int64_t value_stride,
+                            const int64_t* key_counts, const Value* values, int64_t value_stride,
                             int64_t dim, float* out, int64_t out_stride) {
   // Register tile: kQueries x kVectors accumulators, kVectors values and a broadcast fit the
   // register file.

@@ -139,8 +139,10 @@ constexpr IsaKernels kAvx2Kernels{
     .axpy = &axpy<Avx2>,
     .weighted_row_sum = &weighted_row_sum<Avx2>,
     .rotate_pairs = &rotate_pairs<Avx2>,
-    .attention_scores = &attention_scores<Avx2>,
-    .attention_weighted_sum = &attention_weighted_sum<Avx2>,
+    .attention_scores = &attention_scores<Avx2, float>,
+    .attention_weighted_sum = &attention_weighted_sum<Avx2, float>,
+    .attention_scores_bf16_keys = &attention_scores<Avx2, uint16_t>,
+    .attention_weighted_sum_bf16_values = &attention_weighted_sum<Avx2, uint16_t>,
 };
 
 }  // namespace

@@ -113,8 +113,10 @@ constexpr IsaKernels kAvx512Kernels{
     .axpy = &axpy<Avx512>,
     .weighted_row_sum = &weighted_row_sum<Avx512>,
     .rotate_pairs = &rotate_pairs<Avx512>,
-    .attention_scores = &attention_scores<Avx512>,
-    .attention_weighted_sum = &attention_weighted_sum<Avx512>,
+    .attention_scores = &attention_scores<Avx512, float>,
+    .attention_weighted_sum = &attention_weighted_sum<Avx512, float>,
+    .attention_scores_bf16_keys = &attention_scores<Avx512, uint16_t>,
+    .attention_weighted_sum_bf16_values = &attention_weighted_sum<Avx512, uint16_t>,
 };
 
 }  // namespace

@@ -58,6 +58,16 @@ struct IsaKernels {
                                  const int64_t* key_counts, const float* values,
                                  int64_t value_stride, int64_t dim, float* out,
                                  int64_t out_stride);
+  // The same over keys and values stored as bf16 rows (kernels/attention_bf16.h's *_bf16_rows
+  // where vdpbf16ps is absent): each value widened to float, then the float kernels' order.
+  void (*attention_scores_bf16_keys)(const float* queries, int64_t query_stride,
+                                     int64_t n_queries, const uint16_t* keys, int64_t key_stride,
+                                     int64_t n_keys, int64_t dim, float scale, float* scores,
+                                     int64_t scores_stride);
+  void (*attention_weighted_sum_bf16_values)(const float* probs, int64_t probs_stride,
+                                             int64_t n_queries, const int64_t* key_counts,
+                                             const uint16_t* values, int64_t value_stride,
+                                             int64_t dim, float* out, int64_t out_stride);
 };
 
 // A buffer of at least `floats` floats, 64-byte aligned, kept by the calling thread for the
@@ -135,6 +145,16 @@ void avx512_pack_keys_bf16(const float* keys, int64_t key_stride, int64_t first_
                            uint16_t* packed, uint16_t* scratch);
 void avx512_pack_values_bf16(const float* values, int64_t value_stride, int64_t n_keys,
                              int64_t dim, uint16_t* packed);
+// attention_scores_bf16_rows and attention_weighted_sum_bf16_rows on vdpbf16ps, see
+// simd/attention_bf16_rows_avx512.cpp.
+void avx512_attention_scores_bf16_rows(const uint16_t* queries, int64_t query_stride,
+                                       int64_t n_queries, const uint16_t* keys,
+                                       int64_t key_stride, int64_t n_keys, int64_t dim,
+                                       float scale, float* scores, int64_t scores_stride);
+void avx512_attention_weighted_sum_bf16_rows(const uint16_t* probs, int64_t probs_stride,
+                                             int64_t n_queries, const int64_t* key_counts,
+                                             const uint16_t* values, int64_t value_stride,
+                                             int64_t dim, float* out, int64_t out_stride);
 void avx512_attention_weighted_sum_bf16(const uint16_t* probs, int64_t probs_stride,
                                         int64_t n_queries, const int64_t* key_counts,
                                         const uint16_t* packed_values, int64_t dim, float* out,
