@@ -66,7 +66,7 @@ void LatentCache::read_rows(int64_t layer, int64_t first, int64_t count, int64_t
 
 void LatentCache::copy_positions(const LatentCache& other, int64_t positions) {
   if (other.element_ != element_ || other.layers_ != layers_ || other.row_size() != row_size() ||
-      positions > capacity_ || positions > other.capacity_)
+      positions < 0 || positions > capacity_ || positions > other.capacity_)
     throw Error("cache: cannot copy between caches of different shapes or elements");
   const size_t values = size_t(positions) * size_t(row_size());
   for (int64_t layer = 0; layer < layers_; ++layer) {
