@@ -17,7 +17,9 @@ int main(int argc, char** argv) {
                 (long long)config.n_routed_experts, (long long)config.vocab_size);
     const auto model = dsv3::api::Model::from_pretrained(argv[1]);  // DeepseekV3Model
     std::printf("loaded; one token of cache takes %lld bytes\n",
-                (long long)dsv3::api::Cache(model.config(), 1).sequence(0).bytes_per_token());
+                (long long)dsv3::api::Cache(model.config(), 1, model.engine().cache_element())
+                    .sequence(0)
+                    .bytes_per_token());
   } catch (const dsv3::Error& error) {
     std::fprintf(stderr, "error: %s\n", error.what());
     return 1;

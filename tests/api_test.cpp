@@ -9,7 +9,9 @@
 
 #include "api/dsv3.h"
 #include "io/random_checkpoint.h"
+#include "kernels/activation_precision.h"
 #include "kernels/matmul.h"
+#include "model/attention.h"
 
 namespace dsv3::api {
 namespace {
@@ -102,6 +104,54 @@ TEST(Api, CacheContinuesAndGrows) {
   no_cache.input_ids = {{0, 1}};
   no_cache.use_cache = false;
   EXPECT_FALSE(lm().forward(no_cache).past_key_values);
+}
+
+// A cache the model makes holds its engine's element: bf16 for BF16 weights under bf16
+// activations and attention. Grown past its first 64 slots it keeps the rows, so a prompt fed
+// in two pieces through it gives the engine's logits over a cache that never grew.
+TEST(Api, CacheHoldsTheEnginesElementAndGrows) {
+  const std::string dir = ::testing::TempDir() + "dsv3-api-test-lm-bf16";
+  if (!std::filesystem::exists(dir + "/config.json")) {
+    RandomCheckpointOptions options;
+    options.seed = 5;
+    options.dtype = "bf16";
+    write_random_checkpoint(dir, preset_config("tiny-smallvocab"), options);
+  }
+  const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
+  const AttentionPrecision saved_attention = attention_precision();
+  kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
+  set_attention_precision(AttentionPrecision::kBf16);
+  const CausalLM model = CausalLM::from_pretrained(dir);
+  std::vector<int32_t> ids;
+  for (int32_t i = 0; i < 80; ++i) ids.push_back((i * 37 + 11) % 512);
+  ForwardInputs first;
+  first.input_ids = {std::vector<int32_t>(ids.begin(), ids.begin() + 50)};
+  first.use_cache = true;
+  const ForwardOutputs head = model.forward(first);
+  ASSERT_TRUE(head.past_key_values);
+  EXPECT_TRUE(head.past_key_values->sequence(0).holds_bf16());
+  ForwardInputs rest;
+  rest.input_ids = {std::vector<int32_t>(ids.begin() + 50, ids.end())};
+  rest.past_key_values = head.past_key_values;
+  const Tensor tail = model.forward(rest).logits;
+  EXPECT_TRUE(head.past_key_values->sequence(0).holds_bf16());
+  EXPECT_GE(head.past_key_values->sequence(0).capacity(), 80);
+
+  // The engine, the same pieces, one cache of 128 slots.
+  const dsv3::CausalLM& engine = model.engine();
+  LatentCache cache = engine.new_cache(128);
+  ASSERT_TRUE(cache.holds_bf16());
+  engine.forward(std::span(ids).first(50), cache, 0);
+  const std::vector<float> engine_tail = engine.forward(std::span(ids).subspan(50), cache, 0);
+  ASSERT_EQ(int64_t(engine_tail.size()), tail.size(1) * tail.size(2));
+  float diff = 0.0f, scale = 0.0f;
+  for (size_t i = 0; i < engine_tail.size(); ++i) {
+    diff = std::max(diff, std::fabs(engine_tail[i] - tail.data[i]));
+    scale = std::max(scale, std::fabs(engine_tail[i]));
+  }
+  EXPECT_LE(diff, 1e-5f * scale);
+  kernels::set_activation_precision(saved_activations);
+  set_attention_precision(saved_attention);
 }
 
 TEST(Api, InputsEmbedsEqualInputIds) {

@@ -11,11 +11,11 @@ namespace {
 constexpr int64_t kInitialCapacity = 64;
 }
 
-Cache::Cache(const Config& config, int64_t batch_size) : config_(config) {
+Cache::Cache(const Config& config, int64_t batch_size, CacheElement element) : config_(config) {
   if (batch_size < 1)
     throw Error("cache: batch size must be positive, got " + std::to_string(batch_size));
   rows_.reserve(size_t(batch_size));
-  for (int64_t b = 0; b < batch_size; ++b) rows_.emplace_back(config_, kInitialCapacity);
+  for (int64_t b = 0; b < batch_size; ++b) rows_.emplace_back(config_, kInitialCapacity, element);
 }
 
 int64_t Cache::get_seq_length() const { return rows_.front().length(); }

@@ -13,7 +13,9 @@ namespace dsv3::api {
 
 class Cache {
  public:
-  Cache(const Config& config, int64_t batch_size);
+  // Values of `element` (cache/latent_cache.h): a model's forward makes its caches with its
+  // engine's cache_element(), bf16 where the attention runs in bf16.
+  Cache(const Config& config, int64_t batch_size, CacheElement element = CacheElement::kF32);
 
   int64_t batch_size() const { return int64_t(rows_.size()); }
   // Tokens cached so far (the same for every sequence of the batch), as get_seq_length().

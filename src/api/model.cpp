@@ -120,7 +120,7 @@ ForwardOutputs Model::forward(const ForwardInputs& inputs) const {
     throw Error("forward: past_key_values holds " + std::to_string(cache->batch_size()) +
                 " sequences, the batch has " + std::to_string(shape.batch));
   const bool return_cache = cache || inputs.use_cache.value_or(c.use_cache);
-  if (!cache) cache = std::make_shared<Cache>(c, shape.batch);
+  if (!cache) cache = std::make_shared<Cache>(c, shape.batch, engine_->cache_element());
   const int64_t past = first_cache_position(inputs, *cache, shape.sequence);
   cache->reserve(past + shape.sequence);
 

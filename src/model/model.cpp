@@ -28,10 +28,13 @@ Model::Model(Config config, Checkpoint checkpoint, const LoadProgress& progress)
 }
 
 LatentCache Model::new_cache(int64_t capacity) const {
-  const CacheElement element = weights_->layers.empty()
-                                   ? CacheElement::kF32
-                                   : cache_element_for(weights_->layers.front().self_attn);
-  return LatentCache(config_, capacity > 0 ? capacity : config_.max_position_embeddings, element);
+  return LatentCache(config_, capacity > 0 ? capacity : config_.max_position_embeddings,
+                     cache_element());
+}
+
+CacheElement Model::cache_element() const {
+  return weights_->layers.empty() ? CacheElement::kF32
+                                  : cache_element_for(weights_->layers.front().self_attn);
 }
 
 std::vector<float> Model::forward(std::span<const int32_t> ids, LatentCache& cache) const {

@@ -64,8 +64,10 @@ class Model {
   // For measurements only: the log belongs to the caller and must outlive the passes.
   void set_routing_log(RoutingLog* log) { routing_log_ = log; }
 
-  // A static cache for `capacity` positions (default: max_position_embeddings).
+  // A static cache for `capacity` positions (default: max_position_embeddings), of
+  // cache_element(): bf16 where the attention runs in bf16 (model/attention.h).
   LatentCache new_cache(int64_t capacity = 0) const;
+  CacheElement cache_element() const;
 
   // Runs `ids` at positions cache.length() ... and appends them to the cache. Returns the
   // last hidden state (after the final norm), [ids.size()][hidden_size].
