@@ -1,5 +1,7 @@
 // The attention products (kernels/attention_ops.h), written once against a vector type V and
-// compiled once per instruction set; include after matmul_impl.h (with_token_count).
+// compiled once per instruction set; include after matmul_impl.h (with_token_count). Keys and
+// values are floats, or bf16 widened to floats as they are read (a bf16 cache where vdpbf16ps
+// is absent: kernels/attention_bf16.h's *_bf16_rows).
 #pragma once
 
 namespace dsv3::kernels::simd {
@@ -7,7 +9,9 @@ namespace {
 
 // A stored key or value as a float: itself, or a bf16 widened (exact).
 inline float stored_value(float value) { return value; }
-inline float stored_value(uint16_t bits) { return __builtin_bit_cast(float, uint32_t(bits) << 16); }
+inline float stored_value(uint16_t bits) {
+  return __builtin_bit_cast(float, uint32_t(bits) << 16);
+}
 
 // L stored values from p (count of them, the rest zero, for the partial form) as floats.
 template <class V>
