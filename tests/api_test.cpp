@@ -16,13 +16,14 @@
 namespace dsv3::api {
 namespace {
 
-std::string make_checkpoint(bool classifier, int64_t num_labels = 3) {
+std::string make_checkpoint(bool classifier, int64_t num_labels = 3,
+                            const std::string& dtype = "f32") {
   const std::string dir = ::testing::TempDir() + "dsv3-api-test-" + (classifier ? "cls" : "lm") +
-                          std::to_string(num_labels);
+                          std::to_string(num_labels) + (dtype == "f32" ? "" : "-" + dtype);
   if (!std::filesystem::exists(dir + "/config.json")) {
     RandomCheckpointOptions options;
     options.seed = 5;
-    options.dtype = "f32";
+    options.dtype = dtype;
     options.sequence_classification = classifier;
     Config config = preset_config("tiny-smallvocab");
     config.num_labels = num_labels;
@@ -110,18 +111,11 @@ TEST(Api, CacheContinuesAndGrows) {
 // activations and attention. Grown past its first 64 slots it keeps the rows, so a prompt fed
 // in two pieces through it gives the engine's logits over a cache that never grew.
 TEST(Api, CacheHoldsTheEnginesElementAndGrows) {
-  const std::string dir = ::testing::TempDir() + "dsv3-api-test-lm-bf16";
-  if (!std::filesystem::exists(dir + "/config.json")) {
-    RandomCheckpointOptions options;
-    options.seed = 5;
-    options.dtype = "bf16";
-    write_random_checkpoint(dir, preset_config("tiny-smallvocab"), options);
-  }
   const kernels::ActivationPrecision saved_activations = kernels::activation_precision();
   const AttentionPrecision saved_attention = attention_precision();
   kernels::set_activation_precision(kernels::ActivationPrecision::kBf16);
   set_attention_precision(AttentionPrecision::kBf16);
-  const CausalLM model = CausalLM::from_pretrained(dir);
+  const CausalLM model = CausalLM::from_pretrained(make_checkpoint(false, 3, "bf16"));
   std::vector<int32_t> ids;
   for (int32_t i = 0; i < 80; ++i) ids.push_back((i * 37 + 11) % 512);
   ForwardInputs first;
