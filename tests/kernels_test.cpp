@@ -1306,6 +1306,37 @@ TEST(Ops, SigmoidMatchesReference) {
   }
 }
 
+// The first index of the largest, on every kernel set, at sizes around the vector and chain
+// widths, with ties, signed zeros, infinities and NaN (first, inside, everywhere but first).
+TEST(Ops, ArgmaxMatchesReference) {
+  KernelSettingsGuard guard;
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> small(-3, 3);
+  for (KernelIsa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t n : {0, 1, 2, 7, 8, 15, 16, 17, 63, 64, 65, 127, 129, 1000, 129280}) {
+      for (int pattern = 0; pattern < 8; ++pattern) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = float(small(rng));  // many ties
+        if (pattern == 1) x = random_floats(n, uint32_t(n));
+        if (n > 0 && pattern == 2) x[0] = NAN;
+        if (n > 2 && pattern == 3) x[size_t(n) / 2] = NAN, x[size_t(n) - 1] = NAN;
+        if (pattern == 4)
+          for (float& v : x) v = (rng() % 2) ? 0.0f : -0.0f;
+        if (n > 1 && pattern == 5) x[size_t(n) - 1] = INFINITY;
+        if (pattern == 6)
+          for (float& v : x) v = -INFINITY;
+        if (n > 1 && pattern == 7) {
+          for (float& v : x) v = NAN;
+          x[0] = -5.0f, x[size_t(n) - 1] = -4.0f;
+        }
+        EXPECT_EQ(argmax(x.data(), n), argmax_reference(x.data(), n))
+            << isa_name(isa) << " n=" << n << " pattern " << pattern;
+      }
+    }
+  }
+}
+
 TEST(Ops, SoftmaxMatchesReference) {
   KernelSettingsGuard guard;
   for (KernelIsa isa : supported_isas()) {

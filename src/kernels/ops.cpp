@@ -63,6 +63,13 @@ void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* 
   *row_sum = float(softmax_numerators_in_double(row, n, row_max));
 }
 
+int64_t argmax_reference(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
 float dot_reference(const float* a, const float* b, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += double(a[i]) * double(b[i]);
@@ -123,6 +130,11 @@ void softmax_numerators(float* row, int64_t n, float* row_max, float* row_sum) {
   if (const auto* kernels = active_kernels())
     return kernels->softmax_numerators(row, n, row_max, row_sum);
   softmax_numerators_reference(row, n, row_max, row_sum);
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  if (const auto* kernels = active_kernels()) return kernels->argmax(x, n);
+  return argmax_reference(x, n);
 }
 
 float dot(const float* a, const float* b, int64_t n) {

@@ -23,6 +23,10 @@ void softmax(float* row, int64_t n);
 // A row whose entries are all -inf becomes zeros with *row_max = -inf and *row_sum = 0.
 void softmax_numerators(float* row, int64_t n, float* row_max, float* row_sum);
 
+// The first index of the largest of x[0..n) (0 when n is 0): a NaN is never larger, and a NaN
+// x[0] is kept (greedy decoding over a vocabulary of logits).
+int64_t argmax(const float* x, int64_t n);
+
 // sum_i a[i] * b[i] (attention scores).
 float dot(const float* a, const float* b, int64_t n);
 
@@ -47,6 +51,7 @@ void silu_mul_reference(const float* gate, const float* up, int64_t n, float* ou
 void sigmoid_reference(const float* x, int64_t n, float* out);
 void softmax_reference(float* row, int64_t n);
 void softmax_numerators_reference(float* row, int64_t n, float* row_max, float* row_sum);
+int64_t argmax_reference(const float* x, int64_t n);
 float dot_reference(const float* a, const float* b, int64_t n);
 void axpy_reference(float alpha, const float* x, float* y, int64_t n);
 void weighted_row_sum_reference(const float* const* rows, const float* weights, int64_t count,

@@ -83,6 +83,11 @@ struct Avx2 {
     out[2] = reduce_add(c);
     out[3] = reduce_add(d);
   }
+  // The first lane where a == b, or -1.
+  static int first_equal(F a, F b) {
+    const unsigned mask = unsigned(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_EQ_OQ)));
+    return mask == 0 ? -1 : __builtin_ctz(mask);
+  }
   static float reduce_max(F v) {
     __m128 max4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     __m128 max2 = _mm_max_ps(max4, _mm_movehl_ps(max4, max4));
@@ -135,6 +140,7 @@ constexpr IsaKernels kAvx2Kernels{
     .sigmoid = &sigmoid<Avx2>,
     .softmax = &softmax<Avx2>,
     .softmax_numerators = &softmax_numerators<Avx2>,
+    .argmax = &argmax<Avx2>,
     .dot = &dot<Avx2>,
     .axpy = &axpy<Avx2>,
     .weighted_row_sum = &weighted_row_sum<Avx2>,

@@ -61,6 +61,11 @@ struct Avx512 {
     _mm_storeu_ps(out, reduce_add4_avx512(a, b, c, d));
   }
   static float reduce_max(F v) { return _mm512_reduce_max_ps(v); }
+  // The first lane where a == b, or -1.
+  static int first_equal(F a, F b) {
+    const unsigned mask = _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ);
+    return mask == 0 ? -1 : __builtin_ctz(mask);
+  }
   // (v1, v0, v3, v2, ...): each pair of lanes swapped.
   static F swap_pairs(F v) { return _mm512_permute_ps(v, 0xb1); }
   // (p[0], p[0], p[1], p[1], ..., p[7], p[7]).
@@ -109,6 +114,7 @@ constexpr IsaKernels kAvx512Kernels{
     .sigmoid = &sigmoid<Avx512>,
     .softmax = &softmax<Avx512>,
     .softmax_numerators = &softmax_numerators<Avx512>,
+    .argmax = &argmax<Avx512>,
     .dot = &dot<Avx512>,
     .axpy = &axpy<Avx512>,
     .weighted_row_sum = &weighted_row_sum<Avx512>,

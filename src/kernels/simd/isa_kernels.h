@@ -44,6 +44,7 @@ struct IsaKernels {
   void (*sigmoid)(const float* x, int64_t n, float* out);
   void (*softmax)(float* row, int64_t n);
   void (*softmax_numerators)(float* row, int64_t n, float* row_max, float* row_sum);
+  int64_t (*argmax)(const float* x, int64_t n);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
   void (*weighted_row_sum)(const float* const* rows, const float* weights, int64_t count,

@@ -1,6 +1,7 @@
 // The row operations (RMSNorm, SwiGLU, softmax, dot, axpy), written once against a vector type
 // V and compiled once per instruction set; see matmul_impl.h for the contract. V also provides
-// sub, div, max, min, reduce_max, exp2_int (2^n for integral-valued n in [-126, 127]), round
+// sub, div, max (maxps: b where either is NaN or both are zeros), min, reduce_max, first_equal
+// (the first lane where a == b, or -1), exp2_int (2^n for integral-valued n in [-126, 127]), round
 // (to nearest), zero_where_less(value, a, b) (value, with 0 in the lanes where a < b),
 // swap_pairs (lanes 2k and 2k + 1 exchanged) and load_duplicated (kLanes / 2 floats, each twice).
 #pragma once
@@ -140,6 +141,35 @@ void softmax(float* row, int64_t n) {
     const int count = int(n - i);
     V::store_partial(row + i, V::mul(V::load_partial(row + i, count), inv_sum), count);
   }
+}
+
+// The first index of the largest value, as argmax_reference: max(value, running) keeps the
+// running maximum where the value is NaN or equal (maxps returns its second operand then), so
+// the maxima are those of the reference's strict comparisons, four chains per lane; then the
+// first value equal to the largest (+0 and -0 alike, as they are to the reference).
+template <class V>
+int64_t argmax(const float* x, int64_t n) {
+  constexpr int L = V::kLanes;
+  if (n <= 0 || x[0] != x[0]) return 0;
+  auto m0 = V::set1(x[0]), m1 = m0, m2 = m0, m3 = m0;
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    m0 = V::max(V::load(x + i), m0);
+    m1 = V::max(V::load(x + i + L), m1);
+    m2 = V::max(V::load(x + i + 2 * L), m2);
+    m3 = V::max(V::load(x + i + 3 * L), m3);
+  }
+  for (; i + L <= n; i += L) m0 = V::max(V::load(x + i), m0);
+  float largest = V::reduce_max(V::max(V::max(m0, m1), V::max(m2, m3)));
+  for (; i < n; ++i) largest = x[i] > largest ? x[i] : largest;
+  const auto target = V::set1(largest);
+  for (i = 0; i + L <= n; i += L) {
+    const int lane = V::first_equal(V::load(x + i), target);
+    if (lane >= 0) return i + lane;
+  }
+  for (; i < n; ++i)
+    if (x[i] == largest) return i;
+  return 0;  // not reached: `largest` is one of the values
 }
 
 template <class V>
