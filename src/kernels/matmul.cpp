@@ -686,13 +686,24 @@ StreamProduct prepare_stream_product(const MatmulItem& item, const MatmulPath& p
   product.out = item.out;
   if (path.kernel == MatmulKernel::kBf16Stream) {
     product.x_stride = cache_friendly_stride(w.cols, sizeof(uint16_t));
+    product.amx_rows = simd::amx_bf16_rows(w);
+    // Products on the same activations (the gate and up projections of a decode step's experts,
+    // q_a_proj and kv_a_proj_with_mqa) read one rounded copy: on the calling thread, between two
+    // passes of the pool, each copy cost a microsecond or more.
+    for (const StreamProduct& other : earlier) {
+      if (other.path.kernel == MatmulKernel::kBf16Stream && other.x == item.x &&
+          other.n_tokens == item.n_tokens && other.w->cols == w.cols && other.amx_rows == 0 &&
+          product.amx_rows == 0) {
+        product.x_bf16 = other.x_bf16;
+        return product;
+      }
+    }
     for (int64_t t = 0; t < item.n_tokens; ++t) {
       simd::avx512_round_to_bf16(item.x + t * w.cols, w.cols,
                                  space.bf16_next + t * product.x_stride);
     }
     product.x_bf16 = space.bf16_next;
     space.bf16_next += ActivationSpace::aligned(item.n_tokens * product.x_stride);
-    product.amx_rows = simd::amx_bf16_rows(w);
     if (product.amx_rows > 0) {
       simd::amx_pack_tokens(product.x_bf16, product.x_stride, w.cols, item.n_tokens, 0,
                             item.n_tokens, space.bf16_next);
