@@ -18,6 +18,7 @@
 #include "kernels/machine_probe.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_transposed.h"
+#include "kernels/head_matvec.h"
 #include "kernels/ops.h"
 #include "kernels/simd/isa_kernels.h"
 #include "kernels/simd/quant_kernels.h"
@@ -1333,6 +1334,48 @@ TEST(Ops, ArgmaxMatchesReference) {
         EXPECT_EQ(argmax(x.data(), n), argmax_reference(x.data(), n))
             << isa_name(isa) << " n=" << n << " pattern " << pattern;
       }
+    }
+  }
+}
+
+// The per-head product of MLA's absorbed form, on every kernel set: bitwise its scalar order
+// at odd shapes (rows around the 16-row blocks and the vector widths, odd column counts), a
+// token alone or in any batch; and within rounding of a double sum of the unpacked matrix.
+TEST(HeadMatvec, EveryKernelSetGivesTheReferenceBits) {
+  KernelSettingsGuard guard;
+  uint32_t seed = 9100;
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{64, 256}, {256, 64}, {1, 1}, {7, 3},
+                            {16, 2}, {17, 33}, {40, 130}, {33, 257}}) {
+    std::vector<uint16_t> matrix(size_t(rows * cols));
+    const std::vector<float> values = random_floats(rows * cols, ++seed);
+    for (size_t i = 0; i < matrix.size(); ++i) matrix[i] = f32_to_bf16(values[i]);
+    std::vector<uint16_t> packed(size_t(packed_head_elements(rows, cols)), 0xffff);
+    pack_head_matrix(matrix.data(), rows, cols, cols, packed.data());
+    const PackedHeadMatrix w{packed.data(), rows, cols};
+    constexpr int64_t kTokens = 5;
+    const std::vector<float> x = random_floats(kTokens * cols, ++seed);
+    std::vector<float> reference(size_t(kTokens * rows));
+    head_matvec_reference(w, x.data(), kTokens, reference.data());
+    for (int64_t t = 0; t < kTokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double sum = 0.0, magnitude = 0.0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double term = double(bf16_to_f32(matrix[size_t(r * cols + c)])) * x[size_t(t * cols + c)];
+          sum += term;
+          magnitude += std::fabs(term);
+        }
+        EXPECT_NEAR(reference[size_t(t * rows + r)], sum, 1e-5 * magnitude + 1e-30)
+            << rows << "x" << cols << " token " << t << " row " << r;
+      }
+    for (KernelIsa isa : supported_isas()) {
+      set_active_isa(isa);
+      std::vector<float> batch(reference.size(), NAN), alone(size_t(rows), NAN);
+      head_matvec(w, x.data(), kTokens, batch.data());
+      EXPECT_EQ(0, std::memcmp(batch.data(), reference.data(), batch.size() * 4))
+          << isa_name(isa) << " " << rows << "x" << cols;
+      head_matvec(w, x.data() + 3 * cols, 1, alone.data());
+      EXPECT_EQ(0, std::memcmp(alone.data(), reference.data() + 3 * rows, alone.size() * 4))
+          << isa_name(isa) << " " << rows << "x" << cols << " alone";
     }
   }
 }

@@ -220,11 +220,18 @@ TEST(Model, LoadRegroupsBf16MatricesOfAPrivateCopy) {
   EXPECT_EQ(first->embed_tokens.layout, WeightLayout::kRows);
   EXPECT_EQ(moe_layer.self_attn.kv_b_proj.layout, expected);
   EXPECT_TRUE(same_values(moe_layer.self_attn.kv_b_proj, rows->layers[1].self_attn.kv_b_proj));
+  // The packed per-head matrices of the absorbed form are the same bytes from either layout.
+  const AttentionWeights& row_major = rows->layers[1].self_attn;
+  ASSERT_EQ(row_major.key_heads.size(), size_t(config.num_attention_heads));
   for (const auto* weights : {&first->layers[1].self_attn, &second->layers[1].self_attn}) {
-    for (size_t h = 0; h < weights->value_up.size(); ++h) {
-      EXPECT_EQ(weights->value_up[h].layout, WeightLayout::kRows);
-      EXPECT_TRUE(same_values(weights->value_up[h], rows->layers[1].self_attn.value_up[h])) << h;
-      EXPECT_TRUE(same_values(weights->key_absorb[h], rows->layers[1].self_attn.key_absorb[h])) << h;
+    ASSERT_EQ(weights->key_heads.size(), row_major.key_heads.size());
+    ASSERT_EQ(weights->value_heads.size(), row_major.value_heads.size());
+    for (size_t h = 0; h < weights->key_heads.size(); ++h) {
+      for (auto [packed, expected] : {std::pair{weights->key_heads[h], row_major.key_heads[h]},
+                                      std::pair{weights->value_heads[h], row_major.value_heads[h]}}) {
+        ASSERT_EQ(packed.bytes(), expected.bytes()) << h;
+        EXPECT_EQ(0, std::memcmp(packed.data, expected.data, size_t(packed.bytes()))) << h;
+      }
     }
   }
   EXPECT_EQ(rows->layers[1].moe.experts[3].gate_proj.layout, WeightLayout::kRows);

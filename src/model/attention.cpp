@@ -10,6 +10,7 @@
 #include "kernels/activation_precision.h"
 #include "kernels/attention_bf16.h"
 #include "kernels/attention_ops.h"
+#include "kernels/head_matvec.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_transposed.h"
 #include "kernels/ops.h"
@@ -293,6 +294,52 @@ void attend_long_context(const Shape& s, const TokenBatch& batch, int64_t t, int
   }
 }
 
+// W_UK^T q_nope of head h for `tokens` rows of q_nope ([tokens][nope] -> out [tokens][rank]),
+// on the calling thread (inside a pass of the pool, the products run inline). `next`: the
+// packed matrix the thread multiplies next, prefetched meanwhile.
+void absorb_key(const AttentionWeights& w, int64_t h, const float* q_nope, int64_t tokens,
+                float* out, const kernels::PackedHeadMatrix* next = nullptr) {
+  if (!w.key_heads.empty())
+    return kernels::head_matvec(w.key_heads[h], q_nope, tokens, out, next ? next->data : nullptr,
+                                next ? next->bytes() : 0);
+  if (w.key_absorb_in_place) {
+    const kernels::TransposedMatmulItem item{&w.key_absorb[h], q_nope, tokens, out};
+    return kernels::matmul_transposed_group(std::span(&item, 1));
+  }
+  if (tokens == 1) return kernels::matvec_f32_activations_here(w.key_absorb[h], q_nope, out);
+  kernels::matmul_f32_activations(w.key_absorb[h], q_nope, tokens, out);
+}
+
+// W_UV of head h times `tokens` weighted latents ([tokens][rank] -> out [tokens][v]), on the
+// calling thread.
+void up_value(const AttentionWeights& w, int64_t h, const float* latents, int64_t tokens,
+              float* out, const kernels::PackedHeadMatrix* next = nullptr) {
+  if (!w.value_heads.empty())
+    return kernels::head_matvec(w.value_heads[h], latents, tokens, out,
+                                next ? next->data : nullptr, next ? next->bytes() : 0);
+  if (tokens == 1) return kernels::matvec_f32_activations_here(w.value_up[h], latents, out);
+  kernels::matmul_f32_activations(w.value_up[h], latents, tokens, out);
+}
+
+// fn(h, first token, tokens) over every head and chunk of tokens, claimed by whichever thread is
+// free (packed per-head products: each computes its own rows on the calling thread).
+template <class Fn>
+void for_head_token_chunks(int64_t heads, int64_t tokens, Fn&& fn) {
+  constexpr int64_t kChunkTokens = 32;
+  const int64_t chunks = (tokens + kChunkTokens - 1) / kChunkTokens;
+  ThreadPool::global().parallel_claim(heads * chunks, [&](int64_t unit) {
+    const int64_t h = unit / chunks, i0 = (unit % chunks) * kChunkTokens;
+    fn(h, i0, std::min(kChunkTokens, tokens - i0));
+  });
+}
+
+// The first weight bytes a unit of heads from h0 reads after q_b_proj (its first W_UK^T).
+std::pair<const void*, int64_t> first_key_bytes(const AttentionWeights& w, int64_t h0) {
+  if (!w.key_heads.empty()) return {w.key_heads[h0].data, w.key_heads[h0].bytes()};
+  const WeightMatrix& key = w.key_absorb[h0];
+  return {key.data, key.rows * key.row_bytes()};
+}
+
 // The queries of heads [h0, h1) of one token (q_t: its [heads][head_dim]) laid out as cache
 // rows, [W_UK^T q_nope, q_rope], one product per head on the calling thread.
 void absorb_query_heads(const Shape& s, const AttentionWeights& w, const float* q_t, int64_t h0,
@@ -301,12 +348,11 @@ void absorb_query_heads(const Shape& s, const AttentionWeights& w, const float* 
   for (int64_t h = h0; h < h1; ++h) {
     const float* q_nope = q_t + h * s.head_dim;
     float* query = queries + (h - h0) * row_size;
-    if (w.key_absorb_in_place) {
-      const kernels::TransposedMatmulItem item{&w.key_absorb[h], q_nope, 1, query};
-      kernels::matmul_transposed_group(std::span(&item, 1));
-    } else {
-      kernels::matvec_f32_activations_here(w.key_absorb[h], q_nope, query);
-    }
+    // Packed: each W_UK^T prefetches the next, the last the unit's first W_UV (read after the
+    // attention over the cache).
+    const kernels::PackedHeadMatrix* next = nullptr;
+    if (!w.key_heads.empty()) next = h + 1 < h1 ? &w.key_heads[h + 1] : &w.value_heads[h0];
+    absorb_key(w, h, q_nope, 1, query, next);
     std::copy_n(q_nope + s.nope, s.rope, query + s.rank);
   }
 }
@@ -331,8 +377,8 @@ void attend_head_unit(const Shape& s, const AttentionWeights& w, int64_t layer,
   cache_weighted_sum(cache, layer, 0, scores, visible, n_heads, key_counts,
                      grow_scratch(latents, n_heads * s.rank), s.rank);
   for (int64_t h = h0; h < h1; ++h)
-    kernels::matvec_f32_activations_here(w.value_up[h], latents.data() + (h - h0) * s.rank,
-                                         attention_out + (t * s.heads + h) * s.v);
+    up_value(w, h, latents.data() + (h - h0) * s.rank, 1, attention_out + (t * s.heads + h) * s.v,
+             !w.value_heads.empty() && h + 1 < h1 ? &w.value_heads[h + 1] : nullptr);
 }
 
 // The heads of one unit of a single token's attention: as many as make each thread one unit.
@@ -390,9 +436,9 @@ void attend_query_heads(const Shape& s, const Rope& rope, const AttentionWeights
   const int64_t visible = batch.slots[0] + 1;
   for_each_head_unit(s, [&](int64_t h0, int64_t h1) {
     // The weight stream runs on into the unit's first W_UK^T, which the thread reads next.
-    const WeightMatrix& absorb_first = w.key_absorb[h0];
+    const auto [key_first, key_bytes] = first_key_bytes(w, h0);
     kernels::matmul_rows_here(w.q_b_proj, q_latent, 1, h0 * s.head_dim, h1 * s.head_dim, q,
-                              absorb_first.data, absorb_first.rows * absorb_first.row_bytes());
+                              key_first, key_bytes);
     rope.apply(batch.rotations[0], q + h0 * s.head_dim + s.nope, h1 - h0, s.head_dim);
     attend_head_unit(s, w, layer, *batch.caches[0], batch, 0, visible, q, h0, h1, scale,
                      attention_out);
@@ -409,7 +455,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   profile::Phase phase("attn.absorb_q");
   const int64_t tokens = group.count;
   // Per head: q_nope of every token [h][tokens][nope] -> W_UK^T q_nope [h][tokens][rank], all
-  // heads in one group of products.
+  // heads in one pass of the pool.
   grow_scratch(scratch.q_nope_heads, s.heads * tokens * s.nope);
   grow_scratch(scratch.q_absorbed_heads, s.heads * tokens * s.rank);
   scratch.products.clear();
@@ -420,6 +466,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
       std::copy_n(q + ((group.first + i) * s.heads + h) * s.head_dim, s.nope,
                   q_nope_head + i * s.nope);
     float* q_absorbed_head = scratch.q_absorbed_heads.data() + h * tokens * s.rank;
+    if (!w.key_heads.empty()) continue;  // packed: for_head_token_chunks below
     if (w.key_absorb_in_place) {
       scratch.transposed_products.push_back(
           {&w.key_absorb[h], q_nope_head, tokens, q_absorbed_head});
@@ -430,6 +477,11 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   }
   kernels::matmul_group(scratch.products);
   kernels::matmul_transposed_group(scratch.transposed_products);
+  if (!w.key_heads.empty())
+    for_head_token_chunks(s.heads, tokens, [&](int64_t h, int64_t i0, int64_t n) {
+      absorb_key(w, h, scratch.q_nope_heads.data() + (h * tokens + i0) * s.nope, n,
+                 scratch.q_absorbed_heads.data() + (h * tokens + i0) * s.rank);
+    });
   phase.next("attn.attend");
 
   // One query per token and head laid out as a cache row, [W_UK^T q_nope, q_rope]: a score is
@@ -484,7 +536,7 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
   });
 
   phase.next("attn.value_up");
-  // Per head: W_UV times the weighted latent, all heads in one group of products.
+  // Per head: W_UV times the weighted latent, all heads in one pass of the pool.
   grow_scratch(scratch.latent_heads, s.heads * tokens * s.rank);
   grow_scratch(scratch.value_heads, s.heads * tokens * s.v);
   scratch.products.clear();
@@ -493,10 +545,17 @@ void attend_absorbed(const Shape& s, const AttentionWeights& w, int64_t layer, c
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(scratch.latent_out.data() + (i * s.heads + h) * s.rank, s.rank,
                   latent_head + i * s.rank);
-    scratch.products.push_back({&w.value_up[h], latent_head, tokens,
-                                scratch.value_heads.data() + h * tokens * s.v, kFloatActivations});
+    if (w.value_heads.empty())
+      scratch.products.push_back({&w.value_up[h], latent_head, tokens,
+                                  scratch.value_heads.data() + h * tokens * s.v,
+                                  kFloatActivations});
   }
   kernels::matmul_group(scratch.products);
+  if (!w.value_heads.empty())
+    for_head_token_chunks(s.heads, tokens, [&](int64_t h, int64_t i0, int64_t n) {
+      up_value(w, h, scratch.latent_heads.data() + (h * tokens + i0) * s.rank, n,
+               scratch.value_heads.data() + (h * tokens + i0) * s.v);
+    });
   for (int64_t h = 0; h < s.heads; ++h)
     for (int64_t i = 0; i < tokens; ++i)
       std::copy_n(scratch.value_heads.data() + (h * tokens + i) * s.v, s.v,

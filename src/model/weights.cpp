@@ -189,53 +189,63 @@ class WeightLoader {
     return attn;
   }
 
-  // Splits kv_b_proj per head into W_UK^T and W_UV (DeepSeek-V2 paper, section 2.1.2). The
-  // copies of every head lie back to back, W_UK^T and W_UV apart: a decode step's thread reads
-  // its heads' matrices of each as one stream.
+  // Splits kv_b_proj per head into W_UK^T and W_UV (DeepSeek-V2 paper, section 2.1.2). A BF16
+  // kv_b_proj gives both packed for kernels::head_matvec, every head's back to back, W_UK^T and
+  // W_UV apart: a decode step's thread reads its heads' matrices of each as one stream. Other
+  // formats give WeightMatrix views or copies (key_absorb, value_up).
   void absorb(AttentionWeights& attn) {
     const Config& c = config_;
     const int64_t rank = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
     const int64_t heads = c.num_attention_heads;
     const WeightMatrix& kv_b = attn.kv_b_proj;
+    if (kv_b.dtype == DType::BF16) return pack_heads(attn);
     attn.key_absorb_in_place = is_block_quantized(kv_b.dtype);
-    // Row-major copies of the W_UV rows of a regrouped kv_b_proj (row_view's), all heads.
-    std::byte* value_copies = nullptr;
-    if (kv_b.layout == WeightLayout::kRowBlocks)
-      value_copies = weights_.owned_bytes.emplace_back(size_t(heads * v * rank) * 2).data();
-    std::byte* key_copies = nullptr;
-    if (!attn.key_absorb_in_place && kv_b.dtype == DType::BF16)
-      key_copies = weights_.owned_bytes.emplace_back(size_t(heads * rank * nope) * 2).data();
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t head_row = h * (nope + v);
-      attn.value_up.push_back(
-          row_view(kv_b, head_row + nope, v,
-                   value_copies ? value_copies + h * v * rank * 2 : nullptr));
+      attn.value_up.push_back(row_view(kv_b, head_row + nope, v));
       if (attn.key_absorb_in_place) {
         attn.key_absorb.push_back(row_view(kv_b, head_row, nope));
         continue;
       }
-      // W_UK^T: a transposed copy, exact in BF16 when the weights are BF16.
-      WeightMatrix key{kv_b.dtype == DType::BF16 ? DType::BF16 : DType::F32, nullptr, rank, nope};
-      if (key.dtype == DType::BF16) {
-        std::byte* storage = key_copies + h * rank * nope * 2;
-        auto* out = reinterpret_cast<uint16_t*>(storage);
-        const uint16_t* in = static_cast<const uint16_t*>(kv_b.data) + head_row * rank;
-        std::vector<uint16_t> rows;
-        if (kv_b.layout == WeightLayout::kRowBlocks) {
-          rows.resize(size_t(nope * rank));
-          copy_rows_from_row_blocks(kv_b, head_row, nope, rows.data());
-          in = rows.data();
-        }
-        for (int64_t j = 0; j < nope; ++j)
-          for (int64_t r = 0; r < rank; ++r) out[r * nope + j] = in[j * rank + r];
-        key.data = storage;
-      } else {
-        auto& storage = weights_.owned_floats.emplace_back(size_t(rank * nope));
-        for (int64_t j = 0; j < nope; ++j)
-          for (int64_t r = 0; r < rank; ++r) storage[r * nope + j] = kv_b.at(head_row + j, r);
-        key.data = storage.data();
-      }
+      // W_UK^T: a transposed float copy.
+      WeightMatrix key{DType::F32, nullptr, rank, nope};
+      auto& storage = weights_.owned_floats.emplace_back(size_t(rank * nope));
+      for (int64_t j = 0; j < nope; ++j)
+        for (int64_t r = 0; r < rank; ++r) storage[r * nope + j] = kv_b.at(head_row + j, r);
+      key.data = storage.data();
       attn.key_absorb.push_back(key);
+    }
+  }
+
+  // W_UK^T ([rank][nope], the transpose of the head's first nope rows) and W_UV ([v][rank], its
+  // next v rows) of every head of a BF16 kv_b_proj, packed (exact: the same bf16 values).
+  void pack_heads(AttentionWeights& attn) {
+    const Config& c = config_;
+    const int64_t rank = c.kv_lora_rank, nope = c.qk_nope_head_dim, v = c.v_head_dim;
+    const int64_t heads = c.num_attention_heads;
+    const WeightMatrix& kv_b = attn.kv_b_proj;
+    const int64_t key_elements = kernels::packed_head_elements(rank, nope);
+    const int64_t value_elements = kernels::packed_head_elements(v, rank);
+    auto* keys = reinterpret_cast<uint16_t*>(
+        weights_.owned_bytes.emplace_back(size_t(heads * key_elements) * 2).data());
+    auto* values = reinterpret_cast<uint16_t*>(
+        weights_.owned_bytes.emplace_back(size_t(heads * value_elements) * 2).data());
+    std::vector<uint16_t> head_rows(size_t((nope + v) * rank)), transposed(size_t(rank * nope));
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t head_row = h * (nope + v);
+      const uint16_t* rows = static_cast<const uint16_t*>(kv_b.data) + head_row * rank;
+      if (kv_b.layout == WeightLayout::kRowBlocks) {
+        copy_rows_from_row_blocks(kv_b, head_row, nope + v, head_rows.data());
+        rows = head_rows.data();
+      }
+      for (int64_t j = 0; j < nope; ++j)
+        for (int64_t r = 0; r < rank; ++r) transposed[size_t(r * nope + j)] = rows[j * rank + r];
+      uint16_t* key = keys + h * key_elements;
+      uint16_t* value = values + h * value_elements;
+      kernels::pack_head_matrix(transposed.data(), rank, nope, nope, key);
+      kernels::pack_head_matrix(rows + nope * rank, v, rank, rank, value);
+      attn.key_heads.push_back({key, rank, nope});
+      attn.value_heads.push_back({value, v, rank});
     }
   }
 

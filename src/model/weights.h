@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "io/safetensors.h"
+#include "kernels/head_matvec.h"
 #include "model/config.h"
 #include "tensor/weight_matrix.h"
 
@@ -46,13 +47,17 @@ struct AttentionWeights {
   WeightMatrix kv_b_proj;  // kv_lora_rank -> heads * (qk_nope_head_dim + v_head_dim)
   Linear o_proj;
   // kv_b_proj split per head for attention over the latent cache ("absorbed", DeepSeek-V2
-  // paper 2.1.2): key_absorb[h] is W_UK^T, [kv_lora_rank][qk_nope_head_dim], transposed once
-  // at load (in BF16 when kv_b_proj is BF16: the same values, else float32); value_up[h] is
-  // W_UV, [v_head_dim][kv_lora_rank], a view of kv_b_proj's rows where the format allows (a
-  // row-major copy of a kRowBlocks kv_b_proj: they are multiplied with float activations).
-  // When key_absorb_in_place (a Q8/Q4 kv_b_proj) key_absorb[h] is W_UK itself instead,
-  // [qk_nope_head_dim][kv_lora_rank], a view of kv_b_proj's rows applied transposed
-  // (kernels/matmul_transposed.h): its stored bytes are read, no float copy.
+  // paper 2.1.2): W_UK^T, [kv_lora_rank][qk_nope_head_dim], and W_UV,
+  // [v_head_dim][kv_lora_rank], both multiplied with float activations.
+  // - A BF16 kv_b_proj: key_heads[h] and value_heads[h], packed at load for
+  //   kernels::head_matvec (the same values).
+  // - Otherwise key_absorb[h] is W_UK^T transposed once at load into float32, and value_up[h]
+  //   a view of kv_b_proj's rows where the format allows (else a float32 copy). When
+  //   key_absorb_in_place (a Q8/Q4 kv_b_proj) key_absorb[h] is W_UK itself instead,
+  //   [qk_nope_head_dim][kv_lora_rank], a view of kv_b_proj's rows applied transposed
+  //   (kernels/matmul_transposed.h): its stored bytes are read, no float copy.
+  std::vector<kernels::PackedHeadMatrix> key_heads;
+  std::vector<kernels::PackedHeadMatrix> value_heads;
   std::vector<WeightMatrix> key_absorb;
   bool key_absorb_in_place = false;
   std::vector<WeightMatrix> value_up;

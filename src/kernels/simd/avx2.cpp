@@ -15,6 +15,7 @@
 
 #include "kernels/simd/matmul_impl.h"
 #include "kernels/simd/ops_impl.h"
+#include "kernels/simd/head_matvec_impl.h"
 #include "kernels/simd/attention_impl.h"
 
 namespace dsv3::kernels::simd {
@@ -95,6 +96,12 @@ struct Avx2 {
     return _mm_cvtss_f32(max1);
   }
 
+  // 8 words (two bf16 each) from p: their low and high halves as floats.
+  static void bf16_pair_words(const uint16_t* p, F& low, F& high) {
+    const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    low = _mm256_castsi256_ps(_mm256_slli_epi32(words, 16));
+    high = _mm256_castsi256_ps(_mm256_and_si256(words, _mm256_set1_epi32(int32_t(0xffff0000u))));
+  }
   static F from_bf16(__m128i bits) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
   }
@@ -141,6 +148,7 @@ constexpr IsaKernels kAvx2Kernels{
     .softmax = &softmax<Avx2>,
     .softmax_numerators = &softmax_numerators<Avx2>,
     .argmax = &argmax<Avx2>,
+    .head_matvec = &head_matvec<Avx2>,
     .dot = &dot<Avx2>,
     .axpy = &axpy<Avx2>,
     .weighted_row_sum = &weighted_row_sum<Avx2>,

@@ -21,6 +21,7 @@
 #include "kernels/simd/reduce_avx512_impl.h"
 #include "kernels/simd/matmul_impl.h"
 #include "kernels/simd/ops_impl.h"
+#include "kernels/simd/head_matvec_impl.h"
 #include "kernels/simd/attention_impl.h"
 
 namespace dsv3::kernels::simd {
@@ -74,6 +75,12 @@ struct Avx512 {
     return _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(_mm256_loadu_ps(p)));
   }
 
+  // 16 words (two bf16 each) from p: their low and high halves as floats.
+  static void bf16_pair_words(const uint16_t* p, F& low, F& high) {
+    const __m512i words = _mm512_loadu_si512(p);
+    low = _mm512_castsi512_ps(_mm512_slli_epi32(words, 16));
+    high = _mm512_castsi512_ps(_mm512_and_si512(words, _mm512_set1_epi32(int32_t(0xffff0000u))));
+  }
   static F from_bf16(__m256i bits) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
   }
@@ -115,6 +122,7 @@ constexpr IsaKernels kAvx512Kernels{
     .softmax = &softmax<Avx512>,
     .softmax_numerators = &softmax_numerators<Avx512>,
     .argmax = &argmax<Avx512>,
+    .head_matvec = &head_matvec<Avx512>,
     .dot = &dot<Avx512>,
     .axpy = &axpy<Avx512>,
     .weighted_row_sum = &weighted_row_sum<Avx512>,

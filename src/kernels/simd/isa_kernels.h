@@ -45,6 +45,10 @@ struct IsaKernels {
   void (*softmax)(float* row, int64_t n);
   void (*softmax_numerators)(float* row, int64_t n, float* row_max, float* row_sum);
   int64_t (*argmax)(const float* x, int64_t n);
+  // kernels/head_matvec.h
+  void (*head_matvec)(const uint16_t* packed, int64_t rows, int64_t cols, const float* x,
+                      int64_t n_tokens, float* out, const void* prefetch_next,
+                      int64_t prefetch_bytes);
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
   void (*weighted_row_sum)(const float* const* rows, const float* weights, int64_t count,
