@@ -1350,7 +1350,7 @@ TEST(HeadMatvec, EveryKernelSetGivesTheReferenceBits) {
     const std::vector<float> values = random_floats(rows * cols, ++seed);
     for (size_t i = 0; i < matrix.size(); ++i) matrix[i] = f32_to_bf16(values[i]);
     std::vector<uint16_t> packed(size_t(packed_head_elements(rows, cols)), 0xffff);
-    pack_head_matrix(matrix.data(), rows, cols, cols, packed.data());
+    pack_head_matrix(matrix.data(), rows, cols, cols, 1, packed.data());
     const PackedHeadMatrix w{packed.data(), rows, cols};
     constexpr int64_t kTokens = 5;
     const std::vector<float> x = random_floats(kTokens * cols, ++seed);

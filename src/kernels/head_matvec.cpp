@@ -37,15 +37,15 @@ int64_t packed_head_elements(int64_t rows, int64_t cols) {
   return blocks * pairs_of(cols) * kHeadBlockRows * 2;
 }
 
-void pack_head_matrix(const uint16_t* rows_bf16, int64_t rows, int64_t cols, int64_t row_stride,
-                      uint16_t* packed) {
+void pack_head_matrix(const uint16_t* bf16, int64_t rows, int64_t cols, int64_t row_stride,
+                      int64_t col_stride, uint16_t* packed) {
   const int64_t pairs = pairs_of(cols);
   std::memset(packed, 0, size_t(packed_head_elements(rows, cols)) * sizeof(uint16_t));
   for (int64_t r = 0; r < rows; ++r) {
     uint16_t* block = packed + (r / kHeadBlockRows) * pairs * kHeadBlockRows * 2;
     for (int64_t c = 0; c < cols; ++c)
       block[((c / 2) * kHeadBlockRows + r % kHeadBlockRows) * 2 + c % 2] =
-          rows_bf16[r * row_stride + c];
+          bf16[r * row_stride + c * col_stride];
   }
 }
 

@@ -33,9 +33,10 @@ struct PackedHeadMatrix {
 
 // Elements of the packed layout of rows x cols.
 int64_t packed_head_elements(int64_t rows, int64_t cols);
-// Row-major BF16 [rows][cols] (rows row_stride elements apart) into the packed layout.
-void pack_head_matrix(const uint16_t* rows_bf16, int64_t rows, int64_t cols, int64_t row_stride,
-                      uint16_t* packed);
+// A BF16 [rows][cols] matrix, element (r, c) at bf16[r * row_stride + c * col_stride], into
+// the packed layout (col_stride 1: row-major; row_stride 1: the transpose of a row-major one).
+void pack_head_matrix(const uint16_t* bf16, int64_t rows, int64_t cols, int64_t row_stride,
+                      int64_t col_stride, uint16_t* packed);
 
 // out[t * rows + r] for t < n_tokens, x[t * cols + c], on the calling thread. prefetch_next:
 // bytes the thread reads next (the next head's matrix), brought into L2 as the product goes.

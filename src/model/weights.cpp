@@ -230,7 +230,7 @@ class WeightLoader {
         weights_.owned_bytes.emplace_back(size_t(heads * key_elements) * 2).data());
     auto* values = reinterpret_cast<uint16_t*>(
         weights_.owned_bytes.emplace_back(size_t(heads * value_elements) * 2).data());
-    std::vector<uint16_t> head_rows(size_t((nope + v) * rank)), transposed(size_t(rank * nope));
+    std::vector<uint16_t> head_rows(size_t((nope + v) * rank));
     for (int64_t h = 0; h < heads; ++h) {
       const int64_t head_row = h * (nope + v);
       const uint16_t* rows = static_cast<const uint16_t*>(kv_b.data) + head_row * rank;
@@ -238,33 +238,20 @@ class WeightLoader {
         copy_rows_from_row_blocks(kv_b, head_row, nope + v, head_rows.data());
         rows = head_rows.data();
       }
-      for (int64_t j = 0; j < nope; ++j)
-        for (int64_t r = 0; r < rank; ++r) transposed[size_t(r * nope + j)] = rows[j * rank + r];
       uint16_t* key = keys + h * key_elements;
       uint16_t* value = values + h * value_elements;
-      kernels::pack_head_matrix(transposed.data(), rank, nope, nope, key);
-      kernels::pack_head_matrix(rows + nope * rank, v, rank, rank, value);
+      kernels::pack_head_matrix(rows, rank, nope, /*row_stride=*/1, /*col_stride=*/rank, key);
+      kernels::pack_head_matrix(rows + nope * rank, v, rank, rank, 1, value);
       attn.key_heads.push_back({key, rank, nope});
       attn.value_heads.push_back({value, v, rank});
     }
   }
 
-  // Rows [first, first + count) of a matrix: a view when the format allows (FP8 only at block
-  // boundaries), else a float32 copy. Of a kRowBlocks matrix a row-major copy (into `copy`, of
-  // count * cols elements, when given): the per-head views of kv_b_proj are multiplied with
-  // float activations, which read kRows matrices in place.
-  WeightMatrix row_view(const WeightMatrix& m, int64_t first, int64_t count,
-                        std::byte* copy = nullptr) {
+  // Rows [first, first + count) of a kRows matrix (absorb's formats: only BF16 is regrouped): a
+  // view when the format allows (FP8 only at block boundaries), else a float32 copy.
+  WeightMatrix row_view(const WeightMatrix& m, int64_t first, int64_t count) {
     WeightMatrix view = m;
     view.rows = count;
-    if (m.layout == WeightLayout::kRowBlocks) {
-      if (copy == nullptr)
-        copy = weights_.owned_bytes.emplace_back(size_t(count * m.cols) * 2).data();
-      copy_rows_from_row_blocks(m, first, count, reinterpret_cast<uint16_t*>(copy));
-      view.data = copy;
-      view.layout = WeightLayout::kRows;
-      return view;
-    }
     if (m.dtype != DType::F8_E4M3) {
       view.data = static_cast<const std::byte*>(m.data) + first * m.row_bytes();
       if (m.group_scale) view.group_scale = m.group_scale + first * m.scale_cols;

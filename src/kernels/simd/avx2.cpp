@@ -7,6 +7,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/head_matvec.h"
 #include "kernels/simd/isa_kernels.h"
 #include "tensor/row_blocks.h"
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/head_matvec.h"
 #include "kernels/simd/isa_kernels.h"
 #include "tensor/row_blocks.h"
 

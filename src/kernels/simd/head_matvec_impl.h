@@ -1,6 +1,7 @@
 // kernels/head_matvec.h's product, written once against a vector type V (see matmul_impl.h),
 // which also provides bf16_pair_words(p, even, odd): kLanes packed 32-bit words from p, their
-// low and high bf16 halves as floats.
+// low and high bf16 halves as floats. The including file includes kernels/head_matvec.h
+// (kHeadBlockRows) before its target pragma.
 #pragma once
 
 namespace dsv3::kernels::simd {
@@ -25,7 +26,7 @@ template <class V, int kParts>
 inline void head_rows_tile(const uint16_t* packed, int64_t rows, int64_t cols, int64_t part0,
                            const float* x, float* out, HeadPrefetch& prefetch) {
   constexpr int L = V::kLanes;
-  constexpr int64_t kBlockRows = 16;
+  constexpr int64_t kBlockRows = kHeadBlockRows;
   const int64_t pairs = (cols + 1) / 2, full_pairs = cols / 2;
   typename V::F even[kParts], odd[kParts];
   const uint16_t* base[kParts];
