@@ -195,11 +195,20 @@ inline void for_block_tiles(int64_t begin, int64_t end, Tile&& tile) {
   }
 }
 
-// How far ahead the decode stream prefetches: 4 KB, or DSV3_STREAM_PREFETCH bytes (0: off).
+// How far ahead the decode stream prefetches each line into L1 (running on into the thread's
+// next rows past its range): DSV3_STREAM_PREFETCH bytes, by default 0 (off, the hardware
+// prefetchers alone). On a quiet host that drew more than about 60 GB/s, 4 KB ahead brought an
+// lm_head from 0.88 to 0.96 of a plain read alternated with it (BM_DecodeVsRead), expert products
+// from 0.85 to 0.90, attention projections from 0.76 to 0.84, but a whole bench-shape decode only
+// from 83.8 to 85.1 % of its roofline (at 77-79 GB/s). When the host gives 30-55 GB/s (its usual
+// state since), the prefetches cost more than they bring: decode steps alternated in one process
+// ran 4-8 % slower with 4 KB ahead than without (and 2 KB ahead the same), lm_head 0.82-0.99 of
+// the read against 0.90-1.02. Prefetching only the next range's first 4 KB measured the same as
+// none.
 int64_t stream_prefetch_bytes() {
   static const int64_t bytes = [] {
     const char* value = std::getenv("DSV3_STREAM_PREFETCH");
-    return value ? std::atoll(value) : int64_t(4096);
+    return value ? std::atoll(value) : int64_t(0);
   }();
   return bytes;
 }
@@ -207,16 +216,7 @@ int64_t stream_prefetch_bytes() {
 // Decode: rows [row_begin, row_end) for kTokens tokens, the weights streamed from memory once,
 // a group per tile: the range is one sequential stream (BM_DecodeMoeBf16 on one core: 38 GB/s,
 // against 34 with tiles of 4 blocks in 4 streams before the groups; BM_StreamRead 37). Two
-// accumulator chains per token are enough to keep up. Every line read is prefetched into L1
-// stream_prefetch_bytes() further on, running into job.prefetch_next (the thread's next rows)
-// past the range: with both cores streaming, the hardware prefetcher alone left the products
-// 10-25 % below a plain read of the same bytes once the host gave more than about 60 GB/s (an
-// lm_head at 0.88 of the read, MoE experts 0.85, attention projections 0.76, alternated with the
-// read in one process, BM_DecodeVsRead); 4 KB ahead brought them to 0.96, 0.90 and 0.84 (8 KB:
-// about the same, 12 KB: less; into L2 instead of L1: less), and 1-2 % up at 40-50 GB/s. A
-// whole bench-shape decode (with the row tasks of matmul.cpp) gained less: at 77-79 GB/s
-// 83-87 % of its roofline either way (median 85.1 against 83.8), at 55-76 GB/s a median of 86.2
-// against 85.9, the lowest run 78.0 against 74.5; the same within the noise at 40-50 GB/s.
+// accumulator chains per token are enough to keep up.
 template <int kTokens>
 void stream_blocks(const Bf16MatmulJob& job, int64_t row_begin, int64_t row_end) {
   constexpr int kBlocks = kRowGroupBlocks;
